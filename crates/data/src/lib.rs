@@ -1,1 +1,23 @@
-//! placeholder
+//! Data between pipeline steps and the contracts steps implement.
+//!
+//! - [`Batch`]: what flows between steps, a Polars DataFrame or an Avro object container.
+//! - [`avro`]: lossless DataFrame ↔ Avro conversion.
+//! - [`method`]: the registry entry ([`MethodEntry`]) that wraps one ExtractMethods,
+//!   LoadMethods or UserMethods function, and the runtime traits ([`Source`], [`Operator`],
+//!   [`Sink`]) the executor drives.
+
+pub mod avro;
+mod batch;
+mod errors;
+pub mod method;
+mod runtime;
+mod validation;
+
+pub use batch::{AvroBatch, Batch};
+pub use errors::{PolarsResultExt, polars_error};
+pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup};
+pub use runtime::{Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source};
+pub use validation::{Check, sample_rows};
+
+/// Re-exported so that connectors and methods use the exact same Polars.
+pub use polars;

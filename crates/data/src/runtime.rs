@@ -1,0 +1,125 @@
+//! What the executor drives: sources that yield batches, operators that turn batches into
+//! batches, and sinks that write them and publish at commit.
+
+use crate::batch::Batch;
+use async_trait::async_trait;
+use pipeline_base::StepError;
+use polars::prelude::DataFrame;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Side inputs of a step, gathered whole, by step name.
+pub type Datasets = HashMap<String, DataFrame>;
+
+/// Counters a method reports beyond rows in/out (e.g. `failed`, `files_written`).
+pub type Metrics = Vec<(&'static str, u64)>;
+
+/// Shared state of one run attempt: the named datasets that later steps read.
+#[derive(Default)]
+pub struct RunContext {
+    datasets: Mutex<HashMap<String, Vec<Batch>>>,
+}
+
+impl RunContext {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a batch to a named dataset.
+    pub fn store(&self, name: &str, batch: Batch) {
+        let mut guard = self.datasets.lock().unwrap_or_else(|p| p.into_inner());
+        guard.entry(name.to_string()).or_default().push(batch);
+    }
+
+    /// Marks a dataset as existing even when no batch came (zero rows).
+    pub fn declare(&self, name: &str) {
+        let mut guard = self.datasets.lock().unwrap_or_else(|p| p.into_inner());
+        guard.entry(name.to_string()).or_default();
+    }
+
+    /// The batches of a named dataset, in order.
+    pub fn batches(&self, name: &str) -> Option<Vec<Batch>> {
+        let guard = self.datasets.lock().unwrap_or_else(|p| p.into_inner());
+        guard.get(name).cloned()
+    }
+
+    /// A named dataset as one DataFrame. An empty dataset is an empty frame without columns.
+    pub fn dataset(&self, name: &str) -> Result<DataFrame, StepError> {
+        let batches = self
+            .batches(name)
+            .ok_or_else(|| StepError::internal(format!("dataset \"{name}\" was not produced before it was read")))?;
+        let mut out: Option<DataFrame> = None;
+        for b in batches {
+            let df = b.into_frame()?;
+            match &mut out {
+                None => out = Some(df),
+                Some(acc) => {
+                    acc.vstack_mut_owned(df)
+                        .map_err(|e| crate::errors::polars_error(e, &format!("gathering dataset \"{name}\"")))?;
+                }
+            }
+        }
+        Ok(out.unwrap_or_default())
+    }
+}
+
+/// Reads batches from a source system.
+#[async_trait]
+pub trait Source: Send {
+    /// The next batch, or `None` at the end of the data.
+    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError>;
+
+    /// The total number of rows when known in advance, for progress display.
+    fn total_rows(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Turns batches into batches. Row-wise operators answer each `push`; whole-input ones gather
+/// and answer at `finish`. Loads write in `push`/`finish` and publish in `commit`.
+#[async_trait]
+pub trait Operator: Send {
+    async fn push(&mut self, batch: Batch, cx: &RunContext) -> Result<Vec<Batch>, StepError>;
+
+    /// The input has ended: emit whatever is left.
+    async fn finish(&mut self, _cx: &RunContext) -> Result<Vec<Batch>, StepError> {
+        Ok(Vec::new())
+    }
+
+    /// Every step succeeded: make written data visible.
+    async fn commit(&mut self) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// The attempt failed: discard anything written and not committed.
+    async fn abort(&mut self) {}
+
+    fn metrics(&self) -> Metrics {
+        Vec::new()
+    }
+}
+
+/// Writes DataFrames to a sink system. Nothing may become visible to readers before `commit`.
+#[async_trait]
+pub trait Sink: Send {
+    async fn write(&mut self, df: DataFrame) -> Result<(), StepError>;
+
+    /// Flushes everything written so far; afterwards only `commit` or `abort` follow.
+    async fn prepare(&mut self) -> Result<(), StepError>;
+
+    /// Publishes the written data atomically.
+    async fn commit(&mut self) -> Result<(), StepError>;
+
+    /// Discards the written data.
+    async fn abort(&mut self);
+
+    fn metrics(&self) -> Metrics {
+        Vec::new()
+    }
+}
+
+/// An opened step.
+pub enum Runtime {
+    Source(Box<dyn Source>),
+    Operator(Box<dyn Operator>),
+}
