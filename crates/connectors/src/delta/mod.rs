@@ -1,0 +1,131 @@
+//! Delta Lake: read a table (`ExtractMethods::delta`) and write one (`LoadMethods::delta`).
+//!
+//! Writes are atomic: data files are written while the run streams, and they become part of the
+//! table in one commit when the whole run has succeeded. A failed run commits nothing and
+//! deletes the files it wrote; readers never see a partial write. A table that does not exist
+//! yet is created by that same single commit.
+
+mod sink;
+mod source;
+
+use deltalake::DeltaTableError;
+use pipeline_base::StepError;
+use pipeline_data::StepSetup;
+use pipeline_data::method::MethodOptions;
+use pipeline_data::OptionsError;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::HashMap;
+use url::Url;
+
+pub use source::read_delta_table;
+
+/// How a load treats an existing table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeltaWriteMode {
+    /// Add the rows to the table.
+    #[default]
+    Append,
+    /// Replace the table's rows (in the same single commit).
+    Overwrite,
+}
+
+/// Options of the `delta` load.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaLoadOptions {
+    /// Table location: a local directory (relative to the pipeline file) or a `file://` / `s3://` URL.
+    pub path: String,
+    /// `append` (default) or `overwrite`.
+    #[serde(default)]
+    pub mode: DeltaWriteMode,
+    /// Partition columns, used when the table is created.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+}
+
+impl MethodOptions for DeltaLoadOptions {
+    fn check(&self) -> Result<(), OptionsError> {
+        check_path(&self.path)
+    }
+}
+
+/// Options of the `delta` extract.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaExtractOptions {
+    /// Table location: a local directory (relative to the pipeline file) or a `file://` / `s3://` URL.
+    pub path: String,
+    /// Read this version instead of the latest.
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+impl MethodOptions for DeltaExtractOptions {
+    fn check(&self) -> Result<(), OptionsError> {
+        check_path(&self.path)
+    }
+}
+
+fn check_path(path: &str) -> Result<(), OptionsError> {
+    if path.trim().is_empty() {
+        return Err(OptionsError::new("/path", "the table path is empty"));
+    }
+    if let Some((scheme, _)) = path.split_once("://") {
+        if !matches!(scheme, "file" | "s3" | "s3a") {
+            return Err(OptionsError::new("/path", format!("unsupported scheme \"{scheme}://\""))
+                .with_hint("use a local path, file://, or s3://"));
+        }
+    }
+    Ok(())
+}
+
+/// The table URL for a path option; local paths are relative to the pipeline file.
+pub(crate) fn table_url(setup: &StepSetup, path: &str, create: bool) -> Result<Url, StepError> {
+    if path.contains("://") {
+        return Url::parse(path).map_err(|e| StepError::user(format!("invalid table URL \"{path}\": {e}")));
+    }
+    let local = setup.resolve_path(path);
+    if create {
+        std::fs::create_dir_all(&local).map_err(|e| {
+            StepError::user(format!("cannot create the table directory {}: {e}", local.display()))
+        })?;
+    }
+    let absolute = if local.exists() { local.canonicalize().unwrap_or(local) } else { local };
+    Url::from_directory_path(&absolute)
+        .map_err(|_| StepError::user(format!("invalid table path {}", absolute.display())))
+}
+
+/// Non-secret storage options from the step's connection (`"storage_options": {...}`).
+pub(crate) fn storage_options(setup: &StepSetup) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    if let Some((_, conn)) = &setup.connection {
+        if let Some(serde_json::Value::Object(map)) = conn.settings.get("storage_options") {
+            for (k, v) in map {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                out.insert(k.clone(), v);
+            }
+        }
+    }
+    out
+}
+
+/// Classifies a deltalake error.
+pub(crate) fn delta_error(e: DeltaTableError, context: &str) -> StepError {
+    let message = format!("{context}: {e}");
+    match e {
+        DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. } | DeltaTableError::VersionAlreadyExists(_) => {
+            StepError::transient(message)
+        }
+        DeltaTableError::Transaction { .. } => StepError::transient(message),
+        DeltaTableError::SchemaMismatch { .. } | DeltaTableError::Arrow { .. } | DeltaTableError::InvalidData { .. } => {
+            StepError::user(message).with_hint("the data's columns or types do not match the table's schema")
+        }
+        DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_) => StepError::user(message),
+        _ => StepError::external(message),
+    }
+}

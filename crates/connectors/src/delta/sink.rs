@@ -1,0 +1,240 @@
+//! Writing a Delta table: stream data files during the run, publish them in one commit.
+
+use super::{DeltaLoadOptions, DeltaWriteMode, delta_error, storage_options, table_url};
+use crate::LoadMethods;
+use crate::arrow_bridge::frame_to_arrow;
+use async_trait::async_trait;
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit as ArrowUnit};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, Add, StructType};
+use deltalake::operations::create::CreateBuilder;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use object_store::ObjectStoreExt;
+use pipeline_base::StepError;
+use pipeline_data::polars::prelude::DataFrame;
+use pipeline_data::{Metrics, Sink, StepSetup};
+use std::collections::HashMap;
+use std::sync::Arc;
+use url::Url;
+
+struct DeltaSink {
+    step: String,
+    url: Url,
+    options: DeltaLoadOptions,
+    storage: HashMap<String, String>,
+    /// The table as it was when the step opened; `None` when it does not exist yet.
+    table: Option<DeltaTable>,
+    writer: Option<RecordBatchWriter>,
+    /// Arrow schema of the new table (when creating it).
+    schema: Option<SchemaRef>,
+    staged: Vec<Add>,
+    rows: u64,
+    committed_version: Option<u64>,
+}
+
+/// Delta stores timestamps in microseconds and strings as Utf8: cast what Polars exports.
+fn delta_type(t: &ArrowType) -> ArrowType {
+    match t {
+        ArrowType::Utf8View | ArrowType::LargeUtf8 => ArrowType::Utf8,
+        ArrowType::BinaryView | ArrowType::LargeBinary => ArrowType::Binary,
+        ArrowType::Timestamp(_, tz) => ArrowType::Timestamp(ArrowUnit::Microsecond, tz.clone()),
+        ArrowType::UInt8 => ArrowType::Int16,
+        ArrowType::UInt16 => ArrowType::Int32,
+        ArrowType::UInt32 | ArrowType::UInt64 => ArrowType::Int64,
+        other => other.clone(),
+    }
+}
+
+fn conform(batch: RecordBatch, target: &SchemaRef) -> Result<RecordBatch, StepError> {
+    if batch.schema().as_ref() == target.as_ref() {
+        return Ok(batch);
+    }
+    let mut columns = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let Some(column) = batch.column_by_name(field.name()) else {
+            return Err(StepError::user(format!("the table has a column \"{}\" that the data lacks", field.name()))
+                .with_hint("select or derive the table's columns before loading"));
+        };
+        let column = if column.data_type() == field.data_type() {
+            column.clone()
+        } else {
+            cast(column, field.data_type()).map_err(|e| {
+                StepError::user(format!("column \"{}\" cannot be written as {}: {e}", field.name(), field.data_type()))
+            })?
+        };
+        columns.push(column);
+    }
+    if batch.num_columns() > target.fields().len() {
+        let extra: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| target.field_with_name(f.name()).is_err())
+            .map(|f| f.name().clone())
+            .collect();
+        return Err(StepError::user(format!("the data has columns the table lacks: {}", extra.join(", ")))
+            .with_hint("drop them before loading, or write to a new table"));
+    }
+    RecordBatch::try_new(target.clone(), columns).map_err(|e| StepError::internal(format!("conforming a batch: {e}")))
+}
+
+impl DeltaSink {
+    fn location(&self) -> String {
+        self.url.to_string()
+    }
+
+    fn open_writer(&mut self, first: &RecordBatch) -> Result<(), StepError> {
+        let writer = match &self.table {
+            Some(table) => RecordBatchWriter::for_table(table),
+            None => {
+                let fields: Vec<Field> = first
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| Field::new(f.name(), delta_type(f.data_type()), true))
+                    .collect();
+                let schema = Arc::new(Schema::new(fields));
+                self.schema = Some(schema.clone());
+                let partitions = (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
+                RecordBatchWriter::try_new(self.url.as_str(), schema, partitions, Some(self.storage.clone()))
+            }
+        }
+        .map_err(|e| delta_error(e, &format!("opening a writer for {}", self.location())))?;
+        self.writer = Some(writer);
+        Ok(())
+    }
+
+    async fn commit_inner(&mut self) -> Result<u64, DeltaTableError> {
+        let adds: Vec<Action> = self.staged.drain(..).map(Action::Add).collect();
+        let partition_by = (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
+        match &self.table {
+            None => {
+                let schema = self.schema.clone().ok_or_else(|| DeltaTableError::Generic("no data schema".into()))?;
+                let kernel: StructType = schema.as_ref().try_into_kernel()?;
+                let table = CreateBuilder::new()
+                    .with_location(self.url.as_str())
+                    .with_storage_options(self.storage.clone())
+                    .with_columns(kernel.fields().cloned())
+                    .with_partition_columns(self.options.partition_by.clone())
+                    .with_save_mode(SaveMode::ErrorIfExists)
+                    .with_actions(adds)
+                    .await?;
+                Ok(table.version().unwrap_or_default())
+            }
+            Some(table) => {
+                let snapshot = table.snapshot()?;
+                let mut actions = Vec::new();
+                let mode = match self.options.mode {
+                    DeltaWriteMode::Append => SaveMode::Append,
+                    DeltaWriteMode::Overwrite => {
+                        actions.extend(snapshot.log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
+                        SaveMode::Overwrite
+                    }
+                };
+                actions.extend(adds);
+                let operation = DeltaOperation::Write { mode, partition_by, predicate: None };
+                let done = CommitBuilder::default().with_actions(actions).build(Some(snapshot), table.log_store(), operation).await?;
+                Ok(done.version())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for DeltaSink {
+    async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
+        for batch in frame_to_arrow(&df)? {
+            if self.writer.is_none() {
+                self.open_writer(&batch)?;
+            }
+            let Some(writer) = self.writer.as_mut() else { continue };
+            let target = writer.arrow_schema();
+            let batch = conform(batch, &target)?;
+            self.rows += batch.num_rows() as u64;
+            let location = self.url.to_string();
+            writer.write(batch).await.map_err(|e| delta_error(e, &format!("writing to {location}")))?;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self) -> Result<(), StepError> {
+        if let Some(writer) = self.writer.as_mut() {
+            let location = self.url.to_string();
+            self.staged = writer.flush().await.map_err(|e| delta_error(e, &format!("flushing files to {location}")))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), StepError> {
+        if self.writer.is_none() {
+            tracing::info!(step = %self.step, "no batch reached the Delta sink; nothing to commit");
+            return Ok(());
+        }
+        let files = self.staged.len();
+        let version = self.commit_inner().await.map_err(|e| delta_error(e, &format!("committing to {}", self.location())))?;
+        self.committed_version = Some(version);
+        tracing::info!(step = %self.step, table = %self.location(), version, files, rows = self.rows, "Delta commit");
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        // Files written but never committed are not part of the table; remove them.
+        let staged = std::mem::take(&mut self.staged);
+        if staged.is_empty() {
+            return;
+        }
+        let Ok(table) = DeltaTableBuilder::from_url(self.url.clone()).and_then(|b| b.with_storage_options(self.storage.clone()).build()) else {
+            return;
+        };
+        let store = table.object_store();
+        for add in staged {
+            let path = deltalake::Path::from(add.path.as_str());
+            if let Err(e) = store.delete(&path).await {
+                tracing::warn!(step = %self.step, file = %add.path, error = %e, "could not remove an uncommitted data file");
+            }
+        }
+    }
+
+    fn metrics(&self) -> Metrics {
+        let mut m = vec![("rows_written", self.rows), ("files", self.staged.len() as u64)];
+        if let Some(v) = self.committed_version {
+            m.push(("table_version", v));
+        }
+        m
+    }
+}
+
+impl LoadMethods {
+    /// Writes a Delta table; nothing is visible before the run's final commit.
+    pub async fn delta(options: DeltaLoadOptions, setup: StepSetup) -> Result<Box<dyn Sink>, StepError> {
+        let url = table_url(&setup, &options.path, true)?;
+        let storage = storage_options(&setup);
+        let table = match DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| delta_error(e, &format!("opening Delta table {url}")))?
+            .with_storage_options(storage.clone())
+            .load()
+            .await
+        {
+            Ok(t) => Some(t),
+            Err(DeltaTableError::NotATable(_)) => None,
+            Err(e) => return Err(delta_error(e, &format!("loading Delta table {url}"))),
+        };
+        Ok(Box::new(DeltaSink {
+            step: setup.step.clone(),
+            url,
+            options,
+            storage,
+            table,
+            writer: None,
+            schema: None,
+            staged: Vec::new(),
+            rows: 0,
+            committed_version: None,
+        }))
+    }
+}

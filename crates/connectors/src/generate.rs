@@ -1,0 +1,178 @@
+//! `generate`: deterministic mocked order rows from a seed, for the quickstart, tests and
+//! benchmarks. Row `i` depends only on the seed and `i`, never on the batch size.
+
+use crate::ExtractMethods;
+use async_trait::async_trait;
+use pipeline_base::StepError;
+use pipeline_data::method::MethodOptions;
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{Batch, OptionsError, PolarsResultExt, Source, StepSetup};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Options of `generate`. Columns: `order_id` (i64, 1..=rows), `customer_id` (i64, null in about
+/// `null_fraction` of rows), `amount` (f64, 0.01 to 1000.00, some negative refunds),
+/// `status` (paid, pending, refunded, cancelled), `created_at` (UTC timestamp, µs).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateOptions {
+    /// Number of rows to produce.
+    #[serde(default = "default_rows")]
+    pub rows: u64,
+    /// Seed of the pseudo-random values.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Rows per batch handed to the next step.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
+    /// Fraction of rows whose `customer_id` is null (0 to 1).
+    #[serde(default = "default_null_fraction")]
+    pub null_fraction: f64,
+}
+
+fn default_rows() -> u64 {
+    1000
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_batch_size() -> u64 {
+    131_072
+}
+fn default_null_fraction() -> f64 {
+    0.01
+}
+
+impl MethodOptions for GenerateOptions {
+    fn check(&self) -> Result<(), OptionsError> {
+        if self.batch_size == 0 {
+            return Err(OptionsError::new("/batch_size", "batch_size must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.null_fraction) {
+            return Err(OptionsError::new("/null_fraction", "null_fraction must be between 0 and 1"));
+        }
+        Ok(())
+    }
+}
+
+/// SplitMix64: a fast, well-mixed hash of (seed, row).
+fn mix(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+const STATUSES: [&str; 4] = ["paid", "pending", "refunded", "cancelled"];
+const START_US: i64 = 1_735_689_600_000_000; // 2025-01-01T00:00:00Z
+
+/// Rows `start..start + len` of the generated data set.
+pub fn generate_frame(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFrame, StepError> {
+    let n = len as usize;
+    let mut order_id = Vec::with_capacity(n);
+    let mut customer = Vec::with_capacity(n);
+    let mut amount = Vec::with_capacity(n);
+    let mut status: Vec<&str> = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    let null_below = (options.null_fraction * 10_000.0) as u64;
+    for i in start..start + len {
+        let h = mix(options.seed, i);
+        order_id.push(i as i64 + 1);
+        customer.push(if (h % 10_000) < null_below { None } else { Some(((h >> 16) % 50_000) as i64 + 1) });
+        let cents = ((h >> 24) % 100_000) as f64 + 1.0;
+        let s = STATUSES[match (h >> 40) % 10 {
+            0..=5 => 0,
+            6 | 7 => 1,
+            8 => 2,
+            _ => 3,
+        }];
+        amount.push(if s == "refunded" { -cents / 100.0 } else { cents / 100.0 });
+        status.push(s);
+        created.push(START_US + i as i64 * 1_000_000 + ((h >> 48) % 1_000_000) as i64);
+    }
+    let created = Int64Chunked::from_vec("created_at".into(), created)
+        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+        .into_series();
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("order_id".into(), order_id),
+            Column::new("customer_id".into(), customer),
+            Column::new("amount".into(), amount),
+            Column::new("status".into(), status),
+            created.into_column(),
+        ],
+    )
+    .step_err("generate")
+}
+
+struct Generate {
+    options: GenerateOptions,
+    next: u64,
+    emitted: bool,
+}
+
+#[async_trait]
+impl Source for Generate {
+    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
+        // An empty source still yields one empty batch, so later steps see the schema.
+        if self.next >= self.options.rows && self.emitted {
+            return Ok(None);
+        }
+        let len = self.options.batch_size.min(self.options.rows - self.next);
+        let df = generate_frame(&self.options, self.next, len)?;
+        self.next += len;
+        self.emitted = true;
+        Ok(Some(Batch::Frame(df)))
+    }
+
+    fn total_rows(&self) -> Option<u64> {
+        Some(self.options.rows)
+    }
+}
+
+impl ExtractMethods {
+    /// Deterministic mocked orders.
+    pub async fn generate(options: GenerateOptions, _setup: StepSetup) -> Result<Box<dyn Source>, StepError> {
+        Ok(Box::new(Generate { options, next: 0, emitted: false }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(rows: u64, batch_size: u64) -> GenerateOptions {
+        GenerateOptions { rows, seed: 7, batch_size, null_fraction: 0.1 }
+    }
+
+    #[test]
+    fn rows_do_not_depend_on_batch_size() {
+        let whole = generate_frame(&opts(1000, 1000), 0, 1000).unwrap();
+        let mut parts = generate_frame(&opts(1000, 300), 0, 300).unwrap();
+        parts.vstack_mut_owned(generate_frame(&opts(1000, 300), 300, 700).unwrap()).unwrap();
+        assert!(whole.equals_missing(&parts));
+        assert_eq!(whole.column("order_id").unwrap().i64().unwrap().get(999), Some(1000));
+    }
+
+    #[test]
+    fn about_the_requested_fraction_is_null() {
+        let df = generate_frame(&opts(100_000, 100_000), 0, 100_000).unwrap();
+        let nulls = df.column("customer_id").unwrap().null_count();
+        assert!((9_000..11_000).contains(&nulls), "{nulls}");
+    }
+
+    #[tokio::test]
+    async fn batches_and_the_empty_case() {
+        let mut src = Generate { options: opts(250, 100), next: 0, emitted: false };
+        let mut sizes = vec![];
+        while let Some(b) = src.next_batch().await.unwrap() {
+            sizes.push(b.rows());
+        }
+        assert_eq!(sizes, vec![100, 100, 50]);
+        let mut empty = Generate { options: opts(0, 100), next: 0, emitted: false };
+        let first = empty.next_batch().await.unwrap().unwrap();
+        assert_eq!(first.rows(), 0);
+        assert!(empty.next_batch().await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,85 @@
+//! The Delta connector against a real local table: created by the first commit, appended,
+//! overwritten, read back with deltalake; an aborted load leaves the table as it was.
+
+use pipeline_base::OnFailure;
+use pipeline_connectors::{GenerateOptions, LoadMethods, generate_frame, read_delta_table};
+use pipeline_data::StepSetup;
+use serde_json::json;
+use std::path::Path;
+
+fn setup(dir: &Path, options: serde_json::Value) -> StepSetup {
+    StepSetup {
+        pipeline: "test".into(),
+        step: "to_lake".into(),
+        options,
+        connection: None,
+        on_failure: OnFailure::Fail,
+        side_inputs: vec![],
+        base_dir: dir.to_path_buf(),
+    }
+}
+
+fn rows(start: u64, len: u64) -> pipeline_data::polars::prelude::DataFrame {
+    let o = GenerateOptions { rows: start + len, seed: 1, batch_size: 1000, null_fraction: 0.0 };
+    generate_frame(&o, start, len).unwrap()
+}
+
+async fn load(dir: &Path, mode: &str, frames: Vec<pipeline_data::polars::prelude::DataFrame>, commit: bool) {
+    let s = setup(dir, json!({"path": "orders", "mode": mode}));
+    let mut sink = LoadMethods::delta(s.options().unwrap(), s).await.unwrap();
+    for f in frames {
+        sink.write(f).await.unwrap();
+    }
+    sink.prepare().await.unwrap();
+    if commit {
+        sink.commit().await.unwrap();
+    } else {
+        sink.abort().await;
+    }
+}
+
+#[tokio::test]
+async fn create_append_overwrite_and_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("orders");
+
+    load(dir.path(), "append", vec![rows(0, 500), rows(500, 500)], true).await;
+    let back = read_delta_table(&table).await.unwrap();
+    assert_eq!(back.height(), 1000);
+    let sum: i64 = back.column("order_id").unwrap().i64().unwrap().iter().map(|v| v.unwrap()).sum();
+    assert_eq!(sum, (1..=1000).sum::<i64>());
+    assert_eq!(back.column("created_at").unwrap().dtype().to_string(), "datetime[μs, UTC]");
+
+    load(dir.path(), "append", vec![rows(1000, 10)], true).await;
+    assert_eq!(read_delta_table(&table).await.unwrap().height(), 1010);
+
+    // An aborted load commits nothing and leaves no stray data file behind.
+    let files_before = std::fs::read_dir(&table).unwrap().count();
+    load(dir.path(), "append", vec![rows(0, 5000)], false).await;
+    assert_eq!(read_delta_table(&table).await.unwrap().height(), 1010);
+    assert_eq!(std::fs::read_dir(&table).unwrap().count(), files_before);
+
+    load(dir.path(), "overwrite", vec![rows(0, 3)], true).await;
+    let back = read_delta_table(&table).await.unwrap();
+    assert_eq!(back.height(), 3);
+}
+
+#[tokio::test]
+async fn an_uncommitted_new_table_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    load(dir.path(), "append", vec![rows(0, 100)], false).await;
+    let err = read_delta_table(&dir.path().join("orders")).await.err().unwrap();
+    assert!(err.message().contains("loading Delta table"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn a_schema_mismatch_is_the_users_error() {
+    let dir = tempfile::tempdir().unwrap();
+    load(dir.path(), "append", vec![rows(0, 10)], true).await;
+    let s = setup(dir.path(), json!({"path": "orders"}));
+    let mut sink = LoadMethods::delta(s.options().unwrap(), s).await.unwrap();
+    let other = pipeline_data::polars::prelude::df!("x" => [1i64]).unwrap();
+    let err = sink.write(other).await.err().unwrap();
+    assert_eq!(err.class(), pipeline_base::ErrorClass::User);
+    assert!(err.message().contains("the table has a column \"order_id\" that the data lacks"), "{}", err.message());
+}
