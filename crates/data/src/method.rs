@@ -8,7 +8,7 @@
 //! `MethodEntry::transform("filter", "Keep rows matching a SQL condition", UserMethods::filter)`.
 
 use crate::batch::Batch;
-use crate::runtime::{Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source};
+use crate::runtime::{Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking};
 use crate::validation::{Check, sample_rows};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -21,6 +21,7 @@ use serde_json::Value;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Typed options of a method. `check` runs at validation time and must not do I/O.
 pub trait MethodOptions: DeserializeOwned + JsonSchema + Send + Sync + 'static {
@@ -196,7 +197,7 @@ impl MethodEntry {
         let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
             Box::pin(async move {
                 let options: O = setup.options()?;
-                Ok(Runtime::Operator(Box::new(RowWise { f, options, step: setup.step })))
+                Ok(Runtime::Operator(Box::new(RowWise { f, options: Arc::new(options), step: setup.step })))
             })
         };
         Self::entry::<O>(name, StepKind::Transform, summary, DATAFRAME, Produces::Format(Format::DataFrame), false, ConnectionUse::None, Box::new(open))
@@ -212,7 +213,7 @@ impl MethodEntry {
         let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
             Box::pin(async move {
                 let options: O = setup.options()?;
-                Ok(Runtime::Operator(Box::new(Whole { f, options, setup, gathered: None })))
+                Ok(Runtime::Operator(Box::new(Whole { f, options: Arc::new(options), setup, gathered: None })))
             })
         };
         let mut e = Self::entry::<O>(name, StepKind::Transform, summary, DATAFRAME, Produces::Format(Format::DataFrame), true, ConnectionUse::None, Box::new(open));
@@ -233,7 +234,7 @@ impl MethodEntry {
             Box::pin(async move {
                 let options: O = setup.options()?;
                 let gather = whole || !setup.side_inputs.is_empty();
-                Ok(Runtime::Operator(Box::new(Validate { f, options, setup, gather, gathered: None, counts: [0; 3] })))
+                Ok(Runtime::Operator(Box::new(Validate { f, options: Arc::new(options), setup, gather, gathered: None, counts: [0; 3] })))
             })
         };
         let mut e = Self::entry::<O>(name, StepKind::Validate, summary, DATAFRAME, Produces::Format(Format::DataFrame), whole, ConnectionUse::None, Box::new(open));
@@ -349,15 +350,15 @@ fn with_step(step: &str) -> impl Fn(StepError) -> StepError + '_ {
 
 struct RowWise<O> {
     f: fn(DataFrame, &O) -> Result<DataFrame, StepError>,
-    options: O,
+    options: Arc<O>,
     step: String,
 }
 
 #[async_trait]
 impl<O: MethodOptions> Operator for RowWise<O> {
     async fn push(&mut self, batch: Batch, _cx: &RunContext) -> Result<Vec<Batch>, StepError> {
-        let df = batch.into_frame()?;
-        let out = (self.f)(df, &self.options).map_err(with_step(&self.step))?;
+        let (f, options) = (self.f, self.options.clone());
+        let out = blocking(move || f(batch.into_frame()?, &options)).await.map_err(with_step(&self.step))?;
         Ok(vec![Batch::Frame(out)])
     }
 }
@@ -376,7 +377,7 @@ fn gather(acc: &mut Option<DataFrame>, batch: Batch, step: &str) -> Result<(), S
 
 struct Whole<O> {
     f: fn(DataFrame, &O, &Datasets) -> Result<DataFrame, StepError>,
-    options: O,
+    options: Arc<O>,
     setup: StepSetup,
     gathered: Option<DataFrame>,
 }
@@ -390,16 +391,21 @@ impl<O: MethodOptions> Operator for Whole<O> {
 
     async fn finish(&mut self, cx: &RunContext) -> Result<Vec<Batch>, StepError> {
         let mut input = self.gathered.take().unwrap_or_default();
-        input.rechunk_mut();
         let side = self.setup.side_datasets(cx)?;
-        let out = (self.f)(input, &self.options, &side).map_err(with_step(&self.setup.step))?;
+        let (f, options) = (self.f, self.options.clone());
+        let out = blocking(move || {
+            input.rechunk_mut();
+            f(input, &options, &side)
+        })
+        .await
+        .map_err(with_step(&self.setup.step))?;
         Ok(vec![Batch::Frame(out)])
     }
 }
 
 struct Validate<O> {
     f: fn(&DataFrame, &O, &Datasets) -> Result<Check, StepError>,
-    options: O,
+    options: Arc<O>,
     setup: StepSetup,
     gather: bool,
     gathered: Option<DataFrame>,
@@ -408,9 +414,15 @@ struct Validate<O> {
 }
 
 impl<O: MethodOptions> Validate<O> {
-    fn apply(&mut self, df: DataFrame, side: &Datasets) -> Result<DataFrame, StepError> {
+    async fn apply(&mut self, df: DataFrame, side: Datasets) -> Result<DataFrame, StepError> {
         let step = self.setup.step.clone();
-        let check = (self.f)(&df, &self.options, side).map_err(with_step(&step))?;
+        let (f, options) = (self.f, self.options.clone());
+        let (df, check) = blocking(move || {
+            let check = f(&df, &options, &side)?;
+            Ok((df, check))
+        })
+        .await
+        .map_err(with_step(&step))?;
         let mask = check.mask();
         let passed = mask.num_trues() as u64;
         let failed = df.height() as u64 - passed;
@@ -449,7 +461,7 @@ impl<O: MethodOptions> Operator for Validate<O> {
             gather(&mut self.gathered, batch, &self.setup.step)?;
             return Ok(Vec::new());
         }
-        let out = self.apply(batch.into_frame()?, &Datasets::new())?;
+        let out = self.apply(batch.into_frame()?, Datasets::new()).await?;
         Ok(vec![Batch::Frame(out)])
     }
 
@@ -460,7 +472,7 @@ impl<O: MethodOptions> Operator for Validate<O> {
         let mut input = self.gathered.take().unwrap_or_default();
         input.rechunk_mut();
         let side = self.setup.side_datasets(cx)?;
-        Ok(vec![Batch::Frame(self.apply(input, &side)?)])
+        Ok(vec![Batch::Frame(self.apply(input, side).await?)])
     }
 
     fn metrics(&self) -> Metrics {

@@ -123,3 +123,20 @@ pub enum Runtime {
     Source(Box<dyn Source>),
     Operator(Box<dyn Operator>),
 }
+
+/// Runs CPU-bound DataFrame work on tokio's blocking pool. Polars must not run on an async worker
+/// thread: it would stall other tasks, and its lazy engine's `block_in_place` panics on a
+/// current-thread runtime.
+pub async fn blocking<T, F>(f: F) -> Result<T, StepError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StepError> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| StepError::internal(format!("a DataFrame task did not complete: {e}")))?,
+        Err(_) => f(),
+    }
+}

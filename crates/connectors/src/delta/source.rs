@@ -74,7 +74,7 @@ pub async fn read_delta_table(path: &std::path::Path) -> Result<DataFrame, StepE
 impl Source for DeltaSource {
     async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
         match self.files.next() {
-            Some(path) => Ok(Some(Batch::Frame(read_parquet(&path)?))),
+            Some(path) => Ok(Some(Batch::Frame(pipeline_data::blocking(move || read_parquet(&path)).await?))),
             None => Ok(self.empty_schema.take().map(Batch::Frame)),
         }
     }

@@ -1,0 +1,187 @@
+//! `Pipeline`: parses the files, builds the checked plan, and runs it with the retry policy.
+
+use crate::execute::{NoopObserver, RunObserver, run_attempt};
+use crate::plan::{Plan, build_plan};
+use crate::registry::Registry;
+use crate::report::{ReportError, RunReport, StepReport, StepStatus};
+use pipeline_base::{StepError, StepKind};
+use pipeline_config::{ConfigErrors, LoadedPipeline, Override, load_pipeline};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::Instrument;
+
+/// A pipeline read from its files and checked; ready to run any number of times.
+pub struct Pipeline {
+    loaded: LoadedPipeline,
+    plan: Plan,
+    registry: Arc<Registry>,
+}
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub observer: Arc<dyn RunObserver>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { observer: Arc::new(NoopObserver) }
+    }
+}
+
+/// A run that failed after its retries.
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline \"{pipeline}\" failed at step \"{step}\" after {attempts} attempt{}: {}", if *.attempts == 1 { "" } else { "s" }, .error.full_message())]
+pub struct RunFailure {
+    pub pipeline: String,
+    pub step: String,
+    pub attempts: u32,
+    pub error: StepError,
+    pub report: Box<RunReport>,
+}
+
+impl Pipeline {
+    /// Reads, resolves and checks a pipeline file with the standard methods.
+    pub fn from_file(path: &Path, overrides: &[Override]) -> Result<Self, ConfigErrors> {
+        Self::from_file_with(path, overrides, Arc::new(Registry::standard()))
+    }
+
+    /// Same, with a registry of one's own.
+    pub fn from_file_with(path: &Path, overrides: &[Override], registry: Arc<Registry>) -> Result<Self, ConfigErrors> {
+        let loaded = load_pipeline(path, overrides)?;
+        let plan = build_plan(&loaded, &registry)?;
+        Ok(Pipeline { loaded, plan, registry })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The resolved document (all `$ref`s included), e.g. for `plan --resolved`.
+    pub fn resolved_document(&self) -> &serde_json::Value {
+        &self.loaded.document
+    }
+
+    /// The main execution method: runs attempts until one succeeds, an error that retrying
+    /// cannot fix occurs, or the retries are used up.
+    pub async fn run(&self, options: &RunOptions) -> Result<RunReport, RunFailure> {
+        let plan = &self.plan;
+        let max_attempts = plan.retry.max_retries + 1;
+        let delay = Duration::from_secs_f64(plan.retry.delay_seconds.max(0.0));
+        let started = Instant::now();
+        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let run_span = tracing::info_span!("run", pipeline = %plan.pipeline, mode = %plan.mode);
+        tracing::info!(parent: &run_span, steps = plan.steps.len(), max_attempts, "pipeline started");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            options.observer.attempt_started(attempt, max_attempts);
+            let attempt_span = tracing::info_span!(parent: &run_span, "attempt", attempt);
+            let outcome = run_attempt(plan, &self.registry, options.observer.clone(), &attempt_span)
+                .instrument(attempt_span.clone())
+                .await;
+            let report = self.report(&outcome, attempt, started, started_at);
+            let Some(failure) = outcome.failure else {
+                tracing::info!(
+                    parent: &run_span,
+                    attempts = attempt,
+                    rows_read = report.rows_read,
+                    rows_written = report.rows_written,
+                    elapsed_ms = report.elapsed_ms,
+                    "pipeline succeeded"
+                );
+                return Ok(report);
+            };
+            let retryable = failure.error.retryable();
+            if retryable && attempt < max_attempts {
+                tracing::warn!(
+                    parent: &run_span,
+                    attempt,
+                    max_attempts,
+                    step = %failure.step,
+                    error = %failure.error.full_message(),
+                    delay_s = delay.as_secs_f64(),
+                    "attempt failed with a transient error; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            let why = if retryable { "retries exhausted" } else { "not retryable" };
+            tracing::error!(
+                parent: &run_span,
+                attempt,
+                step = %failure.step,
+                class = %failure.error.class(),
+                error = %failure.error.full_message(),
+                "pipeline failed ({why})"
+            );
+            return Err(RunFailure {
+                pipeline: plan.pipeline.clone(),
+                step: failure.step,
+                attempts: attempt,
+                error: failure.error,
+                report: Box::new(report),
+            });
+        }
+    }
+
+    fn report(&self, outcome: &crate::execute::AttemptOutcome, attempts: u32, started: Instant, started_at: u64) -> RunReport {
+        let failed_index = outcome.failure.as_ref().map(|f| f.index);
+        let mut steps = Vec::with_capacity(self.plan.steps.len());
+        let (mut rows_read, mut rows_written) = (0, 0);
+        for (i, planned) in self.plan.steps.iter().enumerate() {
+            let (stats, metrics) = outcome.stats[i].clone().unwrap_or_default();
+            let status = if failed_index == Some(i) {
+                StepStatus::Failed
+            } else if outcome.stats[i].is_none() || (stats.batches_in == 0 && !stats.finished && planned.kind != StepKind::Extract) {
+                StepStatus::NotRun
+            } else if outcome.failure.is_some() {
+                StepStatus::Aborted
+            } else {
+                StepStatus::Ok
+            };
+            if planned.kind == StepKind::Extract {
+                rows_read += stats.rows_out;
+            }
+            if planned.kind == StepKind::Load && status == StepStatus::Ok {
+                rows_written += stats.rows_in;
+            }
+            let secs = stats.busy.as_secs_f64();
+            let dropped = match planned.kind {
+                StepKind::Validate | StepKind::Transform if !planned.whole_input => stats.rows_in.saturating_sub(stats.rows_out),
+                _ => 0,
+            };
+            steps.push(StepReport {
+                name: planned.name.clone(),
+                kind: planned.kind,
+                method: planned.method.clone(),
+                status,
+                rows_in: stats.rows_in,
+                rows_out: stats.rows_out,
+                rows_dropped: dropped,
+                elapsed_ms: stats.busy.as_millis() as u64,
+                rows_per_sec: if secs > 0.0 { (stats.rows_in.max(stats.rows_out) as f64 / secs) as u64 } else { 0 },
+                metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+            });
+        }
+        RunReport {
+            pipeline: self.plan.pipeline.clone(),
+            status: if outcome.failure.is_some() { "failed".into() } else { "succeeded".into() },
+            attempts,
+            started_at_unix_ms: started_at,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            rows_read,
+            rows_written,
+            error: outcome.failure.as_ref().map(|f| ReportError {
+                step: f.step.clone(),
+                class: f.error.class(),
+                retryable: f.error.retryable(),
+                message: f.error.full_message(),
+                hint: f.error.hint().map(str::to_string),
+            }),
+            steps,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Building the plan: everything that can be checked without I/O. Method names, options,
+//! connections, inputs and the formats between neighbouring steps are checked here, and every
+//! problem is reported with its file, JSON path and line:column.
+
+use crate::registry::Registry;
+use pipeline_base::{Format, Mode, OnFailure, StepKind};
+use pipeline_config::{ConfigError, ConfigErrors, ConnectionConfig, LoadedPipeline, RetryConfig, join_pointer, suggest};
+use pipeline_data::{ConnectionUse, MethodEntry, Produces};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+
+/// One step, resolved and checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub name: String,
+    pub kind: StepKind,
+    pub method: String,
+    /// Inputs by step name; the first is the main input.
+    pub inputs: Vec<String>,
+    /// Format of the main input as it arrives (before any conversion).
+    pub input_format: Option<Format>,
+    /// A conversion inserted before the method (`auto_convert`).
+    pub auto_convert_to: Option<Format>,
+    pub output_format: Format,
+    pub whole_input: bool,
+    pub connection: Option<String>,
+    #[serde(skip)]
+    pub connection_config: Option<ConnectionConfig>,
+    pub on_failure: Option<OnFailure>,
+    #[serde(skip)]
+    pub options: Value,
+}
+
+/// The checked chain of a pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub pipeline: String,
+    pub mode: Mode,
+    pub retry: RetryConfig,
+    pub steps: Vec<PlannedStep>,
+    /// Connections by name with their system and Vault path (never a secret).
+    pub connections: Vec<(String, String, Option<String>)>,
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+fn step_pointer(i: usize, field: &str) -> String {
+    let base = format!("/steps/{i}");
+    if field.is_empty() { base } else { join_pointer(&base, field) }
+}
+
+fn accepts_text(accepts: &[Format]) -> String {
+    accepts.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(" or ")
+}
+
+/// Checks a loaded pipeline against the registry and builds its plan.
+pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, ConfigErrors> {
+    let config = &loaded.config;
+    let mut errors = ConfigErrors::default();
+    let err = |pointer: &str, message: String| loaded.error_at(pointer, message);
+
+    if config.mode == Mode::Streaming {
+        errors.push(
+            err("/mode", "streaming mode is not supported yet".into())
+                .with_hint("use \"mode\": \"batch\"; micro-batch streaming over Kafka is planned"),
+        );
+    }
+    if config.steps.is_empty() {
+        errors.push(err("/steps", "the pipeline has no steps".into()));
+    }
+    if !config.retry.delay_seconds.is_finite() || config.retry.delay_seconds < 0.0 {
+        errors.push(err("/retry/delay_seconds", "delay_seconds must be zero or more".into()));
+    }
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut formats: HashMap<&str, Format> = HashMap::new();
+    let mut steps = Vec::with_capacity(config.steps.len());
+    let mut previous: Option<&str> = None;
+
+    for (i, step) in config.steps.iter().enumerate() {
+        if let Some(first) = seen.insert(&step.name, i) {
+            errors.push(err(&step_pointer(i, "name"), format!("step name \"{}\" is already used by step {}", step.name, first + 1)));
+        }
+        if step.name.trim().is_empty() {
+            errors.push(err(&step_pointer(i, "name"), "a step name must not be empty".into()));
+        }
+
+        let entry = match registry.get(step.kind, &step.method) {
+            Some(e) => Some(e),
+            None => {
+                errors.push(unknown_method(loaded, registry, i, step.kind, &step.method));
+                None
+            }
+        };
+
+        // Inputs: explicit, or the previous step.
+        let inputs: Vec<String> = match (&step.inputs, step.kind) {
+            (Some(inputs), StepKind::Extract) if !inputs.is_empty() => {
+                errors.push(err(&step_pointer(i, "inputs"), "an extract step reads from its source and takes no inputs".into()));
+                Vec::new()
+            }
+            (_, StepKind::Extract) => Vec::new(),
+            (Some(inputs), _) if !inputs.is_empty() => inputs.clone(),
+            (_, _) => match previous {
+                Some(p) => vec![p.to_string()],
+                None => {
+                    errors.push(
+                        err(&step_pointer(i, ""), format!("step \"{}\" has no input: it is the first step and not an extract", step.name))
+                            .with_hint("start the pipeline with an extract step, or name earlier steps in \"inputs\""),
+                    );
+                    Vec::new()
+                }
+            },
+        };
+        for (j, input) in inputs.iter().enumerate() {
+            if !seen.contains_key(input.as_str()) || input == &step.name {
+                let known: Vec<&str> = config.steps[..i].iter().map(|s| s.name.as_str()).collect();
+                let hint = suggest(input, known.iter().copied())
+                    .map(|s| format!("did you mean \"{s}\"?"))
+                    .unwrap_or_else(|| format!("earlier steps: {}", known.join(", ")));
+                errors.push(
+                    err(&format!("{}/{j}", step_pointer(i, "inputs")), format!("input \"{input}\" is not an earlier step")).with_hint(hint),
+                );
+            }
+        }
+
+        // Connection.
+        let connection_config = match (&step.connection, entry.map(|e| e.connection)) {
+            (Some(name), entry_use) => match config.connections.get(name) {
+                None => {
+                    let hint = suggest(name, config.connections.keys().map(String::as_str))
+                        .map(|s| format!("did you mean \"{s}\"?"))
+                        .unwrap_or_else(|| "define it under \"connections\"".into());
+                    errors.push(err(&step_pointer(i, "connection"), format!("unknown connection \"{name}\"")).with_hint(hint));
+                    None
+                }
+                Some(c) => {
+                    match entry_use {
+                        Some(ConnectionUse::None) => errors.push(err(
+                            &step_pointer(i, "connection"),
+                            format!("method \"{}\" does not use a connection", step.method),
+                        )),
+                        Some(ConnectionUse::Optional(systems) | ConnectionUse::Required(systems))
+                            if !systems.contains(&c.system.as_str()) =>
+                        {
+                            errors.push(err(
+                                &step_pointer(i, "connection"),
+                                format!(
+                                    "connection \"{name}\" is a {} connection but method \"{}\" needs {}",
+                                    c.system,
+                                    step.method,
+                                    systems.join(" or ")
+                                ),
+                            ))
+                        }
+                        _ => {}
+                    }
+                    Some(c.clone())
+                }
+            },
+            (None, Some(ConnectionUse::Required(systems))) => {
+                errors.push(err(
+                    &step_pointer(i, ""),
+                    format!("method \"{}\" needs a connection ({})", step.method, systems.join(" or ")),
+                ));
+                None
+            }
+            (None, _) => None,
+        };
+
+        if step.on_failure.is_some() && step.kind != StepKind::Validate {
+            errors.push(err(&step_pointer(i, "on_failure"), "\"on_failure\" applies to validate steps only".into()));
+        }
+
+        let mut planned = PlannedStep {
+            name: step.name.clone(),
+            kind: step.kind,
+            method: step.method.clone(),
+            inputs,
+            input_format: None,
+            auto_convert_to: None,
+            output_format: Format::DataFrame,
+            whole_input: false,
+            connection: step.connection.clone(),
+            connection_config,
+            on_failure: step.on_failure,
+            options: Value::Object(step.options.clone()),
+        };
+
+        if let Some(entry) = entry {
+            for problem in entry.check_options(&planned.options) {
+                let pointer = format!("{}{}", step_pointer(i, "options"), problem.pointer);
+                errors.push(ConfigError::new(Some(loaded.locator.locate(&pointer)), format!("step \"{}\": {}", step.name, problem.message)).with_hint_opt(problem.hint));
+            }
+            if planned.inputs.len() > 1 && !entry.side_inputs {
+                errors.push(err(
+                    &step_pointer(i, "inputs"),
+                    format!("method \"{}\" reads one input but {} are named", step.method, planned.inputs.len()),
+                ));
+            }
+            check_formats(loaded, config.auto_convert, i, entry, &mut planned, &formats, &mut errors);
+            planned.whole_input = entry.whole_input || planned.inputs.len() > 1;
+        }
+        formats.insert(&step.name, planned.output_format);
+        previous = Some(&step.name);
+        steps.push(planned);
+    }
+
+    let connections = config
+        .connections
+        .iter()
+        .map(|(name, c)| (name.clone(), c.system.clone(), c.credentials.as_ref().map(|r| r.vault_path.clone())))
+        .collect();
+    let base_dir = loaded.path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    errors.into_result(Plan { pipeline: config.name.clone(), mode: config.mode, retry: config.retry.clone(), steps, connections, base_dir })
+}
+
+fn unknown_method(loaded: &LoadedPipeline, registry: &Registry, i: usize, kind: StepKind, method: &str) -> ConfigError {
+    let names = registry.names(kind);
+    let other_kinds = registry.kinds_of(method);
+    let hint = if let Some(k) = other_kinds.first() {
+        format!("\"{method}\" is a {k} method: set \"kind\": \"{k}\"")
+    } else if let Some(s) = suggest(method, names.iter().copied()) {
+        format!("did you mean \"{s}\"? {kind} methods: {}", names.join(", "))
+    } else {
+        format!("{kind} methods: {}", names.join(", "))
+    };
+    loaded.error_at(&step_pointer(i, "method"), format!("unknown {kind} method \"{method}\"")).with_hint(hint)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_formats(
+    loaded: &LoadedPipeline,
+    auto_convert: bool,
+    i: usize,
+    entry: &MethodEntry,
+    planned: &mut PlannedStep,
+    formats: &HashMap<&str, Format>,
+    errors: &mut ConfigErrors,
+) {
+    let input = planned.inputs.first().and_then(|n| formats.get(n.as_str()).copied());
+    planned.input_format = input;
+    let mut effective = input;
+    if let Some(format) = input {
+        if !entry.accepts.is_empty() && !entry.accepts.contains(&format) {
+            let target = entry.accepts[0];
+            if auto_convert {
+                planned.auto_convert_to = Some(target);
+                effective = Some(target);
+            } else {
+                let conversion = if target == Format::DataFrame { "to_dataframe" } else { "to_avro" };
+                errors.push(
+                    loaded
+                        .error_at(
+                            &step_pointer(i, "method"),
+                            format!(
+                                "step \"{}\" ({}) accepts {} but its input \"{}\" produces {}",
+                                planned.name,
+                                entry.name,
+                                accepts_text(entry.accepts),
+                                planned.inputs[0],
+                                format
+                            ),
+                        )
+                        .with_hint(format!(
+                            "add a step {{\"kind\": \"transform\", \"method\": \"{conversion}\"}} before it, or set \"auto_convert\": true"
+                        )),
+                );
+            }
+        }
+    }
+    for side in planned.inputs.iter().skip(1) {
+        if formats.get(side.as_str()) == Some(&Format::Avro) && !auto_convert {
+            errors.push(loaded.error_at(
+                &step_pointer(i, "inputs"),
+                format!("side input \"{side}\" produces Avro; side inputs are read as DataFrames"),
+            ).with_hint("convert it with to_dataframe first, or set \"auto_convert\": true"));
+        }
+    }
+    planned.output_format = match entry.produces {
+        Produces::Format(f) => f,
+        Produces::Input => effective.unwrap_or(Format::DataFrame),
+    };
+}
+
+impl Plan {
+    /// Names of steps whose output must be kept for later steps (read other than by the step
+    /// right after them as its main input).
+    pub fn kept_datasets(&self) -> HashSet<String> {
+        let mut keep = HashSet::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            for (j, input) in step.inputs.iter().enumerate() {
+                let chained = j == 0 && i > 0 && self.steps[i - 1].name == *input;
+                if !chained {
+                    keep.insert(input.clone());
+                }
+            }
+        }
+        keep
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "pipeline {} ({} mode; up to {} retries, {}s apart)",
+            self.pipeline, self.mode, self.retry.max_retries, self.retry.delay_seconds
+        )?;
+        let width = self.steps.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
+        let mwidth = self.steps.iter().map(|s| s.method.len()).max().unwrap_or(6).max(6);
+        for (i, s) in self.steps.iter().enumerate() {
+            let from = if s.inputs.is_empty() { "source".to_string() } else { s.inputs.join(", ") };
+            let input = s.input_format.map(|f| f.to_string()).unwrap_or_else(|| "-".into());
+            let convert = s.auto_convert_to.map(|t| format!(" (auto: convert {input} to {t})")).unwrap_or_default();
+            let mut extra = Vec::new();
+            if let Some(c) = &s.connection {
+                extra.push(format!("connection {c}"));
+            }
+            if let Some(o) = s.on_failure {
+                extra.push(format!("on_failure {o}"));
+            }
+            if s.whole_input {
+                extra.push("gathers its whole input".into());
+            }
+            let extra = if extra.is_empty() { String::new() } else { format!("  [{}]", extra.join("; ")) };
+            writeln!(
+                f,
+                "  {:>2}. {:<width$}  {:<9} {:<mwidth$}  from {from}: {input} -> {}{convert}{extra}",
+                i + 1,
+                s.name,
+                s.kind,
+                s.method,
+                s.output_format,
+            )?;
+        }
+        if !self.connections.is_empty() {
+            writeln!(f, "connections:")?;
+            for (name, system, vault) in &self.connections {
+                match vault {
+                    Some(path) => writeln!(f, "  {name}: {system}, credentials from Vault at {path}")?,
+                    None => writeln!(f, "  {name}: {system}, no credentials")?,
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! Test-only methods: a flaky source that fails with transient errors a set number of times.
+
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use pipeline_base::StepError;
+use pipeline_core::Registry;
+use pipeline_data::method::MethodOptions;
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{Batch, ConnectionUse, MethodEntry, Source, StepSetup};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlakyOptions {
+    /// Counter name, unique per test.
+    pub key: String,
+    /// Attempts that fail before one succeeds.
+    pub failures: u32,
+    /// Fail with a user error instead of a transient one.
+    #[serde(default)]
+    pub user_error: bool,
+}
+
+impl MethodOptions for FlakyOptions {}
+
+fn counters() -> &'static Mutex<HashMap<String, u32>> {
+    static C: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+pub fn opened(key: &str) -> u32 {
+    counters().lock().unwrap().get(key).copied().unwrap_or(0)
+}
+
+struct Once(Option<DataFrame>);
+
+#[async_trait]
+impl Source for Once {
+    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
+        Ok(self.0.take().map(Batch::Frame))
+    }
+}
+
+async fn flaky(o: FlakyOptions, _: StepSetup) -> Result<Box<dyn Source>, StepError> {
+    let n = {
+        let mut c = counters().lock().unwrap();
+        let n = c.entry(o.key.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if n <= o.failures {
+        return Err(if o.user_error {
+            StepError::user("bad option value")
+        } else {
+            StepError::transient(format!("connection refused (try {n})"))
+        });
+    }
+    Ok(Box::new(Once(Some(df!("id" => [1i64, 2, 3]).unwrap()))))
+}
+
+pub fn registry() -> Arc<Registry> {
+    let mut r = Registry::standard();
+    r.register(MethodEntry::extract("flaky", "fails then works", ConnectionUse::None, flaky));
+    Arc::new(r)
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}

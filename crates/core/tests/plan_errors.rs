@@ -1,0 +1,75 @@
+//! Chain building rejects what cannot run, before any data moves.
+
+mod common;
+
+use common::write;
+use pipeline_core::Pipeline;
+
+fn errors(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "p.json", text);
+    match Pipeline::from_file(&path, &[]) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const GEN: &str = r#"{"name": "g", "kind": "extract", "method": "generate", "options": {"rows": 10}}"#;
+
+#[test]
+fn unknown_method_suggests_the_closest() {
+    let t = errors(&format!(r#"{{"name": "p", "steps": [{GEN}, {{"name": "f", "kind": "transform", "method": "filtr", "options": {{}}}}]}}"#));
+    assert!(t.contains("unknown transform method \"filtr\""), "{t}");
+    assert!(t.contains("did you mean \"filter\"?"), "{t}");
+    assert!(t.contains("p.json:1:") && t.contains("at /steps/1/method"), "{t}");
+}
+
+#[test]
+fn a_method_of_another_kind_says_so() {
+    let t = errors(&format!(r#"{{"name": "p", "steps": [{GEN}, {{"name": "f", "kind": "transform", "method": "not_null"}}]}}"#));
+    assert!(t.contains("\"not_null\" is a validate method: set \"kind\": \"validate\""), "{t}");
+}
+
+#[test]
+fn avro_into_a_dataframe_only_step_needs_a_conversion() {
+    let steps = format!(
+        r#"[{GEN}, {{"name": "a", "kind": "transform", "method": "to_avro"}}, {{"name": "f", "kind": "transform", "method": "filter", "options": {{"condition": "order_id > 1"}}}}]"#
+    );
+    let t = errors(&format!(r#"{{"name": "p", "steps": {steps}}}"#));
+    assert!(t.contains("step \"f\" (filter) accepts DataFrame but its input \"a\" produces Avro"), "{t}");
+    assert!(t.contains("to_dataframe"), "{t}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "p.json", &format!(r#"{{"name": "p", "auto_convert": true, "steps": {steps}}}"#));
+    let p = Pipeline::from_file(&path, &[]).unwrap();
+    assert!(p.plan().to_string().contains("(auto: convert Avro to DataFrame)"), "{}", p.plan());
+}
+
+#[test]
+fn options_inputs_connections_and_mode_are_all_checked() {
+    let t = errors(&format!(
+        r#"{{"name": "p", "mode": "streaming", "steps": [{GEN},
+            {{"name": "f", "kind": "transform", "method": "filter", "options": {{"conditon": "x"}}}},
+            {{"name": "d", "kind": "transform", "method": "derive", "options": {{"columns": {{"y": "1 +"}}}}}},
+            {{"name": "v", "kind": "validate", "method": "not_null", "inputs": ["gg"], "options": {{"columns": ["x"]}}}},
+            {{"name": "l", "kind": "load", "method": "delta", "connection": "lake", "options": {{"path": "out"}}}}
+        ]}}"#
+    ));
+    assert!(t.contains("streaming mode is not supported yet"), "{t}");
+    assert!(t.contains("unknown key \"conditon\" in options"), "{t}");
+    assert!(t.contains("did you mean \"condition\"?"), "{t}");
+    assert!(t.contains("at /steps/1/options/conditon"), "{t}");
+    assert!(t.contains("invalid SQL expression \"1 +\""), "{t}");
+    assert!(t.contains("at /steps/2/options/columns/y"), "{t}");
+    assert!(t.contains("input \"gg\" is not an earlier step"), "{t}");
+    assert!(t.contains("did you mean \"g\"?"), "{t}");
+    assert!(t.contains("unknown connection \"lake\""), "{t}");
+    assert!(t.contains("5 configuration errors"), "{t}");
+}
+
+#[test]
+fn duplicate_names_and_a_first_step_without_input() {
+    let t = errors(r#"{"name": "p", "steps": [{"name": "f", "kind": "transform", "method": "select", "options": {"columns": ["a"]}}, {"name": "f", "kind": "extract", "method": "generate"}]}"#);
+    assert!(t.contains("it is the first step and not an extract"), "{t}");
+    assert!(t.contains("step name \"f\" is already used by step 1"), "{t}");
+}
