@@ -20,7 +20,7 @@ pub enum ErrorClass {
 
 impl fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             ErrorClass::User => "user error",
             ErrorClass::External => "external system error",
             ErrorClass::Internal => "internal error",
@@ -50,7 +50,13 @@ impl fmt::Display for StepError {
 
 impl StepError {
     fn new(class: ErrorClass, retryable: bool, message: impl Into<String>) -> Self {
-        StepError { class, retryable, message: message.into(), hint: None, source: None }
+        StepError {
+            class,
+            retryable,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
     }
 
     /// The user must fix something (never retried).
@@ -139,7 +145,9 @@ mod tests {
     #[test]
     fn full_message_walks_the_chain_once() {
         let io = std::io::Error::new(std::io::ErrorKind::Other, "disk full");
-        let e = StepError::transient("writing part-0").with_source(io).context("step 'load'");
+        let e = StepError::transient("writing part-0")
+            .with_source(io)
+            .context("step 'load'");
         assert_eq!(e.full_message(), "step 'load': writing part-0: disk full");
         assert_eq!(e.to_string(), "step 'load': writing part-0");
     }

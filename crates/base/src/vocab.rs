@@ -21,8 +21,12 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 4] =
-        [StepKind::Extract, StepKind::Transform, StepKind::Validate, StepKind::Load];
+    pub const ALL: [StepKind; 4] = [
+        StepKind::Extract,
+        StepKind::Transform,
+        StepKind::Validate,
+        StepKind::Load,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,7 +40,7 @@ impl StepKind {
 
 impl fmt::Display for StepKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -53,7 +57,7 @@ pub enum Format {
 
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Format::DataFrame => "DataFrame",
             Format::Avro => "Avro",
         })
@@ -73,7 +77,7 @@ pub enum Mode {
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Mode::Batch => "batch",
             Mode::Streaming => "streaming",
         })
@@ -95,7 +99,7 @@ pub enum OnFailure {
 
 impl fmt::Display for OnFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             OnFailure::Fail => "fail",
             OnFailure::Filter => "filter",
             OnFailure::Warn => "warn",

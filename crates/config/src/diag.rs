@@ -16,7 +16,11 @@ pub struct Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        let pointer = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
         match (&self.file, self.line_col) {
             (Some(file), Some((line, col))) => {
                 write!(f, "{}:{line}:{col} at {pointer}", file.display())
@@ -37,7 +41,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(location: Option<Location>, message: impl Into<String>) -> Self {
-        ConfigError { location, message: message.into(), hint: None }
+        ConfigError {
+            location,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -91,7 +99,11 @@ impl ConfigErrors {
 
     /// `Ok(value)` when no problem was recorded.
     pub fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
-        if self.0.is_empty() { Ok(value) } else { Err(self) }
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 }
 
@@ -104,7 +116,11 @@ impl fmt::Display for ConfigErrors {
             writeln!(f, "{e}")?;
         }
         let n = self.0.len();
-        write!(f, "{n} configuration error{}", if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{n} configuration error{}",
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -114,7 +130,9 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .map(|c| (c, strsim::damerau_levenshtein(&lower, &c.to_lowercase())))
-        .filter(|(c, d)| *d <= (c.len().max(word.len()) / 3).max(1) || strsim::jaro_winkler(&lower, c) > 0.9)
+        .filter(|(c, d)| {
+            *d <= (c.len().max(word.len()) / 3).max(1) || strsim::jaro_winkler(&lower, c) > 0.9
+        })
         .min_by_key(|(_, d)| *d)
         .map(|(c, _)| c.to_string())
 }
@@ -155,7 +173,11 @@ mod tests {
     #[test]
     fn renders_location_and_hint() {
         let e = ConfigError::new(
-            Some(Location { file: Some("p.json".into()), pointer: "/steps/1/optons".into(), line_col: Some((12, 7)) }),
+            Some(Location {
+                file: Some("p.json".into()),
+                pointer: "/steps/1/optons".into(),
+                line_col: Some((12, 7)),
+            }),
             "unknown key \"optons\" in step",
         )
         .with_hint("did you mean \"options\"?");
@@ -170,7 +192,13 @@ mod tests {
         let obj = serde_json::json!({"name": 1, "optons": 2, "zzz": 3});
         let found = check_known_keys(obj.as_object().unwrap(), &["name", "options"], "step");
         assert_eq!(found.len(), 2);
-        assert!(found[0].2.as_deref().unwrap().starts_with("did you mean \"options\""));
+        assert!(
+            found[0]
+                .2
+                .as_deref()
+                .unwrap()
+                .starts_with("did you mean \"options\"")
+        );
         assert!(found[1].2.as_deref().unwrap().starts_with("known keys"));
     }
 }

@@ -9,12 +9,24 @@ use serde_json::Value;
 
 /// Words that make a key sensitive when they appear as a whole word of it.
 const SENSITIVE_WORDS: &[&str] = &[
-    "password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "credential",
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "credential",
 ];
 
 /// Word pairs that make a key sensitive (`access_key`, `private_key`, ...).
-const SENSITIVE_PAIRS: &[(&str, &str)] =
-    &[("access", "key"), ("private", "key"), ("api", "key"), ("secret", "key"), ("account", "key")];
+const SENSITIVE_PAIRS: &[(&str, &str)] = &[
+    ("access", "key"),
+    ("private", "key"),
+    ("api", "key"),
+    ("secret", "key"),
+    ("account", "key"),
+];
 
 /// Suffixes that name where a secret is, not the secret itself.
 const REFERENCE_SUFFIXES: &[&str] = &["path", "file", "env", "field", "mount", "ref", "version"];
@@ -47,16 +59,25 @@ fn words(key: &str) -> Vec<String> {
 /// Whether a key's name says it holds a secret.
 pub fn is_sensitive_key(key: &str) -> bool {
     let w = words(key);
-    if w.last().is_some_and(|last| REFERENCE_SUFFIXES.contains(&last.as_str())) {
+    if w.last()
+        .is_some_and(|last| REFERENCE_SUFFIXES.contains(&last.as_str()))
+    {
         return false;
     }
-    w.iter().any(|word| SENSITIVE_WORDS.iter().any(|s| word == s || word == &format!("{s}s")))
-        || w.windows(2).any(|p| SENSITIVE_PAIRS.contains(&(p[0].as_str(), p[1].as_str())))
+    w.iter().any(|word| {
+        SENSITIVE_WORDS
+            .iter()
+            .any(|s| word == s || word == &format!("{s}s"))
+    }) || w
+        .windows(2)
+        .any(|p| SENSITIVE_PAIRS.contains(&(p[0].as_str(), p[1].as_str())))
 }
 
 /// Whether a string looks like a URL carrying a password (`scheme://user:pass@host`).
 fn has_embedded_password(s: &str) -> bool {
-    let Some(rest) = s.split_once("://").map(|(_, r)| r) else { return false };
+    let Some(rest) = s.split_once("://").map(|(_, r)| r) else {
+        return false;
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     authority
         .rsplit_once('@')
@@ -70,7 +91,13 @@ pub fn lint_secrets(doc: &Value, locator: &Locator) -> ConfigErrors {
     errors
 }
 
-fn walk(value: &Value, pointer: &str, key: Option<&str>, locator: &Locator, errors: &mut ConfigErrors) {
+fn walk(
+    value: &Value,
+    pointer: &str,
+    key: Option<&str>,
+    locator: &Locator,
+    errors: &mut ConfigErrors,
+) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -79,7 +106,13 @@ fn walk(value: &Value, pointer: &str, key: Option<&str>, locator: &Locator, erro
         }
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                walk(v, &join_pointer(pointer, &i.to_string()), key, locator, errors);
+                walk(
+                    v,
+                    &join_pointer(pointer, &i.to_string()),
+                    key,
+                    locator,
+                    errors,
+                );
             }
         }
         Value::String(s) if !s.is_empty() && key.is_some_and(is_sensitive_key) => {
@@ -116,9 +149,24 @@ mod tests {
     #[test]
     fn sensitive_names_any_case_and_style() {
         for k in [
-            "password", "PASSWORD", "db_password", "passwd", "secret", "token", "access_key",
-            "secret_access_key", "session_token", "private_key", "api_key", "apiKey", "sasl_password",
-            "saslPassword", "SecretAccessKey", "client-secret", "auth_token", "credentials",
+            "password",
+            "PASSWORD",
+            "db_password",
+            "passwd",
+            "secret",
+            "token",
+            "access_key",
+            "secret_access_key",
+            "session_token",
+            "private_key",
+            "api_key",
+            "apiKey",
+            "sasl_password",
+            "saslPassword",
+            "SecretAccessKey",
+            "client-secret",
+            "auth_token",
+            "credentials",
         ] {
             assert!(is_sensitive_key(k), "{k} should be sensitive");
         }
@@ -126,7 +174,17 @@ mod tests {
 
     #[test]
     fn references_and_ordinary_names_pass() {
-        for k in ["vault_path", "password_field", "token_file", "name", "host", "tokenizer", "keys", "key_columns", "secretary"] {
+        for k in [
+            "vault_path",
+            "password_field",
+            "token_file",
+            "name",
+            "host",
+            "tokenizer",
+            "keys",
+            "key_columns",
+            "secretary",
+        ] {
             assert!(!is_sensitive_key(k), "{k} should not be sensitive");
         }
     }

@@ -43,14 +43,19 @@ impl std::str::FromStr for Override {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (pointer, raw) = s
-            .split_once('=')
-            .ok_or_else(|| format!("expected POINTER=VALUE (e.g. /steps/0/options/rows=1000), got {s:?}"))?;
+        let (pointer, raw) = s.split_once('=').ok_or_else(|| {
+            format!("expected POINTER=VALUE (e.g. /steps/0/options/rows=1000), got {s:?}")
+        })?;
         if !pointer.starts_with('/') {
-            return Err(format!("the pointer must start with '/', e.g. /steps/0/options/rows, got {pointer:?}"));
+            return Err(format!(
+                "the pointer must start with '/', e.g. /steps/0/options/rows, got {pointer:?}"
+            ));
         }
         let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
-        Ok(Override { pointer: pointer.to_string(), value })
+        Ok(Override {
+            pointer: pointer.to_string(),
+            value,
+        })
     }
 }
 
@@ -60,47 +65,83 @@ pub fn load_pipeline(path: &Path, overrides: &[Override]) -> Result<LoadedPipeli
 }
 
 /// Loads a pipeline from text, as if it were the file at `path` (`$ref`s are relative to it).
-pub fn load_pipeline_str(path: &Path, text: &str, overrides: &[Override]) -> Result<LoadedPipeline, ConfigErrors> {
+pub fn load_pipeline_str(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+) -> Result<LoadedPipeline, ConfigErrors> {
     load(path, Some(text.to_string()), overrides)
 }
 
-fn load(path: &Path, text: Option<String>, overrides: &[Override]) -> Result<LoadedPipeline, ConfigErrors> {
+fn load(
+    path: &Path,
+    text: Option<String>,
+    overrides: &[Override],
+) -> Result<LoadedPipeline, ConfigErrors> {
     let mut resolver = Resolver::new();
     let document = resolver.resolve_root(path, text);
-    let Resolver { mut locator, mut errors, poisoned, .. } = resolver;
-    let Some(mut document) = document else { return Err(errors) };
+    let Resolver {
+        mut locator,
+        mut errors,
+        poisoned,
+        ..
+    } = resolver;
+    let Some(mut document) = document else {
+        return Err(errors);
+    };
 
     for o in overrides {
         match set_pointer(&mut document, &o.pointer, o.value.clone()) {
             Ok(()) => locator.record_override(&o.pointer),
-            Err(message) => errors.push(ConfigError::new(None, format!("--set {}: {message}", o.pointer))),
+            Err(message) => errors.push(ConfigError::new(
+                None,
+                format!("--set {}: {message}", o.pointer),
+            )),
         }
     }
 
     errors.extend(lint_secrets(&document, &locator));
     let config = typed_model(&document, &locator, &poisoned, &mut errors);
     match config {
-        Some(config) if errors.is_empty() => {
-            Ok(LoadedPipeline { config, document, locator, path: path.to_path_buf() })
-        }
+        Some(config) if errors.is_empty() => Ok(LoadedPipeline {
+            config,
+            document,
+            locator,
+            path: path.to_path_buf(),
+        }),
         _ => Err(errors),
     }
 }
 
 /// Sets a value at a pointer, creating missing object members along the way.
 fn set_pointer(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
-    let tokens: Vec<String> =
-        pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
-    let Some((last, parents)) = tokens.split_last() else { return Err("empty pointer".into()) };
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, parents)) = tokens.split_last() else {
+        return Err("empty pointer".into());
+    };
     let mut current = doc;
     for token in parents {
         current = match current {
-            Value::Object(map) => map.entry(token.clone()).or_insert_with(|| Value::Object(Map::new())),
+            Value::Object(map) => map
+                .entry(token.clone())
+                .or_insert_with(|| Value::Object(Map::new())),
             Value::Array(items) => {
-                let i: usize = token.parse().map_err(|_| format!("{token:?} is not an array index"))?;
-                items.get_mut(i).ok_or_else(|| format!("index {i} is past the end of the array"))?
+                let i: usize = token
+                    .parse()
+                    .map_err(|_| format!("{token:?} is not an array index"))?;
+                items
+                    .get_mut(i)
+                    .ok_or_else(|| format!("index {i} is past the end of the array"))?
             }
-            _ => return Err(format!("{token:?} is inside a value that is not an object or array")),
+            _ => {
+                return Err(format!(
+                    "{token:?} is inside a value that is not an object or array"
+                ));
+            }
         };
     }
     match current {
@@ -109,12 +150,18 @@ fn set_pointer(doc: &mut Value, pointer: &str, value: Value) -> Result<(), Strin
             Ok(())
         }
         Value::Array(items) => {
-            let i: usize = last.parse().map_err(|_| format!("{last:?} is not an array index"))?;
-            let slot = items.get_mut(i).ok_or_else(|| format!("index {i} is past the end of the array"))?;
+            let i: usize = last
+                .parse()
+                .map_err(|_| format!("{last:?} is not an array index"))?;
+            let slot = items
+                .get_mut(i)
+                .ok_or_else(|| format!("index {i} is past the end of the array"))?;
             *slot = value;
             Ok(())
         }
-        _ => Err(format!("{last:?} is inside a value that is not an object or array")),
+        _ => Err(format!(
+            "{last:?} is inside a value that is not an object or array"
+        )),
     }
 }
 
@@ -129,20 +176,37 @@ fn known_keys<T: JsonSchema>() -> Vec<String> {
 }
 
 /// Reports unknown keys of an object at `pointer`, returns whether there were none.
-fn check_keys<T: JsonSchema>(value: &Value, pointer: &str, what: &str, locator: &Locator, errors: &mut ConfigErrors) -> bool {
-    let Some(object) = value.as_object() else { return true };
+fn check_keys<T: JsonSchema>(
+    value: &Value,
+    pointer: &str,
+    what: &str,
+    locator: &Locator,
+    errors: &mut ConfigErrors,
+) -> bool {
+    let Some(object) = value.as_object() else {
+        return true;
+    };
     let known = known_keys::<T>();
     let known: Vec<&str> = known.iter().map(String::as_str).collect();
     let unknown = check_known_keys(object, &known, what);
     let clean = unknown.is_empty();
     for (key, message, hint) in unknown {
-        errors.push(ConfigError::new(Some(locator.locate(&join_pointer(pointer, &key))), message).with_hint_opt(hint));
+        errors.push(
+            ConfigError::new(Some(locator.locate(&join_pointer(pointer, &key))), message)
+                .with_hint_opt(hint),
+        );
     }
     clean
 }
 
 /// Deserializes a value, reporting the failing field's pointer.
-fn deserialize<T: DeserializeOwned>(value: &Value, pointer: &str, what: &str, locator: &Locator, errors: &mut ConfigErrors) -> Option<T> {
+fn deserialize<T: DeserializeOwned>(
+    value: &Value,
+    pointer: &str,
+    what: &str,
+    locator: &Locator,
+    errors: &mut ConfigErrors,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -151,13 +215,22 @@ fn deserialize<T: DeserializeOwned>(value: &Value, pointer: &str, what: &str, lo
                 use serde_path_to_error::Segment;
                 match segment {
                     Segment::Seq { index } => at = join_pointer(&at, &index.to_string()),
-                    Segment::Map { key } | Segment::Enum { variant: key } => at = join_pointer(&at, key),
+                    Segment::Map { key } | Segment::Enum { variant: key } => {
+                        at = join_pointer(&at, key)
+                    }
                     Segment::Unknown => {}
                 }
             }
             let message = e.into_inner().to_string();
-            let message = message.split(" at line ").next().unwrap_or_default().to_string();
-            errors.push(ConfigError::new(Some(locator.locate(&at)), format!("invalid {what}: {message}")));
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            errors.push(ConfigError::new(
+                Some(locator.locate(&at)),
+                format!("invalid {what}: {message}"),
+            ));
             None
         }
     }
@@ -170,7 +243,10 @@ fn typed_model(
     errors: &mut ConfigErrors,
 ) -> Option<PipelineConfig> {
     let Some(root) = document.as_object() else {
-        errors.push(ConfigError::new(Some(locator.locate("")), "a pipeline file must hold a JSON object"));
+        errors.push(ConfigError::new(
+            Some(locator.locate("")),
+            "a pipeline file must hold a JSON object",
+        ));
         return None;
     };
     let before = errors.len();
@@ -209,9 +285,17 @@ fn typed_model(
                 continue;
             }
             if let Some(credentials) = item.get("credentials") {
-                check_keys::<CredentialsRef>(credentials, &join_pointer(&pointer, "credentials"), "\"credentials\"", locator, errors);
+                check_keys::<CredentialsRef>(
+                    credentials,
+                    &join_pointer(&pointer, "credentials"),
+                    "\"credentials\"",
+                    locator,
+                    errors,
+                );
             }
-            if let Some(c) = deserialize::<ConnectionConfig>(item, &pointer, "connection", locator, errors) {
+            if let Some(c) =
+                deserialize::<ConnectionConfig>(item, &pointer, "connection", locator, errors)
+            {
                 connections.insert(name.clone(), c);
             }
         }
@@ -219,8 +303,11 @@ fn typed_model(
 
     // The rest of the top level, without the parts already read.
     let known = known_keys::<PipelineConfig>();
-    let mut head: Map<String, Value> =
-        root.iter().filter(|(k, _)| known.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut head: Map<String, Value> = root
+        .iter()
+        .filter(|(k, _)| known.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     head.insert("steps".into(), Value::Array(Vec::new()));
     head.insert("connections".into(), Value::Object(Map::new()));
     let head = deserialize::<PipelineConfig>(&Value::Object(head), "", "pipeline", locator, errors);

@@ -60,7 +60,10 @@ fn default_delay_seconds() -> f64 {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig { max_retries: default_max_retries(), delay_seconds: default_delay_seconds() }
+        RetryConfig {
+            max_retries: default_max_retries(),
+            delay_seconds: default_delay_seconds(),
+        }
     }
 }
 

@@ -15,7 +15,11 @@ pub(crate) fn prefixes(pointer: &str) -> impl Iterator<Item = &str> {
     let mut next = Some(pointer);
     std::iter::from_fn(move || {
         let current = next?;
-        next = if current.is_empty() { None } else { current.rfind('/').map(|i| &current[..i]) };
+        next = if current.is_empty() {
+            None
+        } else {
+            current.rfind('/').map(|i| &current[..i])
+        };
         Some(current)
     })
 }

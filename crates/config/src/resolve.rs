@@ -43,13 +43,25 @@ impl Locator {
             if let Some(origin) = self.origins.get(prefix) {
                 let file_pointer = format!("{}{}", origin.pointer, &pointer[prefix.len()..]);
                 let Some(file) = origin.file.map(|i| &self.files[i]) else {
-                    return Location { file: None, pointer: pointer.to_string(), line_col: None };
+                    return Location {
+                        file: None,
+                        pointer: pointer.to_string(),
+                        line_col: None,
+                    };
                 };
                 let line_col = prefixes(&file_pointer).find_map(|p| file.spans.get(p));
-                return Location { file: Some(file.path.clone()), pointer: file_pointer, line_col };
+                return Location {
+                    file: Some(file.path.clone()),
+                    pointer: file_pointer,
+                    line_col,
+                };
             }
         }
-        Location { file: None, pointer: pointer.to_string(), line_col: None }
+        Location {
+            file: None,
+            pointer: pointer.to_string(),
+            line_col: None,
+        }
     }
 
     /// The files read, the root first.
@@ -67,7 +79,13 @@ impl Locator {
         for k in stale {
             self.origins.remove(&k);
         }
-        self.origins.insert(pointer.to_string(), Origin { file: None, pointer: pointer.to_string() });
+        self.origins.insert(
+            pointer.to_string(),
+            Origin {
+                file: None,
+                pointer: pointer.to_string(),
+            },
+        );
     }
 }
 
@@ -91,7 +109,12 @@ impl Resolver {
     }
 
     /// Reads and parses a file, or records why it cannot be. `from` is where the file was named.
-    fn read(&mut self, path: &Path, text: Option<String>, from: Option<Location>) -> Option<(usize, Value)> {
+    fn read(
+        &mut self,
+        path: &Path,
+        text: Option<String>,
+        from: Option<Location>,
+    ) -> Option<(usize, Value)> {
         let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         if let Some(hit) = self.cache.get(&canonical) {
             return Some(hit.clone());
@@ -106,9 +129,11 @@ impl Resolver {
                         None => format!("cannot read pipeline file {}: {e}", path.display()),
                     };
                     let hint = from.as_ref().map(|_| {
-                        "a $ref path is relative to the directory of the file that contains it".to_string()
+                        "a $ref path is relative to the directory of the file that contains it"
+                            .to_string()
                     });
-                    self.errors.push(ConfigError::new(from, message).with_hint_opt(hint));
+                    self.errors
+                        .push(ConfigError::new(from, message).with_hint_opt(hint));
                     return None;
                 }
             },
@@ -116,7 +141,10 @@ impl Resolver {
         match serde_json::from_str::<Value>(&text) {
             Ok(value) => {
                 let index = self.locator.files.len();
-                self.locator.files.push(SourceFile { path: path.to_path_buf(), spans: SpanIndex::build(&text) });
+                self.locator.files.push(SourceFile {
+                    path: path.to_path_buf(),
+                    spans: SpanIndex::build(&text),
+                });
                 self.cache.insert(canonical, (index, value.clone()));
                 Some((index, value))
             }
@@ -132,7 +160,9 @@ impl Resolver {
                 }
                 self.errors.push(
                     ConfigError::new(Some(location), format!("malformed JSON: {message}"))
-                        .with_hint("check for a missing comma, quote or bracket near this position"),
+                        .with_hint(
+                            "check for a missing comma, quote or bracket near this position",
+                        ),
                 );
                 None
             }
@@ -155,14 +185,35 @@ impl Resolver {
         }
     }
 
-    fn resolve(&mut self, value: Value, file: usize, fp: String, out: String, stack: &mut Vec<PathBuf>) -> Value {
-        self.locator.origins.insert(out.clone(), Origin { file: Some(file), pointer: fp.clone() });
+    fn resolve(
+        &mut self,
+        value: Value,
+        file: usize,
+        fp: String,
+        out: String,
+        stack: &mut Vec<PathBuf>,
+    ) -> Value {
+        self.locator.origins.insert(
+            out.clone(),
+            Origin {
+                file: Some(file),
+                pointer: fp.clone(),
+            },
+        );
         match value {
-            Value::Object(map) if map.contains_key("$ref") => self.resolve_ref(map, file, fp, out, stack),
+            Value::Object(map) if map.contains_key("$ref") => {
+                self.resolve_ref(map, file, fp, out, stack)
+            }
             Value::Object(map) => {
                 let mut result = Map::with_capacity(map.len());
                 for (k, v) in map {
-                    let child = self.resolve(v, file, join_pointer(&fp, &k), join_pointer(&out, &k), stack);
+                    let child = self.resolve(
+                        v,
+                        file,
+                        join_pointer(&fp, &k),
+                        join_pointer(&out, &k),
+                        stack,
+                    );
                     result.insert(k, child);
                 }
                 Value::Object(result)
@@ -173,7 +224,13 @@ impl Resolver {
                     .enumerate()
                     .map(|(i, v)| {
                         let t = i.to_string();
-                        self.resolve(v, file, join_pointer(&fp, &t), join_pointer(&out, &t), stack)
+                        self.resolve(
+                            v,
+                            file,
+                            join_pointer(&fp, &t),
+                            join_pointer(&out, &t),
+                            stack,
+                        )
                     })
                     .collect(),
             ),
@@ -208,20 +265,33 @@ impl Resolver {
         let ref_pointer = join_pointer(&fp, "$ref");
         let Some(Value::String(target)) = map.remove("$ref") else {
             self.errors.push(
-                ConfigError::new(Some(self.location(file, &ref_pointer)), "\"$ref\" must be a string")
-                    .with_hint("write {\"$ref\": \"relative/path.json\"}"),
+                ConfigError::new(
+                    Some(self.location(file, &ref_pointer)),
+                    "\"$ref\" must be a string",
+                )
+                .with_hint("write {\"$ref\": \"relative/path.json\"}"),
             );
             return Value::Null;
         };
-        let base = self.locator.files[file].path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = self.locator.files[file]
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let path = base.join(&target);
         let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-        let seen = stack.iter().position(|p| p.canonicalize().unwrap_or_else(|_| p.clone()) == canonical);
+        let seen = stack
+            .iter()
+            .position(|p| p.canonicalize().unwrap_or_else(|_| p.clone()) == canonical);
         if let Some(start) = seen {
             let chain: Vec<String> = stack[start..]
                 .iter()
                 .chain(std::iter::once(&path))
-                .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+                .map(|p| {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
                 .collect();
             self.errors.push(
                 ConfigError::new(
@@ -247,7 +317,13 @@ impl Resolver {
             return Value::Null;
         };
         stack.push(path);
-        let mut resolved = self.resolve(target_value, target_index, String::new(), out.clone(), stack);
+        let mut resolved = self.resolve(
+            target_value,
+            target_index,
+            String::new(),
+            out.clone(),
+            stack,
+        );
         stack.pop();
         if map.is_empty() {
             return resolved;
@@ -260,7 +336,13 @@ impl Resolver {
             return resolved;
         }
         for (k, v) in map {
-            let child = self.resolve(v, file, join_pointer(&fp, &k), join_pointer(&out, &k), stack);
+            let child = self.resolve(
+                v,
+                file,
+                join_pointer(&fp, &k),
+                join_pointer(&out, &k),
+                stack,
+            );
             if let Value::Object(target) = &mut resolved {
                 match target.get_mut(&k) {
                     Some(existing) => deep_merge(existing, child),
@@ -271,7 +353,13 @@ impl Resolver {
             }
         }
         // The object itself now comes from the referencing file.
-        self.locator.origins.insert(out, Origin { file: Some(file), pointer: fp });
+        self.locator.origins.insert(
+            out,
+            Origin {
+                file: Some(file),
+                pointer: fp,
+            },
+        );
         resolved
     }
 }
@@ -302,6 +390,9 @@ mod tests {
     fn deep_merge_objects_replace_scalars_and_arrays() {
         let mut base = json!({"a": {"x": 1, "y": [1]}, "b": 1});
         deep_merge(&mut base, json!({"a": {"y": [2], "z": 3}, "c": 4}));
-        assert_eq!(base, json!({"a": {"x": 1, "y": [2], "z": 3}, "b": 1, "c": 4}));
+        assert_eq!(
+            base,
+            json!({"a": {"x": 1, "y": [2], "z": 3}, "b": 1, "c": 4})
+        );
     }
 }

@@ -16,7 +16,13 @@ pub struct SpanIndex {
 impl SpanIndex {
     /// Indexes a text that is valid JSON. On invalid input it indexes what it can.
     pub fn build(text: &str) -> Self {
-        let mut scanner = Scanner { bytes: text.as_bytes(), pos: 0, line: 1, line_start: 0, text };
+        let mut scanner = Scanner {
+            bytes: text.as_bytes(),
+            pos: 0,
+            line: 1,
+            line_start: 0,
+            text,
+        };
         let mut index = SpanIndex::default();
         scanner.skip_ws();
         let at = scanner.here();

@@ -25,11 +25,13 @@ pub fn frame_to_arrow(df: &DataFrame) -> Result<Vec<RecordBatch>, StepError> {
             // Data Interface; ownership (and the release callback) moves to arrow-rs.
             let (c_schema, c_array): (FFI_ArrowSchema, FFI_ArrowArray) =
                 unsafe { (std::mem::transmute(c_schema), std::mem::transmute(c_array)) };
-            let arrow_field = Field::try_from(&c_schema)
-                .map_err(|e| StepError::internal(format!("reading exported field {}: {e}", field.name)))?;
+            let arrow_field = Field::try_from(&c_schema).map_err(|e| {
+                StepError::internal(format!("reading exported field {}: {e}", field.name))
+            })?;
             // SAFETY: the array was exported together with this schema just above.
-            let data = unsafe { from_ffi(c_array, &c_schema) }
-                .map_err(|e| StepError::internal(format!("importing column {}: {e}", field.name)))?;
+            let data = unsafe { from_ffi(c_array, &c_schema) }.map_err(|e| {
+                StepError::internal(format!("importing column {}: {e}", field.name))
+            })?;
             fields.push(arrow_field);
             columns.push(make_array(data));
         }
@@ -48,13 +50,22 @@ mod tests {
     #[test]
     fn columns_cross_over_with_nulls_and_chunks() {
         let mut df = df!("id" => [1i64, 2, 3], "v" => [Some(1.5f64), None, Some(3.0)], "s" => ["a", "b", "c"]).unwrap();
-        df.vstack_mut_owned(df!("id" => [4i64], "v" => [Some(4.0f64)], "s" => ["d"]).unwrap()).unwrap();
+        df.vstack_mut_owned(df!("id" => [4i64], "v" => [Some(4.0f64)], "s" => ["d"]).unwrap())
+            .unwrap();
         let batches = frame_to_arrow(&df).unwrap();
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
         let first = &batches[0];
-        let ids = first.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let ids = first
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(ids.value(2), 3);
-        let v = first.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        let v = first
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert!(v.is_null(1));
         assert_eq!(first.schema().field(2).name(), "s");
     }

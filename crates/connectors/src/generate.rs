@@ -46,10 +46,16 @@ fn default_null_fraction() -> f64 {
 impl MethodOptions for GenerateOptions {
     fn check(&self) -> Result<(), OptionsError> {
         if self.batch_size == 0 {
-            return Err(OptionsError::new("/batch_size", "batch_size must be at least 1"));
+            return Err(OptionsError::new(
+                "/batch_size",
+                "batch_size must be at least 1",
+            ));
         }
         if !(0.0..=1.0).contains(&self.null_fraction) {
-            return Err(OptionsError::new("/null_fraction", "null_fraction must be between 0 and 1"));
+            return Err(OptionsError::new(
+                "/null_fraction",
+                "null_fraction must be between 0 and 1",
+            ));
         }
         Ok(())
     }
@@ -67,7 +73,11 @@ const STATUSES: [&str; 4] = ["paid", "pending", "refunded", "cancelled"];
 const START_US: i64 = 1_735_689_600_000_000; // 2025-01-01T00:00:00Z
 
 /// Rows `start..start + len` of the generated data set.
-pub fn generate_frame(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFrame, StepError> {
+pub fn generate_frame(
+    options: &GenerateOptions,
+    start: u64,
+    len: u64,
+) -> Result<DataFrame, StepError> {
     let n = len as usize;
     let mut order_id = Vec::with_capacity(n);
     let mut customer = Vec::with_capacity(n);
@@ -78,7 +88,11 @@ pub fn generate_frame(options: &GenerateOptions, start: u64, len: u64) -> Result
     for i in start..start + len {
         let h = mix(options.seed, i);
         order_id.push(i as i64 + 1);
-        customer.push(if (h % 10_000) < null_below { None } else { Some(((h >> 16) % 50_000) as i64 + 1) });
+        customer.push(if (h % 10_000) < null_below {
+            None
+        } else {
+            Some(((h >> 16) % 50_000) as i64 + 1)
+        });
         let cents = ((h >> 24) % 100_000) as f64 + 1.0;
         let s = STATUSES[match (h >> 40) % 10 {
             0..=5 => 0,
@@ -86,7 +100,11 @@ pub fn generate_frame(options: &GenerateOptions, start: u64, len: u64) -> Result
             8 => 2,
             _ => 3,
         }];
-        amount.push(if s == "refunded" { -cents / 100.0 } else { cents / 100.0 });
+        amount.push(if s == "refunded" {
+            -cents / 100.0
+        } else {
+            cents / 100.0
+        });
         status.push(s);
         created.push(START_US + i as i64 * 1_000_000 + ((h >> 48) % 1_000_000) as i64);
     }
@@ -133,8 +151,15 @@ impl Source for Generate {
 
 impl ExtractMethods {
     /// Deterministic mocked orders.
-    pub async fn generate(options: GenerateOptions, _setup: StepSetup) -> Result<Box<dyn Source>, StepError> {
-        Ok(Box::new(Generate { options, next: 0, emitted: false }))
+    pub async fn generate(
+        options: GenerateOptions,
+        _setup: StepSetup,
+    ) -> Result<Box<dyn Source>, StepError> {
+        Ok(Box::new(Generate {
+            options,
+            next: 0,
+            emitted: false,
+        }))
     }
 }
 
@@ -143,16 +168,26 @@ mod tests {
     use super::*;
 
     fn opts(rows: u64, batch_size: u64) -> GenerateOptions {
-        GenerateOptions { rows, seed: 7, batch_size, null_fraction: 0.1 }
+        GenerateOptions {
+            rows,
+            seed: 7,
+            batch_size,
+            null_fraction: 0.1,
+        }
     }
 
     #[test]
     fn rows_do_not_depend_on_batch_size() {
         let whole = generate_frame(&opts(1000, 1000), 0, 1000).unwrap();
         let mut parts = generate_frame(&opts(1000, 300), 0, 300).unwrap();
-        parts.vstack_mut_owned(generate_frame(&opts(1000, 300), 300, 700).unwrap()).unwrap();
+        parts
+            .vstack_mut_owned(generate_frame(&opts(1000, 300), 300, 700).unwrap())
+            .unwrap();
         assert!(whole.equals_missing(&parts));
-        assert_eq!(whole.column("order_id").unwrap().i64().unwrap().get(999), Some(1000));
+        assert_eq!(
+            whole.column("order_id").unwrap().i64().unwrap().get(999),
+            Some(1000)
+        );
     }
 
     #[test]
@@ -164,13 +199,21 @@ mod tests {
 
     #[tokio::test]
     async fn batches_and_the_empty_case() {
-        let mut src = Generate { options: opts(250, 100), next: 0, emitted: false };
+        let mut src = Generate {
+            options: opts(250, 100),
+            next: 0,
+            emitted: false,
+        };
         let mut sizes = vec![];
         while let Some(b) = src.next_batch().await.unwrap() {
             sizes.push(b.rows());
         }
         assert_eq!(sizes, vec![100, 100, 50]);
-        let mut empty = Generate { options: opts(0, 100), next: 0, emitted: false };
+        let mut empty = Generate {
+            options: opts(0, 100),
+            next: 0,
+            emitted: false,
+        };
         let first = empty.next_batch().await.unwrap().unwrap();
         assert_eq!(first.rows(), 0);
         assert!(empty.next_batch().await.unwrap().is_none());

@@ -20,8 +20,23 @@ pub use generate::{GenerateOptions, generate_frame};
 /// Every connector method, in the order `pipectl methods` lists them.
 pub fn entries() -> Vec<MethodEntry> {
     vec![
-        MethodEntry::extract("generate", "Deterministic mocked order rows (no external system)", ConnectionUse::None, ExtractMethods::generate),
-        MethodEntry::extract("delta", "Read a Delta Lake table", ConnectionUse::Optional(&["delta"]), ExtractMethods::delta),
-        MethodEntry::load("delta", "Write a Delta Lake table, atomically at the end of the run", ConnectionUse::Optional(&["delta"]), LoadMethods::delta),
+        MethodEntry::extract(
+            "generate",
+            "Deterministic mocked order rows (no external system)",
+            ConnectionUse::None,
+            ExtractMethods::generate,
+        ),
+        MethodEntry::extract(
+            "delta",
+            "Read a Delta Lake table",
+            ConnectionUse::Optional(&["delta"]),
+            ExtractMethods::delta,
+        ),
+        MethodEntry::load(
+            "delta",
+            "Write a Delta Lake table, atomically at the end of the run",
+            ConnectionUse::Optional(&["delta"]),
+            LoadMethods::delta,
+        ),
     ]
 }

@@ -20,11 +20,21 @@ fn setup(dir: &Path, options: serde_json::Value) -> StepSetup {
 }
 
 fn rows(start: u64, len: u64) -> pipeline_data::polars::prelude::DataFrame {
-    let o = GenerateOptions { rows: start + len, seed: 1, batch_size: 1000, null_fraction: 0.0 };
+    let o = GenerateOptions {
+        rows: start + len,
+        seed: 1,
+        batch_size: 1000,
+        null_fraction: 0.0,
+    };
     generate_frame(&o, start, len).unwrap()
 }
 
-async fn load(dir: &Path, mode: &str, frames: Vec<pipeline_data::polars::prelude::DataFrame>, commit: bool) {
+async fn load(
+    dir: &Path,
+    mode: &str,
+    frames: Vec<pipeline_data::polars::prelude::DataFrame>,
+    commit: bool,
+) {
     let s = setup(dir, json!({"path": "orders", "mode": mode}));
     let mut sink = LoadMethods::delta(s.options().unwrap(), s).await.unwrap();
     for f in frames {
@@ -43,12 +53,28 @@ async fn create_append_overwrite_and_abort() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("orders");
 
-    load(dir.path(), "append", vec![rows(0, 500), rows(500, 500)], true).await;
+    load(
+        dir.path(),
+        "append",
+        vec![rows(0, 500), rows(500, 500)],
+        true,
+    )
+    .await;
     let back = read_delta_table(&table).await.unwrap();
     assert_eq!(back.height(), 1000);
-    let sum: i64 = back.column("order_id").unwrap().i64().unwrap().iter().map(|v| v.unwrap()).sum();
+    let sum: i64 = back
+        .column("order_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .sum();
     assert_eq!(sum, (1..=1000).sum::<i64>());
-    assert_eq!(back.column("created_at").unwrap().dtype().to_string(), "datetime[μs, UTC]");
+    assert_eq!(
+        back.column("created_at").unwrap().dtype().to_string(),
+        "datetime[μs, UTC]"
+    );
 
     load(dir.path(), "append", vec![rows(1000, 10)], true).await;
     assert_eq!(read_delta_table(&table).await.unwrap().height(), 1010);
@@ -68,8 +94,15 @@ async fn create_append_overwrite_and_abort() {
 async fn an_uncommitted_new_table_does_not_exist() {
     let dir = tempfile::tempdir().unwrap();
     load(dir.path(), "append", vec![rows(0, 100)], false).await;
-    let err = read_delta_table(&dir.path().join("orders")).await.err().unwrap();
-    assert!(err.message().contains("loading Delta table"), "{}", err.message());
+    let err = read_delta_table(&dir.path().join("orders"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.message().contains("loading Delta table"),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test]
@@ -81,5 +114,10 @@ async fn a_schema_mismatch_is_the_users_error() {
     let other = pipeline_data::polars::prelude::df!("x" => [1i64]).unwrap();
     let err = sink.write(other).await.err().unwrap();
     assert_eq!(err.class(), pipeline_base::ErrorClass::User);
-    assert!(err.message().contains("the table has a column \"order_id\" that the data lacks"), "{}", err.message());
+    assert!(
+        err.message()
+            .contains("the table has a column \"order_id\" that the data lacks"),
+        "{}",
+        err.message()
+    );
 }

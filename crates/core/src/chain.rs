@@ -56,21 +56,41 @@ impl PipelineStep {
         span: tracing::Span,
         observer: Arc<dyn RunObserver>,
     ) -> Self {
-        PipelineStep { index, name, op, convert_to, keep, stats: StepStats::default(), span, observer, next: None }
+        PipelineStep {
+            index,
+            name,
+            op,
+            convert_to,
+            keep,
+            stats: StepStats::default(),
+            span,
+            observer,
+            next: None,
+        }
     }
 
     fn fail(&self, error: StepError) -> StepFailure {
-        StepFailure { index: self.index, step: self.name.clone(), error }
+        StepFailure {
+            index: self.index,
+            step: self.name.clone(),
+            error,
+        }
     }
 
     /// Takes one batch, processes it, and passes the results down the chain.
-    pub fn handle<'a>(&'a mut self, batch: Batch, cx: &'a RunContext) -> BoxFuture<'a, Result<(), StepFailure>> {
+    pub fn handle<'a>(
+        &'a mut self,
+        batch: Batch,
+        cx: &'a RunContext,
+    ) -> BoxFuture<'a, Result<(), StepFailure>> {
         Box::pin(async move {
             self.stats.rows_in += batch.rows() as u64;
             self.stats.batches_in += 1;
             let start = Instant::now();
             let batch = match self.convert_to {
-                Some(format) if batch.format() != format => batch.convert(format).map_err(|e| self.fail(e))?,
+                Some(format) if batch.format() != format => {
+                    batch.convert(format).map_err(|e| self.fail(e))?
+                }
                 _ => batch,
             };
             let result = self.op.push(batch, cx).instrument(self.span.clone()).await;
@@ -124,7 +144,11 @@ impl PipelineStep {
     fn log_finished(&self) {
         let s = &self.stats;
         let secs = s.busy.as_secs_f64();
-        let rate = if secs > 0.0 { (s.rows_in.max(s.rows_out) as f64 / secs) as u64 } else { 0 };
+        let rate = if secs > 0.0 {
+            (s.rows_in.max(s.rows_out) as f64 / secs) as u64
+        } else {
+            0
+        };
         let metrics = format_metrics(&self.op.metrics());
         tracing::info!(
             parent: &self.span,
@@ -145,7 +169,10 @@ impl PipelineStep {
 }
 
 fn format_metrics(m: &Metrics) -> String {
-    m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Links steps in order: each holds the next.

@@ -42,7 +42,10 @@ impl Operator for Identity {
 }
 
 enum Head {
-    Source { index: usize, source: Box<dyn Source> },
+    Source {
+        index: usize,
+        source: Box<dyn Source>,
+    },
     Dataset(String),
 }
 
@@ -51,7 +54,12 @@ struct Segment {
     chain: Box<PipelineStep>,
 }
 
-pub(crate) async fn run_attempt(plan: &Plan, registry: &Registry, observer: Arc<dyn RunObserver>, run_span: &tracing::Span) -> AttemptOutcome {
+pub(crate) async fn run_attempt(
+    plan: &Plan,
+    registry: &Registry,
+    observer: Arc<dyn RunObserver>,
+    run_span: &tracing::Span,
+) -> AttemptOutcome {
     let mut stats: Vec<Option<(StepStats, Metrics)>> = vec![None; plan.steps.len()];
     let keep = plan.kept_datasets();
 
@@ -60,7 +68,11 @@ pub(crate) async fn run_attempt(plan: &Plan, registry: &Registry, observer: Arc<
     let mut failure: Option<StepFailure> = None;
     for (i, step) in plan.steps.iter().enumerate() {
         let Some(entry) = registry.get(step.kind, &step.method) else {
-            failure = Some(StepFailure { index: i, step: step.name.clone(), error: StepError::internal("method vanished from the registry") });
+            failure = Some(StepFailure {
+                index: i,
+                step: step.name.clone(),
+                error: StepError::internal("method vanished from the registry"),
+            });
             break;
         };
         let setup = StepSetup {
@@ -72,11 +84,15 @@ pub(crate) async fn run_attempt(plan: &Plan, registry: &Registry, observer: Arc<
             side_inputs: step.inputs.iter().skip(1).cloned().collect(),
             base_dir: plan.base_dir.clone(),
         };
-        let span = tracing::info_span!(parent: run_span, "step", step = %step.name, kind = %step.kind, method = %step.method);
+        let span = tracing::info_span!(parent: run_span, "step", step = %step.name);
         let runtime = match entry.open(setup).await {
             Ok(r) => r,
             Err(e) => {
-                failure = Some(StepFailure { index: i, step: step.name.clone(), error: e });
+                failure = Some(StepFailure {
+                    index: i,
+                    step: step.name.clone(),
+                    error: e,
+                });
                 break;
             }
         };
@@ -84,7 +100,15 @@ pub(crate) async fn run_attempt(plan: &Plan, registry: &Registry, observer: Arc<
             Runtime::Source(s) => (Box::new(Identity), Some(s)),
             Runtime::Operator(op) => (op, None),
         };
-        let link = PipelineStep::new(i, step.name.clone(), op, step.auto_convert_to, keep.contains(&step.name), span, observer.clone());
+        let link = PipelineStep::new(
+            i,
+            step.name.clone(),
+            op,
+            step.auto_convert_to,
+            keep.contains(&step.name),
+            span,
+            observer.clone(),
+        );
         let chained = step.kind != StepKind::Extract
             && i > 0
             && step.inputs.first() == Some(&plan.steps[i - 1].name)
@@ -119,7 +143,11 @@ pub(crate) async fn run_attempt(plan: &Plan, registry: &Registry, observer: Arc<
             let mut current = Some(segment.chain.as_mut());
             while let Some(step) = current {
                 if let Err(e) = step.op.commit().await {
-                    failure = Some(StepFailure { index: step.index, step: step.name.clone(), error: e });
+                    failure = Some(StepFailure {
+                        index: step.index,
+                        step: step.name.clone(),
+                        error: e,
+                    });
                     break 'commit;
                 }
                 step.stats.committed = true;
@@ -139,13 +167,20 @@ pub(crate) async fn run_attempt(plan: &Plan, registry: &Registry, observer: Arc<
         }
     }
     for segment in segments.iter_mut() {
-        visit_mut(&mut segment.chain, |step| stats[step.index] = Some((step.stats.clone(), step.metrics())));
+        visit_mut(&mut segment.chain, |step| {
+            stats[step.index] = Some((step.stats.clone(), step.metrics()))
+        });
     }
     observer.attempt_finished();
     AttemptOutcome { stats, failure }
 }
 
-async fn drive(segment: &mut Segment, cx: &RunContext, plan: &Plan, observer: &dyn RunObserver) -> Result<(), StepFailure> {
+async fn drive(
+    segment: &mut Segment,
+    cx: &RunContext,
+    plan: &Plan,
+    observer: &dyn RunObserver,
+) -> Result<(), StepFailure> {
     match &mut segment.head {
         Head::Source { index, source } => {
             let name = plan.steps[*index].name.clone();
@@ -155,7 +190,11 @@ async fn drive(segment: &mut Segment, cx: &RunContext, plan: &Plan, observer: &d
                 let start = Instant::now();
                 let next = source.next_batch().await;
                 segment.chain.add_busy(start.elapsed());
-                let batch = next.map_err(|error| StepFailure { index: *index, step: name.clone(), error })?;
+                let batch = next.map_err(|error| StepFailure {
+                    index: *index,
+                    step: name.clone(),
+                    error,
+                })?;
                 let Some(batch) = batch else { break };
                 read += batch.rows() as u64;
                 observer.source_rows(&name, read, total);

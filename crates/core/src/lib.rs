@@ -31,3 +31,4 @@ pub use schema::pipeline_schema;
 
 pub use pipeline_base::{ErrorClass, Format, Mode, OnFailure, StepError, StepKind};
 pub use pipeline_config::{ConfigError, ConfigErrors, Override};
+pub use pipeline_data::{MethodEntry, Produces};

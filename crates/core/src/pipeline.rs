@@ -27,7 +27,9 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { observer: Arc::new(NoopObserver) }
+        RunOptions {
+            observer: Arc::new(NoopObserver),
+        }
     }
 }
 
@@ -49,10 +51,18 @@ impl Pipeline {
     }
 
     /// Same, with a registry of one's own.
-    pub fn from_file_with(path: &Path, overrides: &[Override], registry: Arc<Registry>) -> Result<Self, ConfigErrors> {
+    pub fn from_file_with(
+        path: &Path,
+        overrides: &[Override],
+        registry: Arc<Registry>,
+    ) -> Result<Self, ConfigErrors> {
         let loaded = load_pipeline(path, overrides)?;
         let plan = build_plan(&loaded, &registry)?;
-        Ok(Pipeline { loaded, plan, registry })
+        Ok(Pipeline {
+            loaded,
+            plan,
+            registry,
+        })
     }
 
     pub fn plan(&self) -> &Plan {
@@ -71,17 +81,25 @@ impl Pipeline {
         let max_attempts = plan.retry.max_retries + 1;
         let delay = Duration::from_secs_f64(plan.retry.delay_seconds.max(0.0));
         let started = Instant::now();
-        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        let run_span = tracing::info_span!("run", pipeline = %plan.pipeline, mode = %plan.mode);
-        tracing::info!(parent: &run_span, steps = plan.steps.len(), max_attempts, "pipeline started");
+        let started_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let run_span = tracing::info_span!("run", pipeline = %plan.pipeline);
+        tracing::info!(parent: &run_span, mode = %plan.mode, steps = plan.steps.len(), max_attempts, "pipeline started");
         let mut attempt = 0;
         loop {
             attempt += 1;
             options.observer.attempt_started(attempt, max_attempts);
             let attempt_span = tracing::info_span!(parent: &run_span, "attempt", attempt);
-            let outcome = run_attempt(plan, &self.registry, options.observer.clone(), &attempt_span)
-                .instrument(attempt_span.clone())
-                .await;
+            let outcome = run_attempt(
+                plan,
+                &self.registry,
+                options.observer.clone(),
+                &attempt_span,
+            )
+            .instrument(attempt_span.clone())
+            .await;
             let report = self.report(&outcome, attempt, started, started_at);
             let Some(failure) = outcome.failure else {
                 tracing::info!(
@@ -108,7 +126,11 @@ impl Pipeline {
                 tokio::time::sleep(delay).await;
                 continue;
             }
-            let why = if retryable { "retries exhausted" } else { "not retryable" };
+            let why = if retryable {
+                "retries exhausted"
+            } else {
+                "not retryable"
+            };
             tracing::error!(
                 parent: &run_span,
                 attempt,
@@ -127,7 +149,13 @@ impl Pipeline {
         }
     }
 
-    fn report(&self, outcome: &crate::execute::AttemptOutcome, attempts: u32, started: Instant, started_at: u64) -> RunReport {
+    fn report(
+        &self,
+        outcome: &crate::execute::AttemptOutcome,
+        attempts: u32,
+        started: Instant,
+        started_at: u64,
+    ) -> RunReport {
         let failed_index = outcome.failure.as_ref().map(|f| f.index);
         let mut steps = Vec::with_capacity(self.plan.steps.len());
         let (mut rows_read, mut rows_written) = (0, 0);
@@ -135,7 +163,9 @@ impl Pipeline {
             let (stats, metrics) = outcome.stats[i].clone().unwrap_or_default();
             let status = if failed_index == Some(i) {
                 StepStatus::Failed
-            } else if outcome.stats[i].is_none() || (stats.batches_in == 0 && !stats.finished && planned.kind != StepKind::Extract) {
+            } else if outcome.stats[i].is_none()
+                || (stats.batches_in == 0 && !stats.finished && planned.kind != StepKind::Extract)
+            {
                 StepStatus::NotRun
             } else if outcome.failure.is_some() {
                 StepStatus::Aborted
@@ -150,7 +180,9 @@ impl Pipeline {
             }
             let secs = stats.busy.as_secs_f64();
             let dropped = match planned.kind {
-                StepKind::Validate | StepKind::Transform if !planned.whole_input => stats.rows_in.saturating_sub(stats.rows_out),
+                StepKind::Validate | StepKind::Transform if !planned.whole_input => {
+                    stats.rows_in.saturating_sub(stats.rows_out)
+                }
                 _ => 0,
             };
             steps.push(StepReport {
@@ -162,13 +194,24 @@ impl Pipeline {
                 rows_out: stats.rows_out,
                 rows_dropped: dropped,
                 elapsed_ms: stats.busy.as_millis() as u64,
-                rows_per_sec: if secs > 0.0 { (stats.rows_in.max(stats.rows_out) as f64 / secs) as u64 } else { 0 },
-                metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+                rows_per_sec: if secs > 0.0 {
+                    (stats.rows_in.max(stats.rows_out) as f64 / secs) as u64
+                } else {
+                    0
+                },
+                metrics: metrics
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect::<BTreeMap<_, _>>(),
             });
         }
         RunReport {
             pipeline: self.plan.pipeline.clone(),
-            status: if outcome.failure.is_some() { "failed".into() } else { "succeeded".into() },
+            status: if outcome.failure.is_some() {
+                "failed".into()
+            } else {
+                "succeeded".into()
+            },
             attempts,
             started_at_unix_ms: started_at,
             elapsed_ms: started.elapsed().as_millis() as u64,

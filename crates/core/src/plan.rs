@@ -4,7 +4,9 @@
 
 use crate::registry::Registry;
 use pipeline_base::{Format, Mode, OnFailure, StepKind};
-use pipeline_config::{ConfigError, ConfigErrors, ConnectionConfig, LoadedPipeline, RetryConfig, join_pointer, suggest};
+use pipeline_config::{
+    ConfigError, ConfigErrors, ConnectionConfig, LoadedPipeline, RetryConfig, join_pointer, suggest,
+};
 use pipeline_data::{ConnectionUse, MethodEntry, Produces};
 use serde::Serialize;
 use serde_json::Value;
@@ -49,11 +51,19 @@ pub struct Plan {
 
 fn step_pointer(i: usize, field: &str) -> String {
     let base = format!("/steps/{i}");
-    if field.is_empty() { base } else { join_pointer(&base, field) }
+    if field.is_empty() {
+        base
+    } else {
+        join_pointer(&base, field)
+    }
 }
 
 fn accepts_text(accepts: &[Format]) -> String {
-    accepts.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(" or ")
+    accepts
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// Checks a loaded pipeline against the registry and builds its plan.
@@ -72,7 +82,10 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
         errors.push(err("/steps", "the pipeline has no steps".into()));
     }
     if !config.retry.delay_seconds.is_finite() || config.retry.delay_seconds < 0.0 {
-        errors.push(err("/retry/delay_seconds", "delay_seconds must be zero or more".into()));
+        errors.push(err(
+            "/retry/delay_seconds",
+            "delay_seconds must be zero or more".into(),
+        ));
     }
 
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -82,10 +95,20 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
 
     for (i, step) in config.steps.iter().enumerate() {
         if let Some(first) = seen.insert(&step.name, i) {
-            errors.push(err(&step_pointer(i, "name"), format!("step name \"{}\" is already used by step {}", step.name, first + 1)));
+            errors.push(err(
+                &step_pointer(i, "name"),
+                format!(
+                    "step name \"{}\" is already used by step {}",
+                    step.name,
+                    first + 1
+                ),
+            ));
         }
         if step.name.trim().is_empty() {
-            errors.push(err(&step_pointer(i, "name"), "a step name must not be empty".into()));
+            errors.push(err(
+                &step_pointer(i, "name"),
+                "a step name must not be empty".into(),
+            ));
         }
 
         let entry = match registry.get(step.kind, &step.method) {
@@ -99,7 +122,10 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
         // Inputs: explicit, or the previous step.
         let inputs: Vec<String> = match (&step.inputs, step.kind) {
             (Some(inputs), StepKind::Extract) if !inputs.is_empty() => {
-                errors.push(err(&step_pointer(i, "inputs"), "an extract step reads from its source and takes no inputs".into()));
+                errors.push(err(
+                    &step_pointer(i, "inputs"),
+                    "an extract step reads from its source and takes no inputs".into(),
+                ));
                 Vec::new()
             }
             (_, StepKind::Extract) => Vec::new(),
@@ -122,7 +148,11 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
                     .map(|s| format!("did you mean \"{s}\"?"))
                     .unwrap_or_else(|| format!("earlier steps: {}", known.join(", ")));
                 errors.push(
-                    err(&format!("{}/{j}", step_pointer(i, "inputs")), format!("input \"{input}\" is not an earlier step")).with_hint(hint),
+                    err(
+                        &format!("{}/{j}", step_pointer(i, "inputs")),
+                        format!("input \"{input}\" is not an earlier step"),
+                    )
+                    .with_hint(hint),
                 );
             }
         }
@@ -134,7 +164,13 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
                     let hint = suggest(name, config.connections.keys().map(String::as_str))
                         .map(|s| format!("did you mean \"{s}\"?"))
                         .unwrap_or_else(|| "define it under \"connections\"".into());
-                    errors.push(err(&step_pointer(i, "connection"), format!("unknown connection \"{name}\"")).with_hint(hint));
+                    errors.push(
+                        err(
+                            &step_pointer(i, "connection"),
+                            format!("unknown connection \"{name}\""),
+                        )
+                        .with_hint(hint),
+                    );
                     None
                 }
                 Some(c) => {
@@ -164,7 +200,11 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
             (None, Some(ConnectionUse::Required(systems))) => {
                 errors.push(err(
                     &step_pointer(i, ""),
-                    format!("method \"{}\" needs a connection ({})", step.method, systems.join(" or ")),
+                    format!(
+                        "method \"{}\" needs a connection ({})",
+                        step.method,
+                        systems.join(" or ")
+                    ),
                 ));
                 None
             }
@@ -172,7 +212,10 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
         };
 
         if step.on_failure.is_some() && step.kind != StepKind::Validate {
-            errors.push(err(&step_pointer(i, "on_failure"), "\"on_failure\" applies to validate steps only".into()));
+            errors.push(err(
+                &step_pointer(i, "on_failure"),
+                "\"on_failure\" applies to validate steps only".into(),
+            ));
         }
 
         let mut planned = PlannedStep {
@@ -193,15 +236,33 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
         if let Some(entry) = entry {
             for problem in entry.check_options(&planned.options) {
                 let pointer = format!("{}{}", step_pointer(i, "options"), problem.pointer);
-                errors.push(ConfigError::new(Some(loaded.locator.locate(&pointer)), format!("step \"{}\": {}", step.name, problem.message)).with_hint_opt(problem.hint));
+                errors.push(
+                    ConfigError::new(
+                        Some(loaded.locator.locate(&pointer)),
+                        format!("step \"{}\": {}", step.name, problem.message),
+                    )
+                    .with_hint_opt(problem.hint),
+                );
             }
             if planned.inputs.len() > 1 && !entry.side_inputs {
                 errors.push(err(
                     &step_pointer(i, "inputs"),
-                    format!("method \"{}\" reads one input but {} are named", step.method, planned.inputs.len()),
+                    format!(
+                        "method \"{}\" reads one input but {} are named",
+                        step.method,
+                        planned.inputs.len()
+                    ),
                 ));
             }
-            check_formats(loaded, config.auto_convert, i, entry, &mut planned, &formats, &mut errors);
+            check_formats(
+                loaded,
+                config.auto_convert,
+                i,
+                entry,
+                &mut planned,
+                &formats,
+                &mut errors,
+            );
             planned.whole_input = entry.whole_input || planned.inputs.len() > 1;
         }
         formats.insert(&step.name, planned.output_format);
@@ -212,13 +273,36 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
     let connections = config
         .connections
         .iter()
-        .map(|(name, c)| (name.clone(), c.system.clone(), c.credentials.as_ref().map(|r| r.vault_path.clone())))
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                c.system.clone(),
+                c.credentials.as_ref().map(|r| r.vault_path.clone()),
+            )
+        })
         .collect();
-    let base_dir = loaded.path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    errors.into_result(Plan { pipeline: config.name.clone(), mode: config.mode, retry: config.retry.clone(), steps, connections, base_dir })
+    let base_dir = loaded
+        .path
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    errors.into_result(Plan {
+        pipeline: config.name.clone(),
+        mode: config.mode,
+        retry: config.retry.clone(),
+        steps,
+        connections,
+        base_dir,
+    })
 }
 
-fn unknown_method(loaded: &LoadedPipeline, registry: &Registry, i: usize, kind: StepKind, method: &str) -> ConfigError {
+fn unknown_method(
+    loaded: &LoadedPipeline,
+    registry: &Registry,
+    i: usize,
+    kind: StepKind,
+    method: &str,
+) -> ConfigError {
     let names = registry.names(kind);
     let other_kinds = registry.kinds_of(method);
     let hint = if let Some(k) = other_kinds.first() {
@@ -228,7 +312,12 @@ fn unknown_method(loaded: &LoadedPipeline, registry: &Registry, i: usize, kind: 
     } else {
         format!("{kind} methods: {}", names.join(", "))
     };
-    loaded.error_at(&step_pointer(i, "method"), format!("unknown {kind} method \"{method}\"")).with_hint(hint)
+    loaded
+        .error_at(
+            &step_pointer(i, "method"),
+            format!("unknown {kind} method \"{method}\""),
+        )
+        .with_hint(hint)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -241,7 +330,10 @@ fn check_formats(
     formats: &HashMap<&str, Format>,
     errors: &mut ConfigErrors,
 ) {
-    let input = planned.inputs.first().and_then(|n| formats.get(n.as_str()).copied());
+    let input = planned
+        .inputs
+        .first()
+        .and_then(|n| formats.get(n.as_str()).copied());
     planned.input_format = input;
     let mut effective = input;
     if let Some(format) = input {
@@ -251,7 +343,11 @@ fn check_formats(
                 planned.auto_convert_to = Some(target);
                 effective = Some(target);
             } else {
-                let conversion = if target == Format::DataFrame { "to_dataframe" } else { "to_avro" };
+                let conversion = if target == Format::DataFrame {
+                    "to_dataframe"
+                } else {
+                    "to_avro"
+                };
                 errors.push(
                     loaded
                         .error_at(
@@ -310,12 +406,34 @@ impl fmt::Display for Plan {
             "pipeline {} ({} mode; up to {} retries, {}s apart)",
             self.pipeline, self.mode, self.retry.max_retries, self.retry.delay_seconds
         )?;
-        let width = self.steps.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
-        let mwidth = self.steps.iter().map(|s| s.method.len()).max().unwrap_or(6).max(6);
+        let width = self
+            .steps
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let mwidth = self
+            .steps
+            .iter()
+            .map(|s| s.method.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         for (i, s) in self.steps.iter().enumerate() {
-            let from = if s.inputs.is_empty() { "source".to_string() } else { s.inputs.join(", ") };
-            let input = s.input_format.map(|f| f.to_string()).unwrap_or_else(|| "-".into());
-            let convert = s.auto_convert_to.map(|t| format!(" (auto: convert {input} to {t})")).unwrap_or_default();
+            let from = if s.inputs.is_empty() {
+                "source".to_string()
+            } else {
+                s.inputs.join(", ")
+            };
+            let input = s
+                .input_format
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "-".into());
+            let convert = s
+                .auto_convert_to
+                .map(|t| format!(" (auto: convert {input} to {t})"))
+                .unwrap_or_default();
             let mut extra = Vec::new();
             if let Some(c) = &s.connection {
                 extra.push(format!("connection {c}"));
@@ -326,7 +444,11 @@ impl fmt::Display for Plan {
             if s.whole_input {
                 extra.push("gathers its whole input".into());
             }
-            let extra = if extra.is_empty() { String::new() } else { format!("  [{}]", extra.join("; ")) };
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", extra.join("; "))
+            };
             writeln!(
                 f,
                 "  {:>2}. {:<width$}  {:<9} {:<mwidth$}  from {from}: {input} -> {}{convert}{extra}",
@@ -341,7 +463,9 @@ impl fmt::Display for Plan {
             writeln!(f, "connections:")?;
             for (name, system, vault) in &self.connections {
                 match vault {
-                    Some(path) => writeln!(f, "  {name}: {system}, credentials from Vault at {path}")?,
+                    Some(path) => {
+                        writeln!(f, "  {name}: {system}, credentials from Vault at {path}")?
+                    }
                     None => writeln!(f, "  {name}: {system}, no credentials")?,
                 }
             }

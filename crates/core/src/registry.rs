@@ -27,16 +27,26 @@ impl Registry {
     }
 
     pub fn get(&self, kind: StepKind, name: &str) -> Option<&MethodEntry> {
-        self.entries.iter().find(|e| e.kind == kind && e.name == name)
+        self.entries
+            .iter()
+            .find(|e| e.kind == kind && e.name == name)
     }
 
     /// The kinds that have a method of this name.
     pub fn kinds_of(&self, name: &str) -> Vec<StepKind> {
-        self.entries.iter().filter(|e| e.name == name).map(|e| e.kind).collect()
+        self.entries
+            .iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.kind)
+            .collect()
     }
 
     pub fn names(&self, kind: StepKind) -> Vec<&'static str> {
-        self.entries.iter().filter(|e| e.kind == kind).map(|e| e.name).collect()
+        self.entries
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.name)
+            .collect()
     }
 
     pub fn entries(&self) -> &[MethodEntry] {

@@ -61,8 +61,20 @@ pub struct RunReport {
 impl RunReport {
     /// A fixed-width table of the steps, for the end of a run.
     pub fn summary_table(&self) -> String {
-        let name_w = self.steps.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
-        let method_w = self.steps.iter().map(|s| s.method.len()).max().unwrap_or(6).max(6);
+        let name_w = self
+            .steps
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let method_w = self
+            .steps
+            .iter()
+            .map(|s| s.method.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -91,7 +103,11 @@ impl RunReport {
             );
         }
         let secs = self.elapsed_ms as f64 / 1000.0;
-        let rate = if secs > 0.0 { (self.rows_read as f64 / secs) as u64 } else { 0 };
+        let rate = if secs > 0.0 {
+            (self.rows_read as f64 / secs) as u64
+        } else {
+            0
+        };
         let _ = write!(
             out,
             "{}: {} rows read, {} rows written in {:.3}s ({} rows/s end to end), {} attempt{}",

@@ -53,9 +53,15 @@ mod tests {
         let step = &s["$defs"]["StepConfig"];
         assert_eq!(step["additionalProperties"], false);
         let all = step["allOf"].as_array().unwrap();
-        let filter = all.iter().find(|c| c["if"]["properties"]["method"]["const"] == "filter").unwrap();
+        let filter = all
+            .iter()
+            .find(|c| c["if"]["properties"]["method"]["const"] == "filter")
+            .unwrap();
         let options = &filter["then"]["properties"]["options"];
         let text = options.to_string();
-        assert!(text.contains("FilterOptions") || text.contains("condition"), "{text}");
+        assert!(
+            text.contains("FilterOptions") || text.contains("condition"),
+            "{text}"
+        );
     }
 }

@@ -65,7 +65,12 @@ async fn flaky(o: FlakyOptions, _: StepSetup) -> Result<Box<dyn Source>, StepErr
 
 pub fn registry() -> Arc<Registry> {
     let mut r = Registry::standard();
-    r.register(MethodEntry::extract("flaky", "fails then works", ConnectionUse::None, flaky));
+    r.register(MethodEntry::extract(
+        "flaky",
+        "fails then works",
+        ConnectionUse::None,
+        flaky,
+    ));
     Arc::new(r)
 }
 

@@ -14,20 +14,31 @@ fn errors(text: &str) -> String {
     }
 }
 
-const GEN: &str = r#"{"name": "g", "kind": "extract", "method": "generate", "options": {"rows": 10}}"#;
+const GEN: &str =
+    r#"{"name": "g", "kind": "extract", "method": "generate", "options": {"rows": 10}}"#;
 
 #[test]
 fn unknown_method_suggests_the_closest() {
-    let t = errors(&format!(r#"{{"name": "p", "steps": [{GEN}, {{"name": "f", "kind": "transform", "method": "filtr", "options": {{}}}}]}}"#));
+    let t = errors(&format!(
+        r#"{{"name": "p", "steps": [{GEN}, {{"name": "f", "kind": "transform", "method": "filtr", "options": {{}}}}]}}"#
+    ));
     assert!(t.contains("unknown transform method \"filtr\""), "{t}");
     assert!(t.contains("did you mean \"filter\"?"), "{t}");
-    assert!(t.contains("p.json:1:") && t.contains("at /steps/1/method"), "{t}");
+    assert!(
+        t.contains("p.json:1:") && t.contains("at /steps/1/method"),
+        "{t}"
+    );
 }
 
 #[test]
 fn a_method_of_another_kind_says_so() {
-    let t = errors(&format!(r#"{{"name": "p", "steps": [{GEN}, {{"name": "f", "kind": "transform", "method": "not_null"}}]}}"#));
-    assert!(t.contains("\"not_null\" is a validate method: set \"kind\": \"validate\""), "{t}");
+    let t = errors(&format!(
+        r#"{{"name": "p", "steps": [{GEN}, {{"name": "f", "kind": "transform", "method": "not_null"}}]}}"#
+    ));
+    assert!(
+        t.contains("\"not_null\" is a validate method: set \"kind\": \"validate\""),
+        "{t}"
+    );
 }
 
 #[test]
@@ -36,13 +47,26 @@ fn avro_into_a_dataframe_only_step_needs_a_conversion() {
         r#"[{GEN}, {{"name": "a", "kind": "transform", "method": "to_avro"}}, {{"name": "f", "kind": "transform", "method": "filter", "options": {{"condition": "order_id > 1"}}}}]"#
     );
     let t = errors(&format!(r#"{{"name": "p", "steps": {steps}}}"#));
-    assert!(t.contains("step \"f\" (filter) accepts DataFrame but its input \"a\" produces Avro"), "{t}");
+    assert!(
+        t.contains("step \"f\" (filter) accepts DataFrame but its input \"a\" produces Avro"),
+        "{t}"
+    );
     assert!(t.contains("to_dataframe"), "{t}");
 
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "p.json", &format!(r#"{{"name": "p", "auto_convert": true, "steps": {steps}}}"#));
+    let path = write(
+        dir.path(),
+        "p.json",
+        &format!(r#"{{"name": "p", "auto_convert": true, "steps": {steps}}}"#),
+    );
     let p = Pipeline::from_file(&path, &[]).unwrap();
-    assert!(p.plan().to_string().contains("(auto: convert Avro to DataFrame)"), "{}", p.plan());
+    assert!(
+        p.plan()
+            .to_string()
+            .contains("(auto: convert Avro to DataFrame)"),
+        "{}",
+        p.plan()
+    );
 }
 
 #[test]
@@ -69,7 +93,12 @@ fn options_inputs_connections_and_mode_are_all_checked() {
 
 #[test]
 fn duplicate_names_and_a_first_step_without_input() {
-    let t = errors(r#"{"name": "p", "steps": [{"name": "f", "kind": "transform", "method": "select", "options": {"columns": ["a"]}}, {"name": "f", "kind": "extract", "method": "generate"}]}"#);
+    let t = errors(
+        r#"{"name": "p", "steps": [{"name": "f", "kind": "transform", "method": "select", "options": {"columns": ["a"]}}, {"name": "f", "kind": "extract", "method": "generate"}]}"#,
+    );
     assert!(t.contains("it is the first step and not an extract"), "{t}");
-    assert!(t.contains("step name \"f\" is already used by step 1"), "{t}");
+    assert!(
+        t.contains("step name \"f\" is already used by step 1"),
+        "{t}"
+    );
 }

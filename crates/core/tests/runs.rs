@@ -7,7 +7,11 @@ use pipeline_core::{Pipeline, RunOptions, StepStatus};
 
 async fn run(dir: &std::path::Path, text: &str) -> pipeline_core::RunReport {
     let path = write(dir, "p.json", text);
-    Pipeline::from_file(&path, &[]).unwrap().run(&RunOptions::default()).await.unwrap()
+    Pipeline::from_file(&path, &[])
+        .unwrap()
+        .run(&RunOptions::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -25,9 +29,15 @@ async fn zero_records_succeed_with_zero_rows_at_every_step() {
     .await;
     assert_eq!(report.status, "succeeded");
     for s in &report.steps {
-        assert_eq!((s.rows_in, s.rows_out, s.status), (0, 0, StepStatus::Ok), "{s:?}");
+        assert_eq!(
+            (s.rows_in, s.rows_out, s.status),
+            (0, 0, StepStatus::Ok),
+            "{s:?}"
+        );
     }
-    let back = pipeline_connectors::read_delta_table(&dir.path().join("zero_table")).await.unwrap();
+    let back = pipeline_connectors::read_delta_table(&dir.path().join("zero_table"))
+        .await
+        .unwrap();
     assert_eq!(back.height(), 0);
 }
 
@@ -49,7 +59,9 @@ async fn validation_filter_fail_and_named_inputs() {
     assert!(failed > 800 && failed < 1200, "{failed}");
     assert_eq!(checked.rows_dropped, failed);
     assert_eq!(checked.metrics["checked"], 10_000);
-    let back = pipeline_connectors::read_delta_table(&dir.path().join("t")).await.unwrap();
+    let back = pipeline_connectors::read_delta_table(&dir.path().join("t"))
+        .await
+        .unwrap();
     assert_eq!(back.height() as u64, 10_000 - failed);
     assert_eq!(back.column("customer_id").unwrap().null_count(), 0);
     assert_eq!(report.steps[3].rows_out, 10_000);
@@ -64,11 +76,24 @@ async fn validation_filter_fail_and_named_inputs() {
             {"name": "checked", "kind": "validate", "method": "not_null", "options": {"columns": ["customer_id"]}}
         ]}"#,
     );
-    let failure = Pipeline::from_file(&path, &[]).unwrap().run(&RunOptions::default()).await.err().unwrap();
+    let failure = Pipeline::from_file(&path, &[])
+        .unwrap()
+        .run(&RunOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(failure.attempts, 1);
     let text = failure.to_string();
-    assert!(text.contains("validation not_null(customer_id) failed for"), "{text}");
+    assert!(
+        text.contains("validation not_null(customer_id) failed for"),
+        "{text}"
+    );
     assert!(text.contains("customer_id: null"), "{text}");
     assert_eq!(failure.report.steps[1].status, StepStatus::Aborted);
-    assert!(pipeline_connectors::read_delta_table(&dir.path().join("t2")).await.is_err(), "nothing may be committed");
+    assert!(
+        pipeline_connectors::read_delta_table(&dir.path().join("t2"))
+            .await
+            .is_err(),
+        "nothing may be committed"
+    );
 }

@@ -27,8 +27,10 @@ impl SecretFields {
     /// A required field, or an error naming it and the credential type that needs it.
     pub fn require(&self, key: &str, kind: &str, path: &str) -> Result<SecretString, StepError> {
         self.0.get(key).cloned().ok_or_else(|| {
-            StepError::user(format!("{kind} credentials at {path} lack the field \"{key}\""))
-                .with_hint(format!("add it: vault kv put {path} {key}=..."))
+            StepError::user(format!(
+                "{kind} credentials at {path} lack the field \"{key}\""
+            ))
+            .with_hint(format!("add it: vault kv put {path} {key}=..."))
         })
     }
 
@@ -64,7 +66,13 @@ pub struct StaticProvider {
 
 impl StaticProvider {
     pub fn with(mut self, path: &str, fields: &[(&str, &str)]) -> Self {
-        self.secrets.insert(path.to_string(), fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        self.secrets.insert(
+            path.to_string(),
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         self
     }
 }
@@ -100,13 +108,23 @@ impl JdbcConfig {
         let kind = "JDBC";
         let port = fields.require("port", kind, path)?;
         Ok(JdbcConfig {
-            host: fields.require("host", kind, path)?.expose_secret().to_string(),
-            port: port
+            host: fields
+                .require("host", kind, path)?
                 .expose_secret()
-                .parse()
-                .map_err(|_| StepError::user(format!("JDBC credentials at {path}: \"port\" is not a port number")))?,
-            database: fields.require("database", kind, path)?.expose_secret().to_string(),
-            username: fields.require("username", kind, path)?.expose_secret().to_string(),
+                .to_string(),
+            port: port.expose_secret().parse().map_err(|_| {
+                StepError::user(format!(
+                    "JDBC credentials at {path}: \"port\" is not a port number"
+                ))
+            })?,
+            database: fields
+                .require("database", kind, path)?
+                .expose_secret()
+                .to_string(),
+            username: fields
+                .require("username", kind, path)?
+                .expose_secret()
+                .to_string(),
             password: fields.require("password", kind, path)?,
         })
     }
@@ -137,7 +155,13 @@ mod tests {
     async fn jdbc_from_provider_redacts_the_password() {
         let provider = StaticProvider::default().with(
             "secret/db",
-            &[("host", "localhost"), ("port", "5432"), ("database", "shop"), ("username", "app"), ("password", "s3cr3t-value")],
+            &[
+                ("host", "localhost"),
+                ("port", "5432"),
+                ("database", "shop"),
+                ("username", "app"),
+                ("password", "s3cr3t-value"),
+            ],
         );
         let fields = provider.fetch("secret/db").await.unwrap();
         assert!(!format!("{fields:?}").contains("s3cr3t-value"));
@@ -152,6 +176,9 @@ mod tests {
         let provider = StaticProvider::default().with("secret/db", &[("host", "h")]);
         let fields = provider.fetch("secret/db").await.unwrap();
         let err = JdbcConfig::from_fields(&fields, "secret/db").err().unwrap();
-        assert_eq!(err.message(), "JDBC credentials at secret/db lack the field \"port\"");
+        assert_eq!(
+            err.message(),
+            "JDBC credentials at secret/db lack the field \"port\""
+        );
     }
 }

@@ -31,7 +31,12 @@ impl AvroBatch {
 
 impl std::fmt::Debug for AvroBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AvroBatch({} rows, {} bytes)", self.rows, self.bytes.len())
+        write!(
+            f,
+            "AvroBatch({} rows, {} bytes)",
+            self.rows,
+            self.bytes.len()
+        )
     }
 }
 

@@ -22,7 +22,8 @@ pub fn polars_error(error: PolarsError, context: &str) -> StepError {
         | PolarsError::StructFieldNotFound(_)
         | PolarsError::AssertionError(_) => StepError::user(message),
         PolarsError::IO { .. } => StepError::transient(message).with_source(error),
-        PolarsError::Context { error: inner, .. } | PolarsError::ExprContext { error: inner, .. } => {
+        PolarsError::Context { error: inner, .. }
+        | PolarsError::ExprContext { error: inner, .. } => {
             let class = polars_error((**inner).clone(), context);
             let mut e = match class.class() {
                 pipeline_base::ErrorClass::User => StepError::user(message),
@@ -41,7 +42,11 @@ pub fn polars_error(error: PolarsError, context: &str) -> StepError {
 /// Polars messages can be long (they embed plans); keep the first meaningful lines.
 fn first_line(error: &PolarsError) -> String {
     let text = error.to_string();
-    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(3)
+        .collect();
     if lines.is_empty() {
         lines.push("unknown error");
     }
@@ -69,7 +74,10 @@ mod tests {
         let e = polars_error(PolarsError::ColumnNotFound("amount".into()), "step 'x'");
         assert_eq!(e.class(), ErrorClass::User);
         assert!(e.message().contains("amount"));
-        let io = PolarsError::IO { error: std::sync::Arc::new(std::io::Error::other("boom")), msg: None };
+        let io = PolarsError::IO {
+            error: std::sync::Arc::new(std::io::Error::other("boom")),
+            msg: None,
+        };
         assert!(polars_error(io, "x").retryable());
     }
 }

@@ -41,7 +41,11 @@ pub struct OptionsError {
 
 impl OptionsError {
     pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        OptionsError { pointer: pointer.into(), message: message.into(), hint: None }
+        OptionsError {
+            pointer: pointer.into(),
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -93,11 +97,18 @@ impl StepSetup {
     /// A path from the options, relative paths taken from the pipeline file's directory.
     pub fn resolve_path(&self, path: &str) -> PathBuf {
         let p = PathBuf::from(path);
-        if p.is_absolute() { p } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            self.base_dir.join(p)
+        }
     }
 
     fn side_datasets(&self, cx: &RunContext) -> Result<Datasets, StepError> {
-        self.side_inputs.iter().map(|n| Ok((n.clone(), cx.dataset(n)?))).collect()
+        self.side_inputs
+            .iter()
+            .map(|n| Ok((n.clone(), cx.dataset(n)?)))
+            .collect()
     }
 }
 
@@ -164,7 +175,16 @@ impl MethodEntry {
                 Ok(Runtime::Source(f(options, setup).await?))
             })
         };
-        Self::entry::<O>(name, StepKind::Extract, summary, &[], Produces::Format(Format::DataFrame), false, connection, Box::new(open))
+        Self::entry::<O>(
+            name,
+            StepKind::Extract,
+            summary,
+            &[],
+            Produces::Format(Format::DataFrame),
+            false,
+            connection,
+            Box::new(open),
+        )
     }
 
     /// A load method: `f(options, setup)` opens a [`Sink`]; the step passes its input through.
@@ -185,7 +205,16 @@ impl MethodEntry {
                 Ok(Runtime::Operator(Box::new(SinkOperator { sink })))
             })
         };
-        Self::entry::<O>(name, StepKind::Load, summary, DATAFRAME, Produces::Input, false, connection, Box::new(open))
+        Self::entry::<O>(
+            name,
+            StepKind::Load,
+            summary,
+            DATAFRAME,
+            Produces::Input,
+            false,
+            connection,
+            Box::new(open),
+        )
     }
 
     /// A row-wise transform: `f` maps each batch on its own, so memory stays bounded.
@@ -197,10 +226,23 @@ impl MethodEntry {
         let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
             Box::pin(async move {
                 let options: O = setup.options()?;
-                Ok(Runtime::Operator(Box::new(RowWise { f, options: Arc::new(options), step: setup.step })))
+                Ok(Runtime::Operator(Box::new(RowWise {
+                    f,
+                    options: Arc::new(options),
+                    step: setup.step,
+                })))
             })
         };
-        Self::entry::<O>(name, StepKind::Transform, summary, DATAFRAME, Produces::Format(Format::DataFrame), false, ConnectionUse::None, Box::new(open))
+        Self::entry::<O>(
+            name,
+            StepKind::Transform,
+            summary,
+            DATAFRAME,
+            Produces::Format(Format::DataFrame),
+            false,
+            ConnectionUse::None,
+            Box::new(open),
+        )
     }
 
     /// A transform that needs its whole input (and any side inputs) at once.
@@ -213,10 +255,24 @@ impl MethodEntry {
         let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
             Box::pin(async move {
                 let options: O = setup.options()?;
-                Ok(Runtime::Operator(Box::new(Whole { f, options: Arc::new(options), setup, gathered: None })))
+                Ok(Runtime::Operator(Box::new(Whole {
+                    f,
+                    options: Arc::new(options),
+                    setup,
+                    gathered: None,
+                })))
             })
         };
-        let mut e = Self::entry::<O>(name, StepKind::Transform, summary, DATAFRAME, Produces::Format(Format::DataFrame), true, ConnectionUse::None, Box::new(open));
+        let mut e = Self::entry::<O>(
+            name,
+            StepKind::Transform,
+            summary,
+            DATAFRAME,
+            Produces::Format(Format::DataFrame),
+            true,
+            ConnectionUse::None,
+            Box::new(open),
+        );
         e.side_inputs = side_inputs;
         e
     }
@@ -234,10 +290,26 @@ impl MethodEntry {
             Box::pin(async move {
                 let options: O = setup.options()?;
                 let gather = whole || !setup.side_inputs.is_empty();
-                Ok(Runtime::Operator(Box::new(Validate { f, options: Arc::new(options), setup, gather, gathered: None, counts: [0; 3] })))
+                Ok(Runtime::Operator(Box::new(Validate {
+                    f,
+                    options: Arc::new(options),
+                    setup,
+                    gather,
+                    gathered: None,
+                    counts: [0; 3],
+                })))
             })
         };
-        let mut e = Self::entry::<O>(name, StepKind::Validate, summary, DATAFRAME, Produces::Format(Format::DataFrame), whole, ConnectionUse::None, Box::new(open));
+        let mut e = Self::entry::<O>(
+            name,
+            StepKind::Validate,
+            summary,
+            DATAFRAME,
+            Produces::Format(Format::DataFrame),
+            whole,
+            ConnectionUse::None,
+            Box::new(open),
+        );
         e.side_inputs = side_inputs;
         e
     }
@@ -257,7 +329,16 @@ impl MethodEntry {
                 Ok(Runtime::Operator(f(options, setup)?))
             })
         };
-        Self::entry::<O>(name, kind, summary, accepts, produces, false, ConnectionUse::None, Box::new(open))
+        Self::entry::<O>(
+            name,
+            kind,
+            summary,
+            accepts,
+            produces,
+            false,
+            ConnectionUse::None,
+            Box::new(open),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -269,7 +350,9 @@ impl MethodEntry {
         produces: Produces,
         whole_input: bool,
         connection: ConnectionUse,
-        open: Box<dyn Fn(StepSetup) -> BoxFuture<'static, Result<Runtime, StepError>> + Send + Sync>,
+        open: Box<
+            dyn Fn(StepSetup) -> BoxFuture<'static, Result<Runtime, StepError>> + Send + Sync,
+        >,
     ) -> Self {
         MethodEntry {
             name,
@@ -280,12 +363,16 @@ impl MethodEntry {
             whole_input,
             connection,
             side_inputs: false,
-            imp: Box::new(Typed::<O> { open, _options: PhantomData }),
+            imp: Box::new(Typed::<O> {
+                open,
+                _options: PhantomData,
+            }),
         }
     }
 }
 
-type OpenFn = Box<dyn Fn(StepSetup) -> BoxFuture<'static, Result<Runtime, StepError>> + Send + Sync>;
+type OpenFn =
+    Box<dyn Fn(StepSetup) -> BoxFuture<'static, Result<Runtime, StepError>> + Send + Sync>;
 
 struct Typed<O> {
     open: OpenFn,
@@ -327,14 +414,19 @@ impl<O: MethodOptions> MethodImpl for Typed<O> {
                 for segment in e.path().iter() {
                     use serde_path_to_error::Segment;
                     match segment {
-                        Segment::Seq { index } => pointer = pipeline_config::join_pointer(&pointer, &index.to_string()),
+                        Segment::Seq { index } => {
+                            pointer = pipeline_config::join_pointer(&pointer, &index.to_string())
+                        }
                         Segment::Map { key } | Segment::Enum { variant: key } => {
                             pointer = pipeline_config::join_pointer(&pointer, key)
                         }
                         Segment::Unknown => {}
                     }
                 }
-                vec![OptionsError::new(pointer, format!("invalid options: {}", e.into_inner()))]
+                vec![OptionsError::new(
+                    pointer,
+                    format!("invalid options: {}", e.into_inner()),
+                )]
             }
         }
     }
@@ -358,7 +450,9 @@ struct RowWise<O> {
 impl<O: MethodOptions> Operator for RowWise<O> {
     async fn push(&mut self, batch: Batch, _cx: &RunContext) -> Result<Vec<Batch>, StepError> {
         let (f, options) = (self.f, self.options.clone());
-        let out = blocking(move || f(batch.into_frame()?, &options)).await.map_err(with_step(&self.step))?;
+        let out = blocking(move || f(batch.into_frame()?, &options))
+            .await
+            .map_err(with_step(&self.step))?;
         Ok(vec![Batch::Frame(out)])
     }
 }
@@ -369,7 +463,9 @@ fn gather(acc: &mut Option<DataFrame>, batch: Batch, step: &str) -> Result<(), S
     match acc {
         None => *acc = Some(df),
         Some(a) => {
-            a.vstack_mut_owned(df).map_err(|e| crate::errors::polars_error(e, &format!("step \"{step}\": gathering input")))?;
+            a.vstack_mut_owned(df).map_err(|e| {
+                crate::errors::polars_error(e, &format!("step \"{step}\": gathering input"))
+            })?;
         }
     }
     Ok(())
@@ -432,7 +528,9 @@ impl<O: MethodOptions> Validate<O> {
         if failed == 0 {
             return Ok(df);
         }
-        let invalid = df.filter(&!&mask).map_err(|e| crate::errors::polars_error(e, "selecting invalid rows"))?;
+        let invalid = df
+            .filter(&!&mask)
+            .map_err(|e| crate::errors::polars_error(e, "selecting invalid rows"))?;
         let samples = sample_rows(&invalid, 5, pipeline_config::is_sensitive_key)?;
         match self.setup.on_failure {
             OnFailure::Fail => Err(StepError::user(format!(
@@ -443,7 +541,7 @@ impl<O: MethodOptions> Validate<O> {
             ))
             .with_hint("fix the data, or set \"on_failure\": \"filter\" or \"warn\" on this step")),
             OnFailure::Filter => {
-                tracing::info!(step = %step, rule = %check.rule, dropped = failed, "validation dropped invalid rows");
+                tracing::debug!(step = %step, rule = %check.rule, dropped = failed, "validation dropped invalid rows");
                 df.filter(&mask).map_err(|e| crate::errors::polars_error(e, "dropping invalid rows"))
             }
             OnFailure::Warn => {
@@ -476,7 +574,11 @@ impl<O: MethodOptions> Operator for Validate<O> {
     }
 
     fn metrics(&self) -> Metrics {
-        vec![("checked", self.counts[0]), ("passed", self.counts[1]), ("failed", self.counts[2])]
+        vec![
+            ("checked", self.counts[0]),
+            ("passed", self.counts[1]),
+            ("failed", self.counts[2]),
+        ]
     }
 }
 

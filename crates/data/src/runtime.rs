@@ -45,17 +45,20 @@ impl RunContext {
 
     /// A named dataset as one DataFrame. An empty dataset is an empty frame without columns.
     pub fn dataset(&self, name: &str) -> Result<DataFrame, StepError> {
-        let batches = self
-            .batches(name)
-            .ok_or_else(|| StepError::internal(format!("dataset \"{name}\" was not produced before it was read")))?;
+        let batches = self.batches(name).ok_or_else(|| {
+            StepError::internal(format!(
+                "dataset \"{name}\" was not produced before it was read"
+            ))
+        })?;
         let mut out: Option<DataFrame> = None;
         for b in batches {
             let df = b.into_frame()?;
             match &mut out {
                 None => out = Some(df),
                 Some(acc) => {
-                    acc.vstack_mut_owned(df)
-                        .map_err(|e| crate::errors::polars_error(e, &format!("gathering dataset \"{name}\"")))?;
+                    acc.vstack_mut_owned(df).map_err(|e| {
+                        crate::errors::polars_error(e, &format!("gathering dataset \"{name}\""))
+                    })?;
                 }
             }
         }

@@ -13,12 +13,18 @@ pub struct Check {
 impl Check {
     /// The mask with nulls counted as invalid.
     pub fn mask(&self) -> BooleanChunked {
-        self.valid.fill_null_with_values(false).unwrap_or_else(|_| self.valid.clone())
+        self.valid
+            .fill_null_with_values(false)
+            .unwrap_or_else(|_| self.valid.clone())
     }
 }
 
 /// Up to `n` rows rendered as `{col: value, ...}`, leaving out columns whose names look secret.
-pub fn sample_rows(df: &DataFrame, n: usize, is_secret: impl Fn(&str) -> bool) -> Result<Vec<String>, StepError> {
+pub fn sample_rows(
+    df: &DataFrame,
+    n: usize,
+    is_secret: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StepError> {
     let head = df.head(Some(n));
     let mut rows = Vec::with_capacity(head.height());
     for i in 0..head.height() {
@@ -28,7 +34,9 @@ pub fn sample_rows(df: &DataFrame, n: usize, is_secret: impl Fn(&str) -> bool) -
                 parts.push(format!("{}: <redacted>", c.name()));
                 continue;
             }
-            let v = c.get(i).map_err(|e| crate::errors::polars_error(e, "sampling rows"))?;
+            let v = c
+                .get(i)
+                .map_err(|e| crate::errors::polars_error(e, "sampling rows"))?;
             parts.push(format!("{}: {}", c.name(), v));
         }
         rows.push(format!("{{{}}}", parts.join(", ")));

@@ -56,7 +56,10 @@ impl UserMethods {
     }
 
     /// Avro → DataFrame.
-    pub fn to_dataframe(_: ToDataFrameOptions, _: StepSetup) -> Result<Box<dyn Operator>, StepError> {
+    pub fn to_dataframe(
+        _: ToDataFrameOptions,
+        _: StepSetup,
+    ) -> Result<Box<dyn Operator>, StepError> {
         Ok(Box::new(ToFrame))
     }
 }

@@ -22,9 +22,17 @@ fn first_line(s: &str) -> &str {
 
 /// Turns a failure to evaluate an expression into an error quoting it and listing the columns.
 pub fn eval_error(error: PolarsError, what: &str, expression: &str, df: &DataFrame) -> StepError {
-    let columns: Vec<&str> = df.get_column_names().into_iter().map(|c| c.as_str()).collect();
+    let columns: Vec<&str> = df
+        .get_column_names()
+        .into_iter()
+        .map(|c| c.as_str())
+        .collect();
     let base = pipeline_data::polars_error(error, &format!("{what} \"{expression}\""));
-    let message = format!("{}; available columns: {}", base.message(), columns.join(", "));
+    let message = format!(
+        "{}; available columns: {}",
+        base.message(),
+        columns.join(", ")
+    );
     match base.class() {
         pipeline_base::ErrorClass::User => StepError::user(message),
         pipeline_base::ErrorClass::External => StepError::transient(message),

@@ -20,11 +20,43 @@ pub use validate::NotNullOptions;
 /// Every user method, in the order `pipectl methods` lists them.
 pub fn entries() -> Vec<MethodEntry> {
     vec![
-        MethodEntry::transform("filter", "Keep the rows for which a SQL condition holds", UserMethods::filter),
-        MethodEntry::transform("derive", "Add or replace columns computed from SQL expressions", UserMethods::derive),
-        MethodEntry::transform("select", "Keep only the listed columns, in that order", UserMethods::select),
-        MethodEntry::validation("not_null", "The listed columns must not be null", false, false, UserMethods::not_null),
-        MethodEntry::operator("to_avro", StepKind::Transform, "Convert DataFrames to Avro records", &[Format::DataFrame], Produces::Format(Format::Avro), UserMethods::to_avro),
-        MethodEntry::operator("to_dataframe", StepKind::Transform, "Convert Avro records to DataFrames", &[Format::Avro], Produces::Format(Format::DataFrame), UserMethods::to_dataframe),
+        MethodEntry::transform(
+            "filter",
+            "Keep the rows for which a SQL condition holds",
+            UserMethods::filter,
+        ),
+        MethodEntry::transform(
+            "derive",
+            "Add or replace columns computed from SQL expressions",
+            UserMethods::derive,
+        ),
+        MethodEntry::transform(
+            "select",
+            "Keep only the listed columns, in that order",
+            UserMethods::select,
+        ),
+        MethodEntry::validation(
+            "not_null",
+            "The listed columns must not be null",
+            false,
+            false,
+            UserMethods::not_null,
+        ),
+        MethodEntry::operator(
+            "to_avro",
+            StepKind::Transform,
+            "Convert DataFrames to Avro records",
+            &[Format::DataFrame],
+            Produces::Format(Format::Avro),
+            UserMethods::to_avro,
+        ),
+        MethodEntry::operator(
+            "to_dataframe",
+            StepKind::Transform,
+            "Convert Avro records to DataFrames",
+            &[Format::Avro],
+            Produces::Format(Format::DataFrame),
+            UserMethods::to_dataframe,
+        ),
     ]
 }

@@ -67,12 +67,17 @@ impl MethodOptions for SelectOptions {
 impl UserMethods {
     /// Keeps the rows for which `condition` is true.
     pub fn filter(df: DataFrame, options: &FilterOptions) -> Result<DataFrame, StepError> {
-        let condition = expr::parse(&options.condition, "/condition").map_err(|e| StepError::user(e.message))?;
+        let condition = expr::parse(&options.condition, "/condition")
+            .map_err(|e| StepError::user(e.message))?;
         let schema = df.schema().clone();
-        df.lazy()
-            .filter(condition)
-            .collect()
-            .map_err(|e| expr::eval_error(e, "condition", &options.condition, &DataFrame::empty_with_schema(&schema)))
+        df.lazy().filter(condition).collect().map_err(|e| {
+            expr::eval_error(
+                e,
+                "condition",
+                &options.condition,
+                &DataFrame::empty_with_schema(&schema),
+            )
+        })
     }
 
     /// Adds or replaces columns computed from SQL expressions, in the order given.
@@ -85,14 +90,20 @@ impl UserMethods {
                 .lazy()
                 .with_column(parsed.alias(name.as_str()))
                 .collect()
-                .map_err(|err| expr::eval_error(err, &format!("expression for \"{name}\":"), e, &before))?;
+                .map_err(|err| {
+                    expr::eval_error(err, &format!("expression for \"{name}\":"), e, &before)
+                })?;
         }
         Ok(out)
     }
 
     /// Keeps only the listed columns.
     pub fn select(df: DataFrame, options: &SelectOptions) -> Result<DataFrame, StepError> {
-        let available: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+        let available: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         for c in &options.columns {
             if !available.contains(c) {
                 let hint = pipeline_config::suggest(c, available.iter().map(String::as_str))
@@ -101,7 +112,8 @@ impl UserMethods {
                 return Err(StepError::user(format!("select: no column \"{c}\"")).with_hint(hint));
             }
         }
-        df.select(options.columns.iter().map(String::as_str)).step_err("select")
+        df.select(options.columns.iter().map(String::as_str))
+            .step_err("select")
     }
 }
 
@@ -120,32 +132,78 @@ mod tests {
 
     #[test]
     fn filter_keeps_matching_rows_and_drops_nulls() {
-        let out = UserMethods::filter(orders(), &FilterOptions { condition: "status = 'paid' AND amount > 0".into() }).unwrap();
-        assert!(out.equals_missing(&df!("id" => [1i64], "status" => ["paid"], "amount" => [10.0f64]).unwrap()));
+        let out = UserMethods::filter(
+            orders(),
+            &FilterOptions {
+                condition: "status = 'paid' AND amount > 0".into(),
+            },
+        )
+        .unwrap();
+        assert!(out.equals_missing(
+            &df!("id" => [1i64], "status" => ["paid"], "amount" => [10.0f64]).unwrap()
+        ));
     }
 
     #[test]
     fn filter_on_empty_input_keeps_the_schema() {
         let empty = orders().head(Some(0));
-        let out = UserMethods::filter(empty.clone(), &FilterOptions { condition: "amount > 1".into() }).unwrap();
+        let out = UserMethods::filter(
+            empty.clone(),
+            &FilterOptions {
+                condition: "amount > 1".into(),
+            },
+        )
+        .unwrap();
         assert_eq!(out.height(), 0);
         assert_eq!(out.schema(), empty.schema());
     }
 
     #[test]
     fn filter_on_an_unknown_column_lists_the_columns() {
-        let err = UserMethods::filter(orders(), &FilterOptions { condition: "amout > 1".into() }).err().unwrap();
+        let err = UserMethods::filter(
+            orders(),
+            &FilterOptions {
+                condition: "amout > 1".into(),
+            },
+        )
+        .err()
+        .unwrap();
         assert_eq!(err.class(), pipeline_base::ErrorClass::User);
-        assert!(err.message().contains("condition \"amout > 1\""), "{}", err.message());
-        assert!(err.message().contains("available columns: id, status, amount"), "{}", err.message());
+        assert!(
+            err.message().contains("condition \"amout > 1\""),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message()
+                .contains("available columns: id, status, amount"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
     fn bad_sql_is_caught_at_validation() {
-        let err = FilterOptions { condition: "amount >> AND".into() }.check().err().unwrap();
+        let err = FilterOptions {
+            condition: "amount >> AND".into(),
+        }
+        .check()
+        .err()
+        .unwrap();
         assert_eq!(err.pointer, "/condition");
-        assert!(err.message.contains("invalid SQL expression \"amount >> AND\""), "{}", err.message);
-        assert!(FilterOptions { condition: " ".into() }.check().is_err());
+        assert!(
+            err.message
+                .contains("invalid SQL expression \"amount >> AND\""),
+            "{}",
+            err.message
+        );
+        assert!(
+            FilterOptions {
+                condition: " ".into()
+            }
+            .check()
+            .is_err()
+        );
     }
 
     #[test]
@@ -170,16 +228,38 @@ mod tests {
     #[test]
     fn derive_error_names_the_column_and_expression() {
         let columns = IndexMap::from([("x".to_string(), "nope + 1".to_string())]);
-        let err = UserMethods::derive(orders(), &DeriveOptions { columns }).err().unwrap();
-        assert!(err.message().contains("expression for \"x\": \"nope + 1\""), "{}", err.message());
-        assert!(err.message().contains("available columns: id, status, amount"));
+        let err = UserMethods::derive(orders(), &DeriveOptions { columns })
+            .err()
+            .unwrap();
+        assert!(
+            err.message().contains("expression for \"x\": \"nope + 1\""),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message()
+                .contains("available columns: id, status, amount")
+        );
     }
 
     #[test]
     fn select_orders_columns_and_suggests() {
-        let out = UserMethods::select(orders(), &SelectOptions { columns: vec!["amount".into(), "id".into()] }).unwrap();
+        let out = UserMethods::select(
+            orders(),
+            &SelectOptions {
+                columns: vec!["amount".into(), "id".into()],
+            },
+        )
+        .unwrap();
         assert_eq!(out.get_column_names(), ["amount", "id"]);
-        let err = UserMethods::select(orders(), &SelectOptions { columns: vec!["stauts".into()] }).err().unwrap();
+        let err = UserMethods::select(
+            orders(),
+            &SelectOptions {
+                columns: vec!["stauts".into()],
+            },
+        )
+        .err()
+        .unwrap();
         assert_eq!(err.hint(), Some("did you mean \"status\"?"));
     }
 }

@@ -27,9 +27,17 @@ impl MethodOptions for NotNullOptions {
 }
 
 /// The column, or an error naming it and the available ones.
-pub(crate) fn column<'a>(df: &'a DataFrame, name: &str, rule: &str) -> Result<&'a Column, StepError> {
+pub(crate) fn column<'a>(
+    df: &'a DataFrame,
+    name: &str,
+    rule: &str,
+) -> Result<&'a Column, StepError> {
     df.column(name).map_err(|_| {
-        let available: Vec<&str> = df.get_column_names().into_iter().map(|c| c.as_str()).collect();
+        let available: Vec<&str> = df
+            .get_column_names()
+            .into_iter()
+            .map(|c| c.as_str())
+            .collect();
         let hint = pipeline_config::suggest(name, available.iter().copied())
             .map(|s| format!("did you mean \"{s}\"?"))
             .unwrap_or_else(|| format!("available columns: {}", available.join(", ")));
@@ -39,7 +47,11 @@ pub(crate) fn column<'a>(df: &'a DataFrame, name: &str, rule: &str) -> Result<&'
 
 impl UserMethods {
     /// Rows where every listed column holds a value.
-    pub fn not_null(df: &DataFrame, options: &NotNullOptions, _: &Datasets) -> Result<Check, StepError> {
+    pub fn not_null(
+        df: &DataFrame,
+        options: &NotNullOptions,
+        _: &Datasets,
+    ) -> Result<Check, StepError> {
         let rule = format!("not_null({})", options.columns.join(", "));
         let mut valid = BooleanChunked::full("valid".into(), true, df.height());
         for name in &options.columns {
@@ -56,24 +68,53 @@ mod tests {
 
     #[test]
     fn not_null_marks_rows_with_any_null() {
-        let df = df!("a" => [Some(1i32), None, Some(3)], "b" => [Some("x"), Some("y"), None]).unwrap();
-        let check = UserMethods::not_null(&df, &NotNullOptions { columns: vec!["a".into(), "b".into()] }, &Datasets::new()).unwrap();
+        let df =
+            df!("a" => [Some(1i32), None, Some(3)], "b" => [Some("x"), Some("y"), None]).unwrap();
+        let check = UserMethods::not_null(
+            &df,
+            &NotNullOptions {
+                columns: vec!["a".into(), "b".into()],
+            },
+            &Datasets::new(),
+        )
+        .unwrap();
         assert_eq!(check.rule, "not_null(a, b)");
-        assert_eq!(Vec::from(&check.mask()), vec![Some(true), Some(false), Some(false)]);
+        assert_eq!(
+            Vec::from(&check.mask()),
+            vec![Some(true), Some(false), Some(false)]
+        );
     }
 
     #[test]
     fn not_null_on_empty_input() {
         let df = df!("a" => Vec::<i32>::new()).unwrap();
-        let check = UserMethods::not_null(&df, &NotNullOptions { columns: vec!["a".into()] }, &Datasets::new()).unwrap();
+        let check = UserMethods::not_null(
+            &df,
+            &NotNullOptions {
+                columns: vec!["a".into()],
+            },
+            &Datasets::new(),
+        )
+        .unwrap();
         assert_eq!(check.valid.len(), 0);
     }
 
     #[test]
     fn not_null_on_a_missing_column_suggests() {
         let df = df!("customer_id" => [1i32]).unwrap();
-        let err = UserMethods::not_null(&df, &NotNullOptions { columns: vec!["custome_id".into()] }, &Datasets::new()).err().unwrap();
-        assert_eq!(err.message(), "not_null(custome_id): no column \"custome_id\"");
+        let err = UserMethods::not_null(
+            &df,
+            &NotNullOptions {
+                columns: vec!["custome_id".into()],
+            },
+            &Datasets::new(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.message(),
+            "not_null(custome_id): no column \"custome_id\""
+        );
         assert_eq!(err.hint(), Some("did you mean \"customer_id\"?"));
     }
 }

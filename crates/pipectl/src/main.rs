@@ -1,1 +1,238 @@
-fn main() {}
+//! `pipectl`: run, validate and plan data pipelines written as JSON files.
+//!
+//! Exit codes: 0 success, 1 the run failed after its retries, 2 invalid configuration or usage.
+
+mod logging;
+mod progress;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use pipeline_core::{ConfigErrors, Override, Pipeline, Registry, RunOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "pipectl",
+    version,
+    about = "Run data pipelines written as JSON files",
+    propagate_version = true
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline (retrying transient failures per its retry policy).
+    #[command(visible_alias = "execute")]
+    Run {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Override a value of the resolved pipeline: --set /steps/0/options/rows=1000 (repeatable).
+        #[arg(long = "set", value_name = "POINTER=VALUE")]
+        overrides: Vec<String>,
+        /// Write a JSON run report to this file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Do not draw a progress bar even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check a pipeline without running it (no I/O): files, $refs, secrets, methods, options, formats.
+    Validate {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "POINTER=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Show the resolved chain: steps, methods, formats, connections (never a secret).
+    Plan {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "POINTER=VALUE")]
+        overrides: Vec<String>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print the resolved pipeline document (all $refs included) instead.
+        #[arg(long, conflicts_with = "json")]
+        resolved: bool,
+    },
+    /// Print the JSON Schema (draft 2020-12) of pipeline files, for editors.
+    Schema,
+    /// List the methods a step can call.
+    Methods,
+}
+
+fn parse_overrides(raw: &[String]) -> Result<Vec<Override>, String> {
+    raw.iter().map(|s| s.parse::<Override>()).collect()
+}
+
+/// Loads and checks a pipeline, printing configuration errors.
+fn load(file: &Path, overrides: &[String]) -> Result<Pipeline, ExitCode> {
+    let overrides = parse_overrides(overrides).map_err(|e| {
+        eprintln!("error: --set: {e}");
+        ExitCode::from(2)
+    })?;
+    Pipeline::from_file(file, &overrides).map_err(|errors: ConfigErrors| {
+        eprintln!("{errors}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Schema => {
+            let schema = pipeline_core::pipeline_schema(&Registry::standard());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Methods => {
+            print_methods();
+            ExitCode::SUCCESS
+        }
+        Command::Validate { file, overrides } => match load(&file, &overrides) {
+            Ok(p) => {
+                println!(
+                    "ok: pipeline \"{}\" with {} steps is valid ({})",
+                    p.plan().pipeline,
+                    p.plan().steps.len(),
+                    file.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Plan {
+            file,
+            overrides,
+            json,
+            resolved,
+        } => match load(&file, &overrides) {
+            Ok(p) if resolved => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(p.resolved_document()).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(p) if json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(p.plan()).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(p) => {
+                print!("{}", p.plan());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run {
+            file,
+            overrides,
+            report,
+            no_progress,
+        } => {
+            let pipeline = match load(&file, &overrides) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let progress =
+                progress::Progress::new(!no_progress && cli.log_format == LogFormat::Human);
+            if let Err(e) = logging::init(cli.log_format, &cli.log_level, progress.bar()) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+            match run(pipeline, report.as_deref(), progress, cli.log_format) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn run(
+    pipeline: Pipeline,
+    report_path: Option<&Path>,
+    progress: progress::Progress,
+    format: LogFormat,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let options = RunOptions {
+        observer: Arc::new(progress.clone()),
+    };
+    let result = runtime.block_on(pipeline.run(&options));
+    progress.finish();
+    let (report, code) = match &result {
+        Ok(report) => (report.clone(), ExitCode::SUCCESS),
+        Err(failure) => ((*failure.report).clone(), ExitCode::from(1)),
+    };
+    if format == LogFormat::Human {
+        eprintln!("\n{}", report.summary_table());
+    }
+    if let Some(path) = report_path {
+        let text = serde_json::to_string_pretty(&report).context("serializing the run report")?;
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the run report to {}", path.display()))?;
+    }
+    if let Err(failure) = result {
+        eprintln!("\nerror: {failure}");
+        if let Some(hint) = failure.error.hint() {
+            eprintln!("   = help: {hint}");
+        }
+    }
+    Ok(code)
+}
+
+fn print_methods() {
+    let registry = Registry::standard();
+    for kind in pipeline_core::StepKind::ALL {
+        println!("{kind}:");
+        for e in registry.entries().iter().filter(|e| e.kind == kind) {
+            let accepts = if e.accepts.is_empty() {
+                "source".to_string()
+            } else {
+                e.accepts
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            };
+            let produces = match e.produces {
+                pipeline_core::Produces::Format(f) => f.to_string(),
+                pipeline_core::Produces::Input => "its input".to_string(),
+            };
+            let whole = if e.whole_input { ", whole input" } else { "" };
+            println!(
+                "  {:<16} {} ({accepts} -> {produces}{whole})",
+                e.name, e.summary
+            );
+        }
+    }
+    println!("\nOptions of each method: `pipectl schema` (JSON Schema), or the README.");
+}

@@ -10,9 +10,9 @@ mod source;
 
 use deltalake::DeltaTableError;
 use pipeline_base::StepError;
+use pipeline_data::OptionsError;
 use pipeline_data::StepSetup;
 use pipeline_data::method::MethodOptions;
-use pipeline_data::OptionsError;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -74,8 +74,10 @@ fn check_path(path: &str) -> Result<(), OptionsError> {
     }
     if let Some((scheme, _)) = path.split_once("://") {
         if !matches!(scheme, "file" | "s3" | "s3a") {
-            return Err(OptionsError::new("/path", format!("unsupported scheme \"{scheme}://\""))
-                .with_hint("use a local path, file://, or s3://"));
+            return Err(
+                OptionsError::new("/path", format!("unsupported scheme \"{scheme}://\""))
+                    .with_hint("use a local path, file://, or s3://"),
+            );
         }
     }
     Ok(())
@@ -84,15 +86,23 @@ fn check_path(path: &str) -> Result<(), OptionsError> {
 /// The table URL for a path option; local paths are relative to the pipeline file.
 pub(crate) fn table_url(setup: &StepSetup, path: &str, create: bool) -> Result<Url, StepError> {
     if path.contains("://") {
-        return Url::parse(path).map_err(|e| StepError::user(format!("invalid table URL \"{path}\": {e}")));
+        return Url::parse(path)
+            .map_err(|e| StepError::user(format!("invalid table URL \"{path}\": {e}")));
     }
     let local = setup.resolve_path(path);
     if create {
         std::fs::create_dir_all(&local).map_err(|e| {
-            StepError::user(format!("cannot create the table directory {}: {e}", local.display()))
+            StepError::user(format!(
+                "cannot create the table directory {}: {e}",
+                local.display()
+            ))
         })?;
     }
-    let absolute = if local.exists() { local.canonicalize().unwrap_or(local) } else { local };
+    let absolute = if local.exists() {
+        local.canonicalize().unwrap_or(local)
+    } else {
+        local
+    };
     Url::from_directory_path(&absolute)
         .map_err(|_| StepError::user(format!("invalid table path {}", absolute.display())))
 }
@@ -118,14 +128,17 @@ pub(crate) fn storage_options(setup: &StepSetup) -> HashMap<String, String> {
 pub(crate) fn delta_error(e: DeltaTableError, context: &str) -> StepError {
     let message = format!("{context}: {e}");
     match e {
-        DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. } | DeltaTableError::VersionAlreadyExists(_) => {
-            StepError::transient(message)
-        }
+        DeltaTableError::ObjectStore { .. }
+        | DeltaTableError::Io { .. }
+        | DeltaTableError::VersionAlreadyExists(_) => StepError::transient(message),
         DeltaTableError::Transaction { .. } => StepError::transient(message),
-        DeltaTableError::SchemaMismatch { .. } | DeltaTableError::Arrow { .. } | DeltaTableError::InvalidData { .. } => {
-            StepError::user(message).with_hint("the data's columns or types do not match the table's schema")
+        DeltaTableError::SchemaMismatch { .. }
+        | DeltaTableError::Arrow { .. }
+        | DeltaTableError::InvalidData { .. } => StepError::user(message)
+            .with_hint("the data's columns or types do not match the table's schema"),
+        DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_) => {
+            StepError::user(message)
         }
-        DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_) => StepError::user(message),
         _ => StepError::external(message),
     }
 }

@@ -5,7 +5,9 @@ use crate::LoadMethods;
 use crate::arrow_bridge::frame_to_arrow;
 use async_trait::async_trait;
 use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit as ArrowUnit};
+use deltalake::arrow::datatypes::{
+    DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit as ArrowUnit,
+};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitBuilder;
@@ -57,14 +59,21 @@ fn conform(batch: RecordBatch, target: &SchemaRef) -> Result<RecordBatch, StepEr
     let mut columns = Vec::with_capacity(target.fields().len());
     for field in target.fields() {
         let Some(column) = batch.column_by_name(field.name()) else {
-            return Err(StepError::user(format!("the table has a column \"{}\" that the data lacks", field.name()))
-                .with_hint("select or derive the table's columns before loading"));
+            return Err(StepError::user(format!(
+                "the table has a column \"{}\" that the data lacks",
+                field.name()
+            ))
+            .with_hint("select or derive the table's columns before loading"));
         };
         let column = if column.data_type() == field.data_type() {
             column.clone()
         } else {
             cast(column, field.data_type()).map_err(|e| {
-                StepError::user(format!("column \"{}\" cannot be written as {}: {e}", field.name(), field.data_type()))
+                StepError::user(format!(
+                    "column \"{}\" cannot be written as {}: {e}",
+                    field.name(),
+                    field.data_type()
+                ))
             })?
         };
         columns.push(column);
@@ -77,10 +86,14 @@ fn conform(batch: RecordBatch, target: &SchemaRef) -> Result<RecordBatch, StepEr
             .filter(|f| target.field_with_name(f.name()).is_err())
             .map(|f| f.name().clone())
             .collect();
-        return Err(StepError::user(format!("the data has columns the table lacks: {}", extra.join(", ")))
-            .with_hint("drop them before loading, or write to a new table"));
+        return Err(StepError::user(format!(
+            "the data has columns the table lacks: {}",
+            extra.join(", ")
+        ))
+        .with_hint("drop them before loading, or write to a new table"));
     }
-    RecordBatch::try_new(target.clone(), columns).map_err(|e| StepError::internal(format!("conforming a batch: {e}")))
+    RecordBatch::try_new(target.clone(), columns)
+        .map_err(|e| StepError::internal(format!("conforming a batch: {e}")))
 }
 
 impl DeltaSink {
@@ -100,8 +113,14 @@ impl DeltaSink {
                     .collect();
                 let schema = Arc::new(Schema::new(fields));
                 self.schema = Some(schema.clone());
-                let partitions = (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
-                RecordBatchWriter::try_new(self.url.as_str(), schema, partitions, Some(self.storage.clone()))
+                let partitions = (!self.options.partition_by.is_empty())
+                    .then(|| self.options.partition_by.clone());
+                RecordBatchWriter::try_new(
+                    self.url.as_str(),
+                    schema,
+                    partitions,
+                    Some(self.storage.clone()),
+                )
             }
         }
         .map_err(|e| delta_error(e, &format!("opening a writer for {}", self.location())))?;
@@ -111,10 +130,14 @@ impl DeltaSink {
 
     async fn commit_inner(&mut self) -> Result<u64, DeltaTableError> {
         let adds: Vec<Action> = self.staged.drain(..).map(Action::Add).collect();
-        let partition_by = (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
+        let partition_by =
+            (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
         match &self.table {
             None => {
-                let schema = self.schema.clone().ok_or_else(|| DeltaTableError::Generic("no data schema".into()))?;
+                let schema = self
+                    .schema
+                    .clone()
+                    .ok_or_else(|| DeltaTableError::Generic("no data schema".into()))?;
                 let kernel: StructType = schema.as_ref().try_into_kernel()?;
                 let table = CreateBuilder::new()
                     .with_location(self.url.as_str())
@@ -132,13 +155,25 @@ impl DeltaSink {
                 let mode = match self.options.mode {
                     DeltaWriteMode::Append => SaveMode::Append,
                     DeltaWriteMode::Overwrite => {
-                        actions.extend(snapshot.log_data().iter().map(|f| Action::Remove(f.remove_action(true))));
+                        actions.extend(
+                            snapshot
+                                .log_data()
+                                .iter()
+                                .map(|f| Action::Remove(f.remove_action(true))),
+                        );
                         SaveMode::Overwrite
                     }
                 };
                 actions.extend(adds);
-                let operation = DeltaOperation::Write { mode, partition_by, predicate: None };
-                let done = CommitBuilder::default().with_actions(actions).build(Some(snapshot), table.log_store(), operation).await?;
+                let operation = DeltaOperation::Write {
+                    mode,
+                    partition_by,
+                    predicate: None,
+                };
+                let done = CommitBuilder::default()
+                    .with_actions(actions)
+                    .build(Some(snapshot), table.log_store(), operation)
+                    .await?;
                 Ok(done.version())
             }
         }
@@ -152,12 +187,17 @@ impl Sink for DeltaSink {
             if self.writer.is_none() {
                 self.open_writer(&batch)?;
             }
-            let Some(writer) = self.writer.as_mut() else { continue };
+            let Some(writer) = self.writer.as_mut() else {
+                continue;
+            };
             let target = writer.arrow_schema();
             let batch = conform(batch, &target)?;
             self.rows += batch.num_rows() as u64;
             let location = self.url.to_string();
-            writer.write(batch).await.map_err(|e| delta_error(e, &format!("writing to {location}")))?;
+            writer
+                .write(batch)
+                .await
+                .map_err(|e| delta_error(e, &format!("writing to {location}")))?;
         }
         Ok(())
     }
@@ -165,7 +205,10 @@ impl Sink for DeltaSink {
     async fn prepare(&mut self) -> Result<(), StepError> {
         if let Some(writer) = self.writer.as_mut() {
             let location = self.url.to_string();
-            self.staged = writer.flush().await.map_err(|e| delta_error(e, &format!("flushing files to {location}")))?;
+            self.staged = writer
+                .flush()
+                .await
+                .map_err(|e| delta_error(e, &format!("flushing files to {location}")))?;
         }
         Ok(())
     }
@@ -176,7 +219,10 @@ impl Sink for DeltaSink {
             return Ok(());
         }
         let files = self.staged.len();
-        let version = self.commit_inner().await.map_err(|e| delta_error(e, &format!("committing to {}", self.location())))?;
+        let version = self
+            .commit_inner()
+            .await
+            .map_err(|e| delta_error(e, &format!("committing to {}", self.location())))?;
         self.committed_version = Some(version);
         tracing::info!(step = %self.step, table = %self.location(), version, files, rows = self.rows, "Delta commit");
         Ok(())
@@ -188,7 +234,9 @@ impl Sink for DeltaSink {
         if staged.is_empty() {
             return;
         }
-        let Ok(table) = DeltaTableBuilder::from_url(self.url.clone()).and_then(|b| b.with_storage_options(self.storage.clone()).build()) else {
+        let Ok(table) = DeltaTableBuilder::from_url(self.url.clone())
+            .and_then(|b| b.with_storage_options(self.storage.clone()).build())
+        else {
             return;
         };
         let store = table.object_store();
@@ -201,7 +249,10 @@ impl Sink for DeltaSink {
     }
 
     fn metrics(&self) -> Metrics {
-        let mut m = vec![("rows_written", self.rows), ("files", self.staged.len() as u64)];
+        let mut m = vec![
+            ("rows_written", self.rows),
+            ("files", self.staged.len() as u64),
+        ];
         if let Some(v) = self.committed_version {
             m.push(("table_version", v));
         }
@@ -211,18 +262,32 @@ impl Sink for DeltaSink {
 
 impl LoadMethods {
     /// Writes a Delta table; nothing is visible before the run's final commit.
-    pub async fn delta(options: DeltaLoadOptions, setup: StepSetup) -> Result<Box<dyn Sink>, StepError> {
+    pub async fn delta(
+        options: DeltaLoadOptions,
+        setup: StepSetup,
+    ) -> Result<Box<dyn Sink>, StepError> {
         let url = table_url(&setup, &options.path, true)?;
         let storage = storage_options(&setup);
-        let table = match DeltaTableBuilder::from_url(url.clone())
-            .map_err(|e| delta_error(e, &format!("opening Delta table {url}")))?
-            .with_storage_options(storage.clone())
-            .load()
-            .await
-        {
-            Ok(t) => Some(t),
-            Err(DeltaTableError::NotATable(_)) => None,
-            Err(e) => return Err(delta_error(e, &format!("loading Delta table {url}"))),
+        // A local directory without a log is simply a table to create (asking deltalake would
+        // log a misleading error).
+        let local_absent = url.scheme() == "file"
+            && url
+                .to_file_path()
+                .map(|p| !p.join("_delta_log").exists())
+                .unwrap_or(false);
+        let table = if local_absent {
+            None
+        } else {
+            match DeltaTableBuilder::from_url(url.clone())
+                .map_err(|e| delta_error(e, &format!("opening Delta table {url}")))?
+                .with_storage_options(storage.clone())
+                .load()
+                .await
+            {
+                Ok(t) => Some(t),
+                Err(DeltaTableError::NotATable(_)) => None,
+                Err(e) => return Err(delta_error(e, &format!("loading Delta table {url}"))),
+            }
         };
         Ok(Box::new(DeltaSink {
             step: setup.step.clone(),

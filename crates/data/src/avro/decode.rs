@@ -34,11 +34,18 @@ fn bad(field: &str, what: impl std::fmt::Display) -> StepError {
 
 /// Decodes an Avro object container into a DataFrame.
 pub fn avro_to_frame(batch: &AvroBatch) -> Result<DataFrame, StepError> {
-    let reader = Reader::new(batch.bytes()).map_err(|e| StepError::user(format!("reading Avro data: {e}")))?;
+    let reader = Reader::new(batch.bytes())
+        .map_err(|e| StepError::user(format!("reading Avro data: {e}")))?;
     let Schema::Record(record) = reader.writer_schema().clone() else {
-        return Err(StepError::user("Avro data whose schema is not a record cannot become a DataFrame"));
+        return Err(StepError::user(
+            "Avro data whose schema is not a record cannot become a DataFrame",
+        ));
     };
-    let mut fields: Vec<Field> = record.fields.iter().map(field_plan).collect::<Result<_, _>>()?;
+    let mut fields: Vec<Field> = record
+        .fields
+        .iter()
+        .map(field_plan)
+        .collect::<Result<_, _>>()?;
     for value in reader {
         let value = value.map_err(|e| StepError::user(format!("reading an Avro record: {e}")))?;
         let Value::Record(values) = value else {
@@ -49,7 +56,10 @@ pub fn avro_to_frame(batch: &AvroBatch) -> Result<DataFrame, StepError> {
         }
     }
     let height = fields.first().map(len).unwrap_or(batch.rows());
-    let columns = fields.into_iter().map(finish).collect::<Result<Vec<_>, _>>()?;
+    let columns = fields
+        .into_iter()
+        .map(finish)
+        .collect::<Result<Vec<_>, _>>()?;
     DataFrame::new(height, columns).step_err("building a DataFrame from Avro")
 }
 
@@ -71,7 +81,11 @@ fn len(f: &Field) -> usize {
 fn strip_null(schema: &Schema) -> Result<&Schema, String> {
     match schema {
         Schema::Union(u) => {
-            let non_null: Vec<&Schema> = u.variants().iter().filter(|s| !matches!(s, Schema::Null)).collect();
+            let non_null: Vec<&Schema> = u
+                .variants()
+                .iter()
+                .filter(|s| !matches!(s, Schema::Null))
+                .collect();
             match non_null.as_slice() {
                 [one] => Ok(one),
                 [] => Ok(&Schema::Null),
@@ -111,14 +125,20 @@ fn parse_tag(tag: &str) -> Option<DataType> {
         "date" => DataType::Date,
         "time[ns]" => DataType::Time,
         _ => {
-            if let Some(inner) = tag.strip_prefix("datetime[").and_then(|t| t.strip_suffix(']')) {
+            if let Some(inner) = tag
+                .strip_prefix("datetime[")
+                .and_then(|t| t.strip_suffix(']'))
+            {
                 let (unit, tz) = match inner.split_once(", ") {
                     Some((u, tz)) => (u, Some(tz)),
                     None => (inner, None),
                 };
                 let tz = TimeZone::opt_try_new(tz).ok()?;
                 DataType::Datetime(parse_unit(unit)?, tz)
-            } else if let Some(inner) = tag.strip_prefix("decimal[").and_then(|t| t.strip_suffix(']')) {
+            } else if let Some(inner) = tag
+                .strip_prefix("decimal[")
+                .and_then(|t| t.strip_suffix(']'))
+            {
                 let (p, s) = inner.split_once(',')?;
                 DataType::Decimal(p.trim().parse().ok()?, s.trim().parse().ok()?)
             } else {
@@ -142,24 +162,56 @@ fn field_plan(f: &RecordField) -> Result<Field, StepError> {
         Schema::Long => (DataType::Int64, Builder::I64(vec![])),
         Schema::Float => (DataType::Float32, Builder::F32(vec![])),
         Schema::Double => (DataType::Float64, Builder::F64(vec![])),
-        Schema::String | Schema::Uuid(_) | Schema::Enum(_) => (DataType::String, Builder::Str(vec![])),
+        Schema::String | Schema::Uuid(_) | Schema::Enum(_) => {
+            (DataType::String, Builder::Str(vec![]))
+        }
         Schema::Bytes | Schema::Fixed(_) => (DataType::Binary, Builder::Bin(vec![])),
         Schema::Date => (DataType::Date, Builder::I32(vec![])),
         Schema::TimeMillis | Schema::TimeMicros => (DataType::Time, Builder::I64(vec![])),
-        Schema::TimestampMillis => (DataType::Datetime(TimeUnit::Milliseconds, utc()), Builder::I64(vec![])),
-        Schema::TimestampMicros => (DataType::Datetime(TimeUnit::Microseconds, utc()), Builder::I64(vec![])),
-        Schema::TimestampNanos => (DataType::Datetime(TimeUnit::Nanoseconds, utc()), Builder::I64(vec![])),
-        Schema::LocalTimestampMillis => (DataType::Datetime(TimeUnit::Milliseconds, None), Builder::I64(vec![])),
-        Schema::LocalTimestampMicros => (DataType::Datetime(TimeUnit::Microseconds, None), Builder::I64(vec![])),
-        Schema::LocalTimestampNanos => (DataType::Datetime(TimeUnit::Nanoseconds, None), Builder::I64(vec![])),
-        Schema::Decimal(d) => (DataType::Decimal(d.precision, d.scale), Builder::I128(vec![])),
-        other => return Err(bad(&name, format!("type {other:?} is not supported; only flat records are"))),
+        Schema::TimestampMillis => (
+            DataType::Datetime(TimeUnit::Milliseconds, utc()),
+            Builder::I64(vec![]),
+        ),
+        Schema::TimestampMicros => (
+            DataType::Datetime(TimeUnit::Microseconds, utc()),
+            Builder::I64(vec![]),
+        ),
+        Schema::TimestampNanos => (
+            DataType::Datetime(TimeUnit::Nanoseconds, utc()),
+            Builder::I64(vec![]),
+        ),
+        Schema::LocalTimestampMillis => (
+            DataType::Datetime(TimeUnit::Milliseconds, None),
+            Builder::I64(vec![]),
+        ),
+        Schema::LocalTimestampMicros => (
+            DataType::Datetime(TimeUnit::Microseconds, None),
+            Builder::I64(vec![]),
+        ),
+        Schema::LocalTimestampNanos => (
+            DataType::Datetime(TimeUnit::Nanoseconds, None),
+            Builder::I64(vec![]),
+        ),
+        Schema::Decimal(d) => (
+            DataType::Decimal(d.precision, d.scale),
+            Builder::I128(vec![]),
+        ),
+        other => {
+            return Err(bad(
+                &name,
+                format!("type {other:?} is not supported; only flat records are"),
+            ));
+        }
     };
     let target = match f.custom_attributes.get(ATTR_DTYPE) {
         Some(serde_json::Value::String(tag)) => parse_tag(tag).unwrap_or(natural),
         _ => natural,
     };
-    Ok(Field { name, target, builder })
+    Ok(Field {
+        name,
+        target,
+        builder,
+    })
 }
 
 fn decimal_from_bytes(bytes: &[u8]) -> Option<i128> {
@@ -210,7 +262,10 @@ fn push(field: &mut Field, value: Value) -> Result<(), StepError> {
         (Builder::I128(b), Value::Null) => b.push(None),
         (Builder::I128(b), Value::Decimal(d)) => {
             let bytes = Vec::<u8>::try_from(&d).map_err(|e| bad(&name, e))?;
-            b.push(Some(decimal_from_bytes(&bytes).ok_or_else(|| bad(&name, "decimal wider than 128 bits"))?));
+            b.push(Some(
+                decimal_from_bytes(&bytes)
+                    .ok_or_else(|| bad(&name, "decimal wider than 128 bits"))?,
+            ));
         }
         (_, v) => return Err(mismatch(&v)),
     }
@@ -242,16 +297,23 @@ fn finish(field: Field) -> Result<Column, StepError> {
         Builder::F64(v) => Series::new(name, v),
         Builder::Str(v) => Series::new(name, v),
         Builder::Bin(v) => {
-            BinaryChunked::from_iter_options(name.clone(), v.iter().map(|o| o.as_deref())).into_series()
+            BinaryChunked::from_iter_options(name.clone(), v.iter().map(|o| o.as_deref()))
+                .into_series()
         }
         Builder::I128(v) => match field.target {
-            DataType::Decimal(p, s) => Int128Chunked::from_iter_options(name.clone(), v.into_iter())
-                .into_decimal(p, s)
-                .step_err(&ctx)?
-                .into_series(),
+            DataType::Decimal(p, s) => {
+                Int128Chunked::from_iter_options(name.clone(), v.into_iter())
+                    .into_decimal(p, s)
+                    .step_err(&ctx)?
+                    .into_series()
+            }
             _ => Int128Chunked::from_iter_options(name.clone(), v.into_iter()).into_series(),
         },
     };
-    let series = if series.dtype() == &field.target { series } else { series.strict_cast(&field.target).step_err(&ctx)? };
+    let series = if series.dtype() == &field.target {
+        series
+    } else {
+        series.strict_cast(&field.target).step_err(&ctx)?
+    };
     Ok(series.into_column())
 }

@@ -32,22 +32,34 @@ pub fn frame_to_avro(df: &DataFrame, record_name: &str) -> Result<AvroBatch, Ste
         fields.push(field);
         columns.push(values);
     }
-    let record_name = if record_name.is_empty() { super::DEFAULT_RECORD_NAME } else { record_name };
+    let record_name = if record_name.is_empty() {
+        super::DEFAULT_RECORD_NAME
+    } else {
+        record_name
+    };
     let schema_json = json!({"type": "record", "name": avro_name(record_name), "fields": fields});
     let schema = Schema::parse(&schema_json)
         .map_err(|e| StepError::internal(format!("building the Avro schema: {e}")))?;
-    let names: Vec<String> = fields.iter().map(|f| f["name"].as_str().unwrap_or_default().to_string()).collect();
+    let names: Vec<String> = fields
+        .iter()
+        .map(|f| f["name"].as_str().unwrap_or_default().to_string())
+        .collect();
     let mut writer = Writer::new(&schema, Vec::with_capacity(df.height() * 16 + 1024))
         .map_err(|e| StepError::internal(format!("creating the Avro writer: {e}")))?;
     let mut iters: Vec<_> = columns.into_iter().map(Vec::into_iter).collect();
     for _ in 0..df.height() {
-        let record: Vec<(String, Value)> =
-            names.iter().zip(iters.iter_mut()).map(|(n, it)| (n.clone(), it.next().unwrap_or(Value::Null))).collect();
+        let record: Vec<(String, Value)> = names
+            .iter()
+            .zip(iters.iter_mut())
+            .map(|(n, it)| (n.clone(), it.next().unwrap_or(Value::Null)))
+            .collect();
         writer
             .append_value(Value::Record(record))
             .map_err(|e| StepError::internal(format!("writing an Avro record: {e}")))?;
     }
-    let bytes = writer.into_inner().map_err(|e| StepError::internal(format!("finishing the Avro container: {e}")))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| StepError::internal(format!("finishing the Avro container: {e}")))?;
     Ok(AvroBatch::new(bytes, df.height()))
 }
 
@@ -91,10 +103,19 @@ fn encode_column(s: &Series) -> Result<Encoded, StepError> {
     let out = match s.dtype() {
         DataType::Null => (json!("null"), "null".into(), vec![Value::Null; s.len()]),
         DataType::Boolean => {
-            let v = s.bool().step_err(ctx)?.iter().map(|o| nullable(o.map(Value::Boolean))).collect();
+            let v = s
+                .bool()
+                .step_err(ctx)?
+                .iter()
+                .map(|o| nullable(o.map(Value::Boolean)))
+                .collect();
             (prim("boolean"), "bool".into(), v)
         }
-        dt @ (DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16) => {
+        dt @ (DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::UInt8
+        | DataType::UInt16) => {
             let tag = match dt {
                 DataType::Int8 => "i8",
                 DataType::Int16 => "i16",
@@ -103,7 +124,12 @@ fn encode_column(s: &Series) -> Result<Encoded, StepError> {
                 _ => "u16",
             };
             let c = s.cast(&DataType::Int32).step_err(ctx)?;
-            let v = c.i32().step_err(ctx)?.iter().map(|o| nullable(o.map(Value::Int))).collect();
+            let v = c
+                .i32()
+                .step_err(ctx)?
+                .iter()
+                .map(|o| nullable(o.map(Value::Int)))
+                .collect();
             (prim("int"), tag.into(), v)
         }
         dt @ (DataType::Int64 | DataType::UInt32 | DataType::UInt64) => {
@@ -113,17 +139,35 @@ fn encode_column(s: &Series) -> Result<Encoded, StepError> {
                 _ => "u64",
             };
             let c = s.strict_cast(&DataType::Int64).map_err(|_| {
-                StepError::user(format!("column \"{}\" holds u64 values above the Avro long range", s.name()))
+                StepError::user(format!(
+                    "column \"{}\" holds u64 values above the Avro long range",
+                    s.name()
+                ))
             })?;
-            let v = c.i64().step_err(ctx)?.iter().map(|o| nullable(o.map(Value::Long))).collect();
+            let v = c
+                .i64()
+                .step_err(ctx)?
+                .iter()
+                .map(|o| nullable(o.map(Value::Long)))
+                .collect();
             (prim("long"), tag.into(), v)
         }
         DataType::Float32 => {
-            let v = s.f32().step_err(ctx)?.iter().map(|o| nullable(o.map(Value::Float))).collect();
+            let v = s
+                .f32()
+                .step_err(ctx)?
+                .iter()
+                .map(|o| nullable(o.map(Value::Float)))
+                .collect();
             (prim("float"), "f32".into(), v)
         }
         DataType::Float64 => {
-            let v = s.f64().step_err(ctx)?.iter().map(|o| nullable(o.map(Value::Double))).collect();
+            let v = s
+                .f64()
+                .step_err(ctx)?
+                .iter()
+                .map(|o| nullable(o.map(Value::Double)))
+                .collect();
             (prim("double"), "f64".into(), v)
         }
         DataType::String => {
@@ -145,11 +189,23 @@ fn encode_column(s: &Series) -> Result<Encoded, StepError> {
             (prim("bytes"), "bin".into(), v)
         }
         DataType::Date => {
-            let v = s.date().step_err(ctx)?.physical().iter().map(|o| nullable(o.map(Value::Date))).collect();
+            let v = s
+                .date()
+                .step_err(ctx)?
+                .physical()
+                .iter()
+                .map(|o| nullable(o.map(Value::Date)))
+                .collect();
             (logical("int", "date"), "date".into(), v)
         }
         DataType::Time => {
-            let v = s.time().step_err(ctx)?.physical().iter().map(|o| nullable(o.map(Value::Long))).collect();
+            let v = s
+                .time()
+                .step_err(ctx)?
+                .physical()
+                .iter()
+                .map(|o| nullable(o.map(Value::Long)))
+                .collect();
             (prim("long"), "time[ns]".into(), v)
         }
         DataType::Datetime(unit, tz) => {
@@ -158,15 +214,27 @@ fn encode_column(s: &Series) -> Result<Encoded, StepError> {
                 (TimeUnit::Milliseconds, true) => ("timestamp-millis", Value::TimestampMillis),
                 (TimeUnit::Microseconds, true) => ("timestamp-micros", Value::TimestampMicros),
                 (TimeUnit::Nanoseconds, true) => ("timestamp-nanos", Value::TimestampNanos),
-                (TimeUnit::Milliseconds, false) => ("local-timestamp-millis", Value::LocalTimestampMillis),
-                (TimeUnit::Microseconds, false) => ("local-timestamp-micros", Value::LocalTimestampMicros),
-                (TimeUnit::Nanoseconds, false) => ("local-timestamp-nanos", Value::LocalTimestampNanos),
+                (TimeUnit::Milliseconds, false) => {
+                    ("local-timestamp-millis", Value::LocalTimestampMillis)
+                }
+                (TimeUnit::Microseconds, false) => {
+                    ("local-timestamp-micros", Value::LocalTimestampMicros)
+                }
+                (TimeUnit::Nanoseconds, false) => {
+                    ("local-timestamp-nanos", Value::LocalTimestampNanos)
+                }
             };
             let tag = match tz {
                 Some(tz) => format!("datetime[{unit}, {tz}]"),
                 None => format!("datetime[{unit}]"),
             };
-            let v = s.datetime().step_err(ctx)?.physical().iter().map(|o| nullable(o.map(make))).collect();
+            let v = s
+                .datetime()
+                .step_err(ctx)?
+                .physical()
+                .iter()
+                .map(|o| nullable(o.map(make)))
+                .collect();
             (logical("long", logical_type), tag, v)
         }
         DataType::Decimal(precision, scale) => {

@@ -26,8 +26,16 @@ pub(crate) const ATTR_COLUMN: &str = "pipectl.column";
 
 /// Makes a column name a valid Avro name (`[A-Za-z_][A-Za-z0-9_]*`).
 pub(crate) fn avro_name(name: &str) -> String {
-    let mut out: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if out.is_empty() || out.as_bytes()[0].is_ascii_digit() {
         out.insert(0, '_');
     }

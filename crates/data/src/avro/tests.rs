@@ -9,41 +9,144 @@ use polars::prelude::*;
 fn sample() -> DataFrame {
     let n = 5;
     let dt = |unit: TimeUnit, tz: Option<TimeZone>| {
-        Int64Chunked::from_iter_options("x".into(), [Some(1_700_000_000_123i64), None, Some(-5), Some(0), Some(42)].into_iter())
-            .into_datetime(unit, tz)
-            .into_series()
+        Int64Chunked::from_iter_options(
+            "x".into(),
+            [
+                Some(1_700_000_000_123i64),
+                None,
+                Some(-5),
+                Some(0),
+                Some(42),
+            ]
+            .into_iter(),
+        )
+        .into_datetime(unit, tz)
+        .into_series()
     };
     let mut cols: Vec<Column> = vec![
-        Series::new("i8".into(), [Some(-8i8), None, Some(127), Some(0), Some(-128)]).into_column(),
-        Series::new("i16".into(), [Some(-16i16), Some(1), None, Some(0), Some(2)]).into_column(),
-        Series::new("i32".into(), [Some(i32::MIN), Some(1), None, Some(0), Some(i32::MAX)]).into_column(),
-        Series::new("i64".into(), [Some(i64::MIN), None, Some(3), Some(0), Some(i64::MAX)]).into_column(),
+        Series::new(
+            "i8".into(),
+            [Some(-8i8), None, Some(127), Some(0), Some(-128)],
+        )
+        .into_column(),
+        Series::new(
+            "i16".into(),
+            [Some(-16i16), Some(1), None, Some(0), Some(2)],
+        )
+        .into_column(),
+        Series::new(
+            "i32".into(),
+            [Some(i32::MIN), Some(1), None, Some(0), Some(i32::MAX)],
+        )
+        .into_column(),
+        Series::new(
+            "i64".into(),
+            [Some(i64::MIN), None, Some(3), Some(0), Some(i64::MAX)],
+        )
+        .into_column(),
         Series::new("u8".into(), [Some(255u8), None, Some(1), Some(0), Some(2)]).into_column(),
-        Series::new("u16".into(), [Some(65535u16), None, Some(1), Some(0), Some(2)]).into_column(),
-        Series::new("u32".into(), [Some(u32::MAX), None, Some(1), Some(0), Some(2)]).into_column(),
-        Series::new("u64".into(), [Some(i64::MAX as u64), None, Some(1), Some(0), Some(2)]).into_column(),
-        Series::new("f32".into(), [Some(1.5f32), None, Some(f32::MAX), Some(-0.0), Some(f32::MIN_POSITIVE)]).into_column(),
-        Series::new("f64".into(), [Some(1.25f64), None, Some(f64::MAX), Some(-1e-300), Some(3.0)]).into_column(),
-        Series::new("text".into(), [Some("a"), None, Some("ünïcødé"), Some(""), Some("x,y\"z")]).into_column(),
-        Series::new("flag".into(), [Some(true), None, Some(false), Some(true), Some(false)]).into_column(),
-        BinaryChunked::from_iter_options("bin".into(), [Some(&b"\x00\x01"[..]), None, Some(&b""[..]), Some(&b"abc"[..]), Some(&b"\xff"[..])].into_iter())
-            .into_series()
-            .into_column(),
-        Int32Chunked::from_iter_options("day".into(), [Some(19000), None, Some(-1), Some(0), Some(1)].into_iter())
-            .into_date()
-            .into_series()
-            .into_column(),
-        Int128Chunked::from_iter_options("amount".into(), [Some(12345i128), None, Some(-1), Some(0), Some(99999999999999999999999999999999999i128)].into_iter())
-            .into_decimal(38, 4)
-            .unwrap()
-            .into_series()
-            .into_column(),
+        Series::new(
+            "u16".into(),
+            [Some(65535u16), None, Some(1), Some(0), Some(2)],
+        )
+        .into_column(),
+        Series::new(
+            "u32".into(),
+            [Some(u32::MAX), None, Some(1), Some(0), Some(2)],
+        )
+        .into_column(),
+        Series::new(
+            "u64".into(),
+            [Some(i64::MAX as u64), None, Some(1), Some(0), Some(2)],
+        )
+        .into_column(),
+        Series::new(
+            "f32".into(),
+            [
+                Some(1.5f32),
+                None,
+                Some(f32::MAX),
+                Some(-0.0),
+                Some(f32::MIN_POSITIVE),
+            ],
+        )
+        .into_column(),
+        Series::new(
+            "f64".into(),
+            [
+                Some(1.25f64),
+                None,
+                Some(f64::MAX),
+                Some(-1e-300),
+                Some(3.0),
+            ],
+        )
+        .into_column(),
+        Series::new(
+            "text".into(),
+            [Some("a"), None, Some("ünïcødé"), Some(""), Some("x,y\"z")],
+        )
+        .into_column(),
+        Series::new(
+            "flag".into(),
+            [Some(true), None, Some(false), Some(true), Some(false)],
+        )
+        .into_column(),
+        BinaryChunked::from_iter_options(
+            "bin".into(),
+            [
+                Some(&b"\x00\x01"[..]),
+                None,
+                Some(&b""[..]),
+                Some(&b"abc"[..]),
+                Some(&b"\xff"[..]),
+            ]
+            .into_iter(),
+        )
+        .into_series()
+        .into_column(),
+        Int32Chunked::from_iter_options(
+            "day".into(),
+            [Some(19000), None, Some(-1), Some(0), Some(1)].into_iter(),
+        )
+        .into_date()
+        .into_series()
+        .into_column(),
+        Int128Chunked::from_iter_options(
+            "amount".into(),
+            [
+                Some(12345i128),
+                None,
+                Some(-1),
+                Some(0),
+                Some(99999999999999999999999999999999999i128),
+            ]
+            .into_iter(),
+        )
+        .into_decimal(38, 4)
+        .unwrap()
+        .into_series()
+        .into_column(),
         Series::full_null("nothing".into(), n, &DataType::Null).into_column(),
-        Series::new("odd name-1".into(), [Some(1i32), Some(2), Some(3), Some(4), Some(5)]).into_column(),
-        Int64Chunked::from_iter_options("t".into(), [Some(1_000i64), None, Some(86_399_999_999_999), Some(0), Some(5)].into_iter())
-            .into_time()
-            .into_series()
-            .into_column(),
+        Series::new(
+            "odd name-1".into(),
+            [Some(1i32), Some(2), Some(3), Some(4), Some(5)],
+        )
+        .into_column(),
+        Int64Chunked::from_iter_options(
+            "t".into(),
+            [
+                Some(1_000i64),
+                None,
+                Some(86_399_999_999_999),
+                Some(0),
+                Some(5),
+            ]
+            .into_iter(),
+        )
+        .into_time()
+        .into_series()
+        .into_column(),
     ];
     let mut s = dt(TimeUnit::Microseconds, None);
     s.rename("ts_naive_us".into());
@@ -51,7 +154,10 @@ fn sample() -> DataFrame {
     let mut s = dt(TimeUnit::Milliseconds, Some(TimeZone::UTC));
     s.rename("ts_utc_ms".into());
     cols.push(s.into_column());
-    let mut s = dt(TimeUnit::Nanoseconds, TimeZone::opt_try_new(Some("Europe/Paris")).unwrap());
+    let mut s = dt(
+        TimeUnit::Nanoseconds,
+        TimeZone::opt_try_new(Some("Europe/Paris")).unwrap(),
+    );
     s.rename("ts_paris_ns".into());
     cols.push(s.into_column());
     DataFrame::new(n, cols).unwrap()
@@ -73,23 +179,54 @@ fn apache_avro_reads_what_we_write() {
     let avro = frame_to_avro(&df, "").unwrap();
     let reader = apache_avro::Reader::new(avro.bytes()).unwrap();
     let schema = reader.writer_schema().clone();
-    let apache_avro::Schema::Record(record) = schema else { panic!("record expected") };
+    let apache_avro::Schema::Record(record) = schema else {
+        panic!("record expected")
+    };
     assert_eq!(record.name.name(), DEFAULT_RECORD_NAME);
-    assert_eq!(record.fields.iter().find(|f| f.name == "odd_name_1").unwrap().custom_attributes[ATTR_COLUMN], "odd name-1");
+    assert_eq!(
+        record
+            .fields
+            .iter()
+            .find(|f| f.name == "odd_name_1")
+            .unwrap()
+            .custom_attributes[ATTR_COLUMN],
+        "odd name-1"
+    );
     let rows: Vec<Value> = reader.map(Result::unwrap).collect();
     assert_eq!(rows.len(), 5);
-    let Value::Record(first) = &rows[0] else { panic!() };
+    let Value::Record(first) = &rows[0] else {
+        panic!()
+    };
     let get = |n: &str| first.iter().find(|(k, _)| k == n).unwrap().1.clone();
     assert_eq!(get("i64"), Value::Union(1, Box::new(Value::Long(i64::MIN))));
-    assert_eq!(get("text"), Value::Union(1, Box::new(Value::String("a".into()))));
+    assert_eq!(
+        get("text"),
+        Value::Union(1, Box::new(Value::String("a".into())))
+    );
     assert_eq!(get("day"), Value::Union(1, Box::new(Value::Date(19000))));
-    assert_eq!(get("ts_naive_us"), Value::Union(1, Box::new(Value::LocalTimestampMicros(1_700_000_000_123))));
-    assert_eq!(get("ts_utc_ms"), Value::Union(1, Box::new(Value::TimestampMillis(1_700_000_000_123))));
-    let Value::Union(1, d) = get("amount") else { panic!() };
+    assert_eq!(
+        get("ts_naive_us"),
+        Value::Union(1, Box::new(Value::LocalTimestampMicros(1_700_000_000_123)))
+    );
+    assert_eq!(
+        get("ts_utc_ms"),
+        Value::Union(1, Box::new(Value::TimestampMillis(1_700_000_000_123)))
+    );
+    let Value::Union(1, d) = get("amount") else {
+        panic!()
+    };
     let Value::Decimal(d) = *d else { panic!() };
-    assert_eq!(Vec::<u8>::try_from(&d).unwrap(), 12345i128.to_be_bytes()[14..].to_vec());
-    let Value::Record(second) = &rows[1] else { panic!() };
-    assert_eq!(second.iter().find(|(k, _)| k == "i8").unwrap().1, Value::Union(0, Box::new(Value::Null)));
+    assert_eq!(
+        Vec::<u8>::try_from(&d).unwrap(),
+        12345i128.to_be_bytes()[14..].to_vec()
+    );
+    let Value::Record(second) = &rows[1] else {
+        panic!()
+    };
+    assert_eq!(
+        second.iter().find(|(k, _)| k == "i8").unwrap().1,
+        Value::Union(0, Box::new(Value::Null))
+    );
 }
 
 #[test]
@@ -125,16 +262,36 @@ fn foreign_avro_uses_the_natural_mapping() {
     w.append_value(Value::Record(vec![
         ("id".into(), Value::Long(7)),
         ("kind".into(), Value::Enum(1, "B".into())),
-        ("at".into(), Value::Union(1, Box::new(Value::TimestampMicros(5)))),
-        ("price".into(), Value::Decimal(apache_avro::Decimal::from(vec![0xFFu8, 0x38]))),
+        (
+            "at".into(),
+            Value::Union(1, Box::new(Value::TimestampMicros(5))),
+        ),
+        (
+            "price".into(),
+            Value::Decimal(apache_avro::Decimal::from(vec![0xFFu8, 0x38])),
+        ),
     ]))
     .unwrap();
     let df = avro_to_frame(&AvroBatch::new(w.into_inner().unwrap(), 1)).unwrap();
     assert_eq!(df.column("id").unwrap().dtype(), &DataType::Int64);
     assert_eq!(df.column("kind").unwrap().str().unwrap().get(0), Some("B"));
-    assert_eq!(df.column("at").unwrap().dtype(), &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)));
-    assert_eq!(df.column("price").unwrap().dtype(), &DataType::Decimal(10, 2));
-    assert_eq!(df.column("price").unwrap().decimal().unwrap().physical().get(0), Some(-200));
+    assert_eq!(
+        df.column("at").unwrap().dtype(),
+        &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+    );
+    assert_eq!(
+        df.column("price").unwrap().dtype(),
+        &DataType::Decimal(10, 2)
+    );
+    assert_eq!(
+        df.column("price")
+            .unwrap()
+            .decimal()
+            .unwrap()
+            .physical()
+            .get(0),
+        Some(-200)
+    );
 }
 
 #[test]
@@ -146,11 +303,17 @@ fn empty_frames_and_unsupported_types() {
 
     let list = df!("l" => [Series::new("".into(), [1i32, 2])]).unwrap();
     let err = frame_to_avro(&list, "x").err().unwrap();
-    assert!(err.message().contains("column \"l\" has type list[i32]"), "{}", err.message());
+    assert!(
+        err.message().contains("column \"l\" has type list[i32]"),
+        "{}",
+        err.message()
+    );
 }
 
 #[test]
 fn garbage_is_a_user_error() {
-    let err = avro_to_frame(&AvroBatch::new(b"not avro".to_vec(), 0)).err().unwrap();
+    let err = avro_to_frame(&AvroBatch::new(b"not avro".to_vec(), 0))
+        .err()
+        .unwrap();
     assert!(err.message().starts_with("reading Avro data"));
 }
