@@ -3,7 +3,7 @@
 
 use crate::LogFormat;
 use indicatif::ProgressBar;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -42,10 +42,12 @@ pub fn init(format: LogFormat, level: &str, bar: Option<ProgressBar>) -> anyhow:
             .map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?,
     };
     let writer = StderrAboveBar(bar);
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi);
     let result = match format {
         LogFormat::Human => builder.with_span_events(FmtSpan::NONE).compact().try_init(),
         LogFormat::Json => builder
