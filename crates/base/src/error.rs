@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn full_message_walks_the_chain_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "disk full");
+        let io = std::io::Error::other("disk full");
         let e = StepError::transient("writing part-0")
             .with_source(io)
             .context("step 'load'");

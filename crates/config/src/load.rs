@@ -263,10 +263,10 @@ fn typed_model(
                 if poisoned.contains(&pointer) {
                     continue;
                 }
-                if check_keys::<StepConfig>(item, &pointer, "a step", locator, errors) {
-                    if let Some(step) = deserialize::<StepConfig>(item, &pointer, "step", locator, errors) {
-                        steps.push(step);
-                    }
+                if check_keys::<StepConfig>(item, &pointer, "a step", locator, errors)
+                    && let Some(step) = deserialize::<StepConfig>(item, &pointer, "step", locator, errors)
+                {
+                    steps.push(step);
                 }
             }
         }

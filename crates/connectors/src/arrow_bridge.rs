@@ -23,8 +23,14 @@ pub fn frame_to_arrow(df: &DataFrame) -> Result<Vec<RecordBatch>, StepError> {
             let c_array = polars_arrow::ffi::export_array_to_c(array);
             // SAFETY: both structs are the `#[repr(C)]` ArrowSchema / ArrowArray of the Arrow C
             // Data Interface; ownership (and the release callback) moves to arrow-rs.
-            let (c_schema, c_array): (FFI_ArrowSchema, FFI_ArrowArray) =
-                unsafe { (std::mem::transmute(c_schema), std::mem::transmute(c_array)) };
+            let (c_schema, c_array): (FFI_ArrowSchema, FFI_ArrowArray) = unsafe {
+                (
+                    std::mem::transmute::<polars_arrow::ffi::ArrowSchema, FFI_ArrowSchema>(
+                        c_schema,
+                    ),
+                    std::mem::transmute::<polars_arrow::ffi::ArrowArray, FFI_ArrowArray>(c_array),
+                )
+            };
             let arrow_field = Field::try_from(&c_schema).map_err(|e| {
                 StepError::internal(format!("reading exported field {}: {e}", field.name))
             })?;

@@ -336,19 +336,21 @@ fn check_formats(
         .and_then(|n| formats.get(n.as_str()).copied());
     planned.input_format = input;
     let mut effective = input;
-    if let Some(format) = input {
-        if !entry.accepts.is_empty() && !entry.accepts.contains(&format) {
-            let target = entry.accepts[0];
-            if auto_convert {
-                planned.auto_convert_to = Some(target);
-                effective = Some(target);
+    if let Some(format) = input
+        && !entry.accepts.is_empty()
+        && !entry.accepts.contains(&format)
+    {
+        let target = entry.accepts[0];
+        if auto_convert {
+            planned.auto_convert_to = Some(target);
+            effective = Some(target);
+        } else {
+            let conversion = if target == Format::DataFrame {
+                "to_dataframe"
             } else {
-                let conversion = if target == Format::DataFrame {
-                    "to_dataframe"
-                } else {
-                    "to_avro"
-                };
-                errors.push(
+                "to_avro"
+            };
+            errors.push(
                     loaded
                         .error_at(
                             &step_pointer(i, "method"),
@@ -365,7 +367,6 @@ fn check_formats(
                             "add a step {{\"kind\": \"transform\", \"method\": \"{conversion}\"}} before it, or set \"auto_convert\": true"
                         )),
                 );
-            }
         }
     }
     for side in planned.inputs.iter().skip(1) {

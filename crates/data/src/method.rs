@@ -392,19 +392,17 @@ impl<O: MethodOptions> MethodImpl for Typed<O> {
             .map(|p| p.keys().map(String::as_str).collect())
             .unwrap_or_default();
         let denies_unknown = schema.get("additionalProperties") == Some(&Value::Bool(false));
-        if denies_unknown {
-            if let Some(obj) = options.as_object() {
-                let unknown = pipeline_config::check_known_keys(obj, &known, "options");
-                if !unknown.is_empty() {
-                    return unknown
-                        .into_iter()
-                        .map(|(k, message, hint)| OptionsError {
-                            pointer: pipeline_config::join_pointer("", &k),
-                            message,
-                            hint,
-                        })
-                        .collect();
-                }
+        if denies_unknown && let Some(obj) = options.as_object() {
+            let unknown = pipeline_config::check_known_keys(obj, &known, "options");
+            if !unknown.is_empty() {
+                return unknown
+                    .into_iter()
+                    .map(|(k, message, hint)| OptionsError {
+                        pointer: pipeline_config::join_pointer("", &k),
+                        message,
+                        hint,
+                    })
+                    .collect();
             }
         }
         match serde_path_to_error::deserialize::<_, O>(options) {

@@ -13,11 +13,17 @@ fn pipectl(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -43,12 +49,19 @@ async fn quickstart_runs_and_its_delta_table_reads_back() {
 
     // Logs show each step's rows and timing, and the summary table.
     for step in ["orders", "paid", "with_tax", "has_customer", "to_lake"] {
-        assert!(err.contains(&format!("step={step}")), "no log for {step}: {err}");
+        assert!(
+            err.contains(&format!("step={step}")),
+            "no log for {step}: {err}"
+        );
     }
-    assert!(err.contains("step finished") && err.contains("rows_per_sec="), "{err}");
+    assert!(
+        err.contains("step finished") && err.contains("rows_per_sec="),
+        "{err}"
+    );
     assert!(err.contains("succeeded: 1,000,000 rows read"), "{err}");
 
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["rows_read"], 1_000_000);
     let written = report["rows_written"].as_u64().unwrap();
@@ -57,11 +70,28 @@ async fn quickstart_runs_and_its_delta_table_reads_back() {
     assert_eq!(back.height() as u64, written);
     assert!(written > 500_000 && written < 700_000, "{written}");
     assert_eq!(back.column("customer_id").unwrap().null_count(), 0);
-    let statuses = back.column("status").unwrap().as_materialized_series().unique().unwrap();
+    let statuses = back
+        .column("status")
+        .unwrap()
+        .as_materialized_series()
+        .unique()
+        .unwrap();
     assert_eq!(statuses.len(), 1);
     assert_eq!(statuses.str().unwrap().get(0), Some("PAID"));
-    let ratio = back.column("amount_with_tax").unwrap().f64().unwrap().get(0).unwrap()
-        / back.column("amount").unwrap().f64().unwrap().get(0).unwrap();
+    let ratio = back
+        .column("amount_with_tax")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+        .unwrap()
+        / back
+            .column("amount")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap();
     assert!((ratio - 1.2).abs() < 0.01, "{ratio}");
 
     // The step report: the validation dropped exactly what it counted as failed.
@@ -75,12 +105,17 @@ fn validate_accepts_the_quickstart_quickly() {
     let start = std::time::Instant::now();
     let out = pipectl(&["validate", s(&quickstart)]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    assert!(text(&out).0.contains("ok: pipeline \"quickstart_orders\" with 5 steps is valid"));
+    assert!(
+        text(&out)
+            .0
+            .contains("ok: pipeline \"quickstart_orders\" with 5 steps is valid")
+    );
     // Not a benchmark: a generous bound that still catches an accidental run or network call.
     assert!(start.elapsed().as_secs() < 5);
 }
 
-const GEN: &str = r#"{"name": "g", "kind": "extract", "method": "generate", "options": {"rows": 10}}"#;
+const GEN: &str =
+    r#"{"name": "g", "kind": "extract", "method": "generate", "options": {"rows": 10}}"#;
 
 /// `validate` exits 2 and names the file and JSON path.
 fn invalid(dir: &Path, file: &str, body: &str, expect: &[&str]) {
@@ -97,44 +132,85 @@ fn invalid(dir: &Path, file: &str, body: &str, expect: &[&str]) {
 fn validate_rejects_each_kind_of_bad_configuration_with_exit_2() {
     let d = tempfile::tempdir().unwrap();
     let d = d.path();
-    invalid(d, "malformed.json", "{\"name\": \"p\",\n \"steps\": [\n}", &["malformed JSON", "malformed.json:3:1"]);
+    invalid(
+        d,
+        "malformed.json",
+        "{\"name\": \"p\",\n \"steps\": [\n}",
+        &["malformed JSON", "malformed.json:3:1"],
+    );
     invalid(
         d,
         "unknown_key.json",
         &format!(r#"{{"name": "p", "stepz": [], "steps": [{GEN}]}}"#),
-        &["unknown key \"stepz\"", "unknown_key.json:1:15 at /stepz", "did you mean \"steps\"?"],
+        &[
+            "unknown key \"stepz\"",
+            "unknown_key.json:1:15 at /stepz",
+            "did you mean \"steps\"?",
+        ],
     );
     invalid(
         d,
         "unknown_method.json",
-        &format!(r#"{{"name": "p", "steps": [{GEN}, {{"name": "f", "kind": "transform", "method": "fliter"}}]}}"#),
-        &["unknown transform method \"fliter\"", "at /steps/1/method", "did you mean \"filter\"?"],
+        &format!(
+            r#"{{"name": "p", "steps": [{GEN}, {{"name": "f", "kind": "transform", "method": "fliter"}}]}}"#
+        ),
+        &[
+            "unknown transform method \"fliter\"",
+            "at /steps/1/method",
+            "did you mean \"filter\"?",
+        ],
     );
     invalid(
         d,
         "missing_ref.json",
-        &format!(r#"{{"name": "p", "connections": {{"c": {{"$ref": "conn/nope.json"}}}}, "steps": [{GEN}]}}"#),
-        &["cannot read referenced file", "conn/nope.json", "missing_ref.json:1:37 at /connections/c/$ref"],
+        &format!(
+            r#"{{"name": "p", "connections": {{"c": {{"$ref": "conn/nope.json"}}}}, "steps": [{GEN}]}}"#
+        ),
+        &[
+            "cannot read referenced file",
+            "conn/nope.json",
+            "missing_ref.json:1:37 at /connections/c/$ref",
+        ],
     );
-    write(d, "cycle_a.json", r#"{"system": "delta", "x": {"$ref": "cycle_b.json"}}"#);
+    write(
+        d,
+        "cycle_a.json",
+        r#"{"system": "delta", "x": {"$ref": "cycle_b.json"}}"#,
+    );
     write(d, "cycle_b.json", r#"{"$ref": "cycle_a.json"}"#);
     invalid(
         d,
         "cycle.json",
-        &format!(r#"{{"name": "p", "connections": {{"c": {{"$ref": "cycle_a.json"}}}}, "steps": [{GEN}]}}"#),
-        &["circular $ref: cycle_a.json → cycle_b.json → cycle_a.json", "cycle_b.json:1:2 at /$ref"],
+        &format!(
+            r#"{{"name": "p", "connections": {{"c": {{"$ref": "cycle_a.json"}}}}, "steps": [{GEN}]}}"#
+        ),
+        &[
+            "circular $ref: cycle_a.json → cycle_b.json → cycle_a.json",
+            "cycle_b.json:1:2 at /$ref",
+        ],
     );
     invalid(
         d,
         "password.json",
-        &format!(r#"{{"name": "p", "connections": {{"db": {{"system": "postgres", "password": "hunter22"}}}}, "steps": [{GEN}]}}"#),
-        &["\"password\" holds a literal value", "at /connections/db/password", "Vault"],
+        &format!(
+            r#"{{"name": "p", "connections": {{"db": {{"system": "postgres", "password": "hunter22"}}}}, "steps": [{GEN}]}}"#
+        ),
+        &[
+            "\"password\" holds a literal value",
+            "at /connections/db/password",
+            "Vault",
+        ],
     );
     invalid(
         d,
         "token.json",
-        &format!(r#"{{"name": "p", "steps": [{GEN}, {{"name": "l", "kind": "load", "method": "delta", "options": {{"path": "x", "nested": {{"Api_Token": "abc123xyz"}}}}}}]}}"#),
-        &["\"Api_Token\" holds a literal value", "at /steps/1/options/nested/Api_Token"],
+        &format!(
+            r#"{{"name": "p", "steps": [{GEN}, {{"name": "l", "kind": "load", "method": "delta", "options": {{"path": "x", "nested": {{"Api_Token": "abc123xyz"}}}}}}]}}"#
+        ),
+        &[
+            "\"Api_Token\" holds a literal value",
+            "at /steps/1/options/nested/Api_Token",
+        ],
     );
     invalid(
         d,
@@ -142,10 +218,17 @@ fn validate_rejects_each_kind_of_bad_configuration_with_exit_2() {
         &format!(
             r#"{{"name": "p", "steps": [{GEN}, {{"name": "a", "kind": "transform", "method": "to_avro"}}, {{"name": "f", "kind": "transform", "method": "filter", "options": {{"condition": "amount > 0"}}}}]}}"#
         ),
-        &["step \"f\" (filter) accepts DataFrame but its input \"a\" produces Avro", "at /steps/2/method"],
+        &[
+            "step \"f\" (filter) accepts DataFrame but its input \"a\" produces Avro",
+            "at /steps/2/method",
+        ],
     );
     // No secret value is ever echoed.
-    let p = write(d, "echo.json", &format!(r#"{{"name": "p", "token": "tok-987654", "steps": [{GEN}]}}"#));
+    let p = write(
+        d,
+        "echo.json",
+        &format!(r#"{{"name": "p", "token": "tok-987654", "steps": [{GEN}]}}"#),
+    );
     let (out, err) = text(&pipectl(&["validate", s(&p)]));
     assert!(!out.contains("tok-987654") && !err.contains("tok-987654"));
 }
@@ -154,10 +237,22 @@ fn validate_rejects_each_kind_of_bad_configuration_with_exit_2() {
 fn usage_errors_exit_2() {
     assert_eq!(pipectl(&["run"]).status.code(), Some(2));
     assert_eq!(pipectl(&["frobnicate"]).status.code(), Some(2));
-    assert_eq!(pipectl(&["run", "/nonexistent.json"]).status.code(), Some(2));
+    assert_eq!(
+        pipectl(&["run", "/nonexistent.json"]).status.code(),
+        Some(2)
+    );
     let d = tempfile::tempdir().unwrap();
-    let p = write(d.path(), "p.json", &format!(r#"{{"name": "p", "steps": [{GEN}]}}"#));
-    assert_eq!(pipectl(&["run", s(&p), "--set", "no-slash=1"]).status.code(), Some(2));
+    let p = write(
+        d.path(),
+        "p.json",
+        &format!(r#"{{"name": "p", "steps": [{GEN}]}}"#),
+    );
+    assert_eq!(
+        pipectl(&["run", s(&p), "--set", "no-slash=1"])
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[tokio::test]
@@ -168,7 +263,9 @@ async fn a_transient_failure_is_retried_then_exits_1_naming_the_step() {
     let make = write(
         d,
         "make.json",
-        &format!(r#"{{"name": "make", "steps": [{GEN}, {{"name": "l", "kind": "load", "method": "delta", "options": {{"path": "t"}}}}]}}"#),
+        &format!(
+            r#"{{"name": "make", "steps": [{GEN}, {{"name": "l", "kind": "load", "method": "delta", "options": {{"path": "t"}}}}]}}"#
+        ),
     );
     assert_eq!(pipectl(&["execute", s(&make)]).status.code(), Some(0));
     for f in std::fs::read_dir(d.join("t")).unwrap() {
@@ -183,12 +280,28 @@ async fn a_transient_failure_is_retried_then_exits_1_naming_the_step() {
         r#"{"name": "read", "steps": [{"name": "lake_orders", "kind": "extract", "method": "delta", "options": {"path": "t"}}]}"#,
     );
     let report = d.join("r.json");
-    let out = pipectl(&["run", s(&read), "--set", "/retry/delay_seconds=0", "--report", s(&report)]);
+    let out = pipectl(&[
+        "run",
+        s(&read),
+        "--set",
+        "/retry/delay_seconds=0",
+        "--report",
+        s(&report),
+    ]);
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("failed at step \"lake_orders\" after 4 attempts"), "{err}");
-    assert_eq!(err.matches("attempt failed with a transient error; retrying").count(), 3, "{err}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(
+        err.contains("failed at step \"lake_orders\" after 4 attempts"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("attempt failed with a transient error; retrying")
+            .count(),
+        3,
+        "{err}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["attempts"], 4);
     assert_eq!(report["status"], "failed");
     assert_eq!(report["error"]["step"], "lake_orders");
@@ -200,25 +313,40 @@ fn a_user_error_at_run_time_is_not_retried() {
     let p = write(
         d.path(),
         "p.json",
-        &format!(r#"{{"name": "p", "steps": [{GEN}, {{"name": "d", "kind": "transform", "method": "derive", "options": {{"columns": {{"x": "no_such_column + 1"}}}}}}]}}"#),
+        &format!(
+            r#"{{"name": "p", "steps": [{GEN}, {{"name": "d", "kind": "transform", "method": "derive", "options": {{"columns": {{"x": "no_such_column + 1"}}}}}}]}}"#
+        ),
     );
     let out = pipectl(&["run", s(&p)]);
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("after 1 attempt:"), "{err}");
-    assert!(err.contains("available columns: order_id, customer_id, amount, status, created_at"), "{err}");
+    assert!(
+        err.contains("available columns: order_id, customer_id, amount, status, created_at"),
+        "{err}"
+    );
     assert!(!err.contains("retrying"), "{err}");
 }
 
 #[test]
 fn json_logs_are_one_object_per_line() {
     let d = tempfile::tempdir().unwrap();
-    let p = write(d.path(), "p.json", &format!(r#"{{"name": "p", "steps": [{GEN}]}}"#));
+    let p = write(
+        d.path(),
+        "p.json",
+        &format!(r#"{{"name": "p", "steps": [{GEN}]}}"#),
+    );
     let out = pipectl(&["--log-format", "json", "run", s(&p)]);
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let lines: Vec<serde_json::Value> = err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
-    let finished = lines.iter().find(|l| l["message"] == "step finished").expect("a step finished event");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let finished = lines
+        .iter()
+        .find(|l| l["message"] == "step finished")
+        .expect("a step finished event");
     assert_eq!(finished["rows_out"], 10);
     assert!(lines.iter().any(|l| l["message"] == "pipeline succeeded"));
 }
@@ -227,8 +355,17 @@ fn json_logs_are_one_object_per_line() {
 fn schema_plan_and_methods() {
     let (out, _) = text(&pipectl(&["schema"]));
     let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
-    assert!(schema["$defs"]["StepConfig"]["allOf"].as_array().unwrap().len() >= 8);
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert!(
+        schema["$defs"]["StepConfig"]["allOf"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 8
+    );
 
     let quickstart = repo().join("configs/quickstart.json");
     let (plan, _) = text(&pipectl(&["plan", s(&quickstart)]));
@@ -238,5 +375,18 @@ fn schema_plan_and_methods() {
     assert_eq!(json["steps"][4]["output_format"], "dataframe");
 
     let (methods, _) = text(&pipectl(&["methods"]));
-    assert!(methods.contains("generate") && methods.contains("not_null") && methods.contains("delta"));
+    assert!(
+        methods.contains("generate") && methods.contains("not_null") && methods.contains("delta")
+    );
+}
+
+#[test]
+fn the_committed_schema_is_up_to_date() {
+    let (out, _) = text(&pipectl(&["schema"]));
+    let committed = std::fs::read_to_string(repo().join("configs/pipeline.schema.json")).unwrap();
+    assert_eq!(
+        out.trim_end(),
+        committed.trim_end(),
+        "configs/pipeline.schema.json is stale: run `pipectl schema > configs/pipeline.schema.json`"
+    );
 }

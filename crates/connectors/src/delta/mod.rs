@@ -72,13 +72,13 @@ fn check_path(path: &str) -> Result<(), OptionsError> {
     if path.trim().is_empty() {
         return Err(OptionsError::new("/path", "the table path is empty"));
     }
-    if let Some((scheme, _)) = path.split_once("://") {
-        if !matches!(scheme, "file" | "s3" | "s3a") {
-            return Err(
-                OptionsError::new("/path", format!("unsupported scheme \"{scheme}://\""))
-                    .with_hint("use a local path, file://, or s3://"),
-            );
-        }
+    if let Some((scheme, _)) = path.split_once("://")
+        && !matches!(scheme, "file" | "s3" | "s3a")
+    {
+        return Err(
+            OptionsError::new("/path", format!("unsupported scheme \"{scheme}://\""))
+                .with_hint("use a local path, file://, or s3://"),
+        );
     }
     Ok(())
 }
@@ -110,15 +110,15 @@ pub(crate) fn table_url(setup: &StepSetup, path: &str, create: bool) -> Result<U
 /// Non-secret storage options from the step's connection (`"storage_options": {...}`).
 pub(crate) fn storage_options(setup: &StepSetup) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    if let Some((_, conn)) = &setup.connection {
-        if let Some(serde_json::Value::Object(map)) = conn.settings.get("storage_options") {
-            for (k, v) in map {
-                let v = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                out.insert(k.clone(), v);
-            }
+    if let Some((_, conn)) = &setup.connection
+        && let Some(serde_json::Value::Object(map)) = conn.settings.get("storage_options")
+    {
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.insert(k.clone(), v);
         }
     }
     out
