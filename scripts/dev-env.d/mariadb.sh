@@ -1,0 +1,45 @@
+# MariaDB (the MySQL protocol) from Debian's packages.
+
+mariadb_where() { echo "127.0.0.1:$MYSQL_PORT db=$MYSQL_DATABASE"; }
+mariadb_sock() { echo "$STATE/run/mariadb.sock"; }
+
+mariadb_install() {
+  command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || apt_install mariadb-server mariadb-client
+}
+
+mariadb_ready() {
+  command -v mariadb-admin >/dev/null && mariadb-admin --protocol=tcp -h 127.0.0.1 -P "$MYSQL_PORT" \
+    -u "$MYSQL_USER" -p"$MYSQL_PASSWORD" --connect-timeout=2 ping
+}
+
+mariadb_start() {
+  local dir="$STATE/mariadb" log="$STATE/logs/mariadb.log"
+  mkdir -p "$dir"
+  if [ ! -d "$dir/mysql" ]; then
+    mariadb-install-db --user="$(id -un)" --datadir="$dir" --auth-root-authentication-method=socket \
+      --skip-test-db >>"$log" 2>&1 || die "mariadb: install-db failed; see $log"
+  fi
+  if ! pid_alive mariadb; then
+    nohup /usr/sbin/mariadbd --no-defaults --user="$(id -un)" --datadir="$dir" --port="$MYSQL_PORT" \
+      --bind-address=127.0.0.1 --socket="$(mariadb_sock)" --pid-file="$STATE/run/mariadb.pid" \
+      --log-error="$log" --skip-name-resolve --innodb-buffer-pool-size=256M >>"$log" 2>&1 &
+    echo $! >"$STATE/run/mariadb.pid"
+  fi
+  wait_for mariadb "$log" 60 mariadb-admin --socket="$(mariadb_sock)" -u root ping
+  mariadb_root >>"$log" 2>&1 <<SQL || die "mariadb: creating the user and database failed; see $log"
+CREATE DATABASE IF NOT EXISTS \`$MYSQL_DATABASE\`;
+CREATE USER IF NOT EXISTS '$MYSQL_USER'@'%' IDENTIFIED BY '$MYSQL_PASSWORD';
+ALTER USER '$MYSQL_USER'@'%' IDENTIFIED BY '$MYSQL_PASSWORD';
+GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'%';
+FLUSH PRIVILEGES;
+SQL
+  wait_for mariadb "$log" 30 mariadb_ready
+}
+
+mariadb_stop() {
+  mariadb-admin --socket="$(mariadb_sock)" -u root shutdown >/dev/null 2>&1 || true
+  stop_pid mariadb
+}
+
+# The mariadb client as root over the local socket (seeding).
+mariadb_root() { mariadb --socket="$(mariadb_sock)" -u root "$@"; }
