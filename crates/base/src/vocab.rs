@@ -95,6 +95,8 @@ pub enum OnFailure {
     Filter,
     /// Invalid rows are only counted and logged.
     Warn,
+    /// Invalid rows go, with a `_pipectl_reason` column, to a named dataset that a load can write.
+    Quarantine,
 }
 
 impl fmt::Display for OnFailure {
@@ -103,6 +105,7 @@ impl fmt::Display for OnFailure {
             OnFailure::Fail => "fail",
             OnFailure::Filter => "filter",
             OnFailure::Warn => "warn",
+            OnFailure::Quarantine => "quarantine",
         })
     }
 }

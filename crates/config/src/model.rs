@@ -87,9 +87,17 @@ pub struct StepConfig {
     /// The method's options; `pipectl methods` lists them.
     #[serde(default)]
     pub options: Map<String, Value>,
-    /// For validations: `fail` (default), `filter` or `warn`.
+    /// For validations: `fail` (default), `filter`, `quarantine` or `warn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// For `on_failure: quarantine`: the dataset invalid rows go to (default `<step>_quarantine`);
+    /// later steps read it by naming it in `inputs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
+    /// For `filter` and `quarantine`: the run fails when more than this fraction (0 to 1) of the
+    /// checked rows is invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_invalid_fraction: Option<f64>,
     /// Free text for readers of the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

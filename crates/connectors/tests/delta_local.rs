@@ -14,6 +14,9 @@ fn setup(dir: &Path, options: serde_json::Value) -> StepSetup {
         options,
         connection: None,
         on_failure: OnFailure::Fail,
+        quarantine: None,
+        max_invalid_fraction: None,
+        main_input: None,
         side_inputs: vec![],
         base_dir: dir.to_path_buf(),
     }

@@ -81,6 +81,9 @@ pub(crate) async fn run_attempt(
             options: step.options.clone(),
             connection: step.connection.clone().zip(step.connection_config.clone()),
             on_failure: step.on_failure.unwrap_or_default(),
+            quarantine: step.quarantine.clone(),
+            max_invalid_fraction: step.max_invalid_fraction,
+            main_input: step.inputs.first().cloned(),
             side_inputs: step.inputs.iter().skip(1).cloned().collect(),
             base_dir: plan.base_dir.clone(),
         };

@@ -32,6 +32,9 @@ pub struct PlannedStep {
     #[serde(skip)]
     pub connection_config: Option<ConnectionConfig>,
     pub on_failure: Option<OnFailure>,
+    /// The dataset invalid rows go to (`on_failure: quarantine`).
+    pub quarantine: Option<String>,
+    pub max_invalid_fraction: Option<f64>,
     #[serde(skip)]
     pub options: Value,
 }
@@ -88,13 +91,13 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
         ));
     }
 
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut formats: HashMap<&str, Format> = HashMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut formats: HashMap<String, Format> = HashMap::new();
     let mut steps = Vec::with_capacity(config.steps.len());
     let mut previous: Option<&str> = None;
 
     for (i, step) in config.steps.iter().enumerate() {
-        if let Some(first) = seen.insert(&step.name, i) {
+        if let Some(first) = seen.insert(step.name.clone(), i) {
             errors.push(err(
                 &step_pointer(i, "name"),
                 format!(
@@ -230,6 +233,8 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
             connection: step.connection.clone(),
             connection_config,
             on_failure: step.on_failure,
+            quarantine,
+            max_invalid_fraction: step.max_invalid_fraction,
             options: Value::Object(step.options.clone()),
         };
 
@@ -265,7 +270,11 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
             );
             planned.whole_input = entry.whole_input || planned.inputs.len() > 1;
         }
-        formats.insert(&step.name, planned.output_format);
+        formats.insert(step.name.clone(), planned.output_format);
+        if let Some(q) = &planned.quarantine {
+            seen.insert(q.clone(), i);
+            formats.insert(q.clone(), Format::DataFrame);
+        }
         previous = Some(&step.name);
         steps.push(planned);
     }
@@ -327,7 +336,7 @@ fn check_formats(
     i: usize,
     entry: &MethodEntry,
     planned: &mut PlannedStep,
-    formats: &HashMap<&str, Format>,
+    formats: &HashMap<String, Format>,
     errors: &mut ConfigErrors,
 ) {
     let input = planned
@@ -370,7 +379,7 @@ fn check_formats(
         }
     }
     for side in planned.inputs.iter().skip(1) {
-        if formats.get(side.as_str()) == Some(&Format::Avro) && !auto_convert {
+        if formats.get(side) == Some(&Format::Avro) && !auto_convert {
             errors.push(loaded.error_at(
                 &step_pointer(i, "inputs"),
                 format!("side input \"{side}\" produces Avro; side inputs are read as DataFrames"),
@@ -441,6 +450,9 @@ impl fmt::Display for Plan {
             }
             if let Some(o) = s.on_failure {
                 extra.push(format!("on_failure {o}"));
+            }
+            if let Some(q) = &s.quarantine {
+                extra.push(format!("invalid rows to dataset {q}"));
             }
             if s.whole_input {
                 extra.push("gathers its whole input".into());

@@ -15,7 +15,7 @@ mod validation;
 
 pub use batch::{AvroBatch, Batch};
 pub use errors::{PolarsResultExt, polars_error};
-pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup};
+pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, REASON_COLUMN, StepSetup};
 pub use runtime::{Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking};
 pub use validation::{Check, sample_rows};
 

@@ -81,6 +81,12 @@ pub struct StepSetup {
     /// The step's connection, by name.
     pub connection: Option<(String, ConnectionConfig)>,
     pub on_failure: OnFailure,
+    /// Where invalid rows go with `on_failure: quarantine`.
+    pub quarantine: Option<String>,
+    /// Invalid fraction above which `filter`/`quarantine` fail the run.
+    pub max_invalid_fraction: Option<f64>,
+    /// The name of the step's main input (for methods that refer to inputs by name, like `sql`).
+    pub main_input: Option<String>,
     /// Names of the step's inputs after the first (gathered whole).
     pub side_inputs: Vec<String>,
     /// The directory of the pipeline file, for relative paths.
@@ -129,8 +135,8 @@ pub struct MethodEntry {
     /// Whether it must see all its input before emitting anything.
     pub whole_input: bool,
     pub connection: ConnectionUse,
-    /// Whether it reads other named datasets besides its main input.
-    pub side_inputs: bool,
+    /// How many other named datasets it reads besides its main input: (min, max).
+    pub side_inputs: (usize, Option<usize>),
     imp: Box<dyn MethodImpl>,
 }
 
@@ -249,7 +255,7 @@ impl MethodEntry {
     pub fn transform_whole<O: MethodOptions>(
         name: &'static str,
         summary: &'static str,
-        side_inputs: bool,
+        side_inputs: (usize, Option<usize>),
         f: fn(DataFrame, &O, &Datasets) -> Result<DataFrame, StepError>,
     ) -> Self {
         let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
@@ -283,7 +289,7 @@ impl MethodEntry {
         name: &'static str,
         summary: &'static str,
         whole: bool,
-        side_inputs: bool,
+        side_inputs: (usize, Option<usize>),
         f: fn(&DataFrame, &O, &Datasets) -> Result<Check, StepError>,
     ) -> Self {
         let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
@@ -297,6 +303,7 @@ impl MethodEntry {
                     gather,
                     gathered: None,
                     counts: [0; 3],
+                    quarantined: Vec::new(),
                 })))
             })
         };
@@ -362,7 +369,7 @@ impl MethodEntry {
             produces,
             whole_input,
             connection,
-            side_inputs: false,
+            side_inputs: (0, Some(0)),
             imp: Box::new(Typed::<O> {
                 open,
                 _options: PhantomData,
@@ -505,9 +512,23 @@ struct Validate<O> {
     gathered: Option<DataFrame>,
     /// checked, passed, failed
     counts: [u64; 3],
+    /// Invalid rows with their reason, for `on_failure: quarantine`.
+    quarantined: Vec<DataFrame>,
 }
 
+/// The column naming the rule a quarantined row broke.
+pub const REASON_COLUMN: &str = "_pipectl_reason";
+
 impl<O: MethodOptions> Validate<O> {
+    fn push_quarantine(&mut self, cx: &RunContext) {
+        if let Some(name) = &self.setup.quarantine {
+            for bad in self.quarantined.drain(..) {
+                cx.store(name, Batch::Frame(bad));
+            }
+            cx.declare(name);
+        }
+    }
+
     async fn apply(&mut self, df: DataFrame, side: Datasets) -> Result<DataFrame, StepError> {
         let step = self.setup.step.clone();
         let (f, options) = (self.f, self.options.clone());
@@ -523,6 +544,14 @@ impl<O: MethodOptions> Validate<O> {
         self.counts[0] += df.height() as u64;
         self.counts[1] += passed;
         self.counts[2] += failed;
+        if check.table_violation {
+            if self.setup.on_failure == OnFailure::Warn {
+                tracing::warn!(step = %step, rule = %check.rule, "validation failed (warn only)");
+                return Ok(df);
+            }
+            return Err(StepError::user(format!("step \"{step}\": validation {} failed", check.rule))
+                .with_hint("table rules (schema, row_count, freshness) fail the step unless \"on_failure\" is \"warn\""));
+        }
         if failed == 0 {
             return Ok(df);
         }
@@ -546,6 +575,7 @@ impl<O: MethodOptions> Validate<O> {
                 tracing::warn!(step = %step, rule = %check.rule, failed, sample = %samples.join("; "), "validation found invalid rows");
                 Ok(df)
             }
+            OnFailure::Quarantine => Err(StepError::internal("quarantine handled above")),
         }
     }
 }
@@ -562,13 +592,28 @@ impl<O: MethodOptions> Operator for Validate<O> {
     }
 
     async fn finish(&mut self, cx: &RunContext) -> Result<Vec<Batch>, StepError> {
-        if !self.gather {
-            return Ok(Vec::new());
+        let out = if self.gather {
+            let mut input = self.gathered.take().unwrap_or_default();
+            input.rechunk_mut();
+            let side = self.setup.side_datasets(cx)?;
+            vec![Batch::Frame(self.apply(input, side).await?)]
+        } else {
+            Vec::new()
+        };
+        let [checked, _, failed] = self.counts;
+        if let Some(max) = self.setup.max_invalid_fraction
+            && checked > 0
+            && failed as f64 / checked as f64 > max
+        {
+            return Err(StepError::user(format!(
+                "step \"{}\": {failed} of {checked} rows ({:.2}%) are invalid, above max_invalid_fraction {max}",
+                self.setup.step,
+                100.0 * failed as f64 / checked as f64
+            ))
+            .with_hint("fix the data, or raise max_invalid_fraction"));
         }
-        let mut input = self.gathered.take().unwrap_or_default();
-        input.rechunk_mut();
-        let side = self.setup.side_datasets(cx)?;
-        Ok(vec![Batch::Frame(self.apply(input, side).await?)])
+        self.push_quarantine(cx);
+        Ok(out)
     }
 
     fn metrics(&self) -> Metrics {

@@ -8,9 +8,22 @@ pub struct Check {
     /// A short description of the rule, e.g. `not_null(customer_id)`.
     pub rule: String,
     pub valid: BooleanChunked,
+    /// A table rule (schema, row count, freshness) failed for the input as a whole: the step
+    /// fails unless `on_failure` is `warn`, even when there is no row.
+    pub table_violation: bool,
 }
 
 impl Check {
+    /// A row rule's verdict.
+    pub fn rows(rule: impl Into<String>, valid: BooleanChunked) -> Self {
+        Check { rule: rule.into(), valid, table_violation: false }
+    }
+
+    /// A failed table rule; `valid` marks every row invalid.
+    pub fn table(rule: impl Into<String>, valid: BooleanChunked) -> Self {
+        Check { rule: rule.into(), valid, table_violation: true }
+    }
+
     /// The mask with nulls counted as invalid.
     pub fn mask(&self) -> BooleanChunked {
         self.valid

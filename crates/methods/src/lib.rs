@@ -2,8 +2,12 @@
 //! DataFrames. Each method is an associated function of [`UserMethods`] with typed options; the
 //! registry list in [`entries`] is the only place a method is made known.
 
+mod checks;
+mod combine;
 mod convert;
 mod expr;
+mod helpers;
+mod reshape;
 mod transform;
 mod validate;
 
@@ -13,9 +17,20 @@ use pipeline_data::{MethodEntry, Produces};
 /// The transforms and validations. Associated functions without `self`, selected by name.
 pub struct UserMethods;
 
+pub use checks::{
+    AcceptedValuesOptions, ExpressionOptions, FreshnessOptions, PatternOptions, RangeOptions, ReferentialIntegrityOptions,
+    RowCountOptions, SchemaOptions, UniqueOptions,
+};
+pub use combine::{AggregateOptions, DedupeOptions, JoinHow, JoinOptions, Keep, OneOrMany, SortOptions, SqlOptions, UnionOptions};
 pub use convert::{ToAvroOptions, ToDataFrameOptions};
+pub use reshape::{CastOptions, DropOptions, FillNullOptions, RenameOptions};
 pub use transform::{DeriveOptions, FilterOptions, SelectOptions};
 pub use validate::NotNullOptions;
+
+const NONE: (usize, Option<usize>) = (0, Some(0));
+const ONE: (usize, Option<usize>) = (1, Some(1));
+const ANY: (usize, Option<usize>) = (1, None);
+const ANY_OR_NONE: (usize, Option<usize>) = (0, None);
 
 /// Every user method, in the order `pipectl methods` lists them.
 pub fn entries() -> Vec<MethodEntry> {

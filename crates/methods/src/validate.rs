@@ -58,7 +58,7 @@ impl UserMethods {
             let c = column(df, name, &rule)?;
             valid = &valid & &c.is_not_null();
         }
-        Ok(Check { rule, valid })
+        Ok(Check::rows(rule, valid))
     }
 }
 

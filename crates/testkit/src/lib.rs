@@ -5,11 +5,12 @@
 //!   (`CI=true`) and is skipped with a message elsewhere; it never passes silently.
 //! - [`unique`] makes table, topic, bucket and Vault path names unique per test, so tests run in
 //!   parallel; [`Cleanup`] removes what a test created.
-//! - [`vault_secret`] reads credentials from the Vault-API server, as pipelines do.
+//! - [`Vault`] and [`vault_secret`] read and write the Vault-API server over its HTTP API (KV v1
+//!   and v2, AppRole). `vaultrs` cannot be used: it requires a `request_id` in every response,
+//!   which RustyVault omits.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 /// The services of the local environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,25 +118,71 @@ impl<F: FnOnce()> Drop for Cleanup<F> {
     }
 }
 
-/// A Vault client with the environment's address and token.
-pub fn vault_client(env: &Env) -> VaultClient {
-    let settings = VaultClientSettingsBuilder::default()
-        .address(env.get("VAULT_ADDR"))
-        .token(env.get("VAULT_TOKEN"))
-        .build()
-        .expect("vault settings");
-    VaultClient::new(settings).expect("vault client")
+/// A minimal Vault HTTP API client for tests.
+pub struct Vault {
+    addr: String,
+    token: String,
+    http: reqwest::Client,
 }
 
-/// Reads the fields of a KV v1 secret (`pipectl/postgres` under the KV mount).
+impl Vault {
+    pub fn new(addr: &str, token: &str) -> Self {
+        Vault { addr: addr.trim_end_matches('/').to_string(), token: token.to_string(), http: reqwest::Client::new() }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, String> {
+        let mut request = self.http.request(method, format!("{}/v1/{path}", self.addr)).header("X-Vault-Token", &self.token);
+        if let Some(body) = body {
+            request = request.header("Content-Type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| format!("{path}: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| format!("{path}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{path}: HTTP {}: {text}", status.as_u16()));
+        }
+        Ok(if text.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))? })
+    }
+
+    /// The fields of a KV secret (v1, or v2's `data.data`).
+    pub async fn read(&self, mount: &str, path: &str) -> Result<HashMap<String, String>, String> {
+        let body = self.call(reqwest::Method::GET, &format!("{mount}/{path}"), None).await?;
+        let data = match body["data"].get("data") {
+            Some(inner) if body["data"].get("metadata").is_some() => inner.clone(),
+            _ => body["data"].clone(),
+        };
+        let map = data.as_object().ok_or_else(|| format!("{mount}/{path}: no data"))?;
+        Ok(map.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+    }
+
+    /// Writes a KV v1 secret.
+    pub async fn write(&self, mount: &str, path: &str, fields: &HashMap<&str, &str>) -> Result<(), String> {
+        self.call(reqwest::Method::POST, &format!("{mount}/{path}"), Some(serde_json::json!(fields))).await.map(|_| ())
+    }
+
+    pub async fn delete(&self, mount: &str, path: &str) -> Result<(), String> {
+        self.call(reqwest::Method::DELETE, &format!("{mount}/{path}"), None).await.map(|_| ())
+    }
+
+    /// Logs in with AppRole and returns the client token.
+    pub async fn approle_login(&self, mount: &str, role_id: &str, secret_id: &str) -> Result<String, String> {
+        let body = serde_json::json!({"role_id": role_id, "secret_id": secret_id});
+        let out = self.call(reqwest::Method::POST, &format!("auth/{mount}/login"), Some(body)).await?;
+        out["auth"]["client_token"].as_str().map(str::to_string).ok_or_else(|| format!("no client_token in {out}"))
+    }
+}
+
+/// A Vault client with the environment's address and token.
+pub fn vault_client(env: &Env) -> Vault {
+    Vault::new(env.get("VAULT_ADDR"), env.get("VAULT_TOKEN"))
+}
+
+/// Reads the fields of a secret (`pipectl/postgres` under the KV mount), panicking with the reason.
 pub async fn vault_secret(env: &Env, path: &str) -> HashMap<String, String> {
-    let client = vault_client(env);
-    let data: HashMap<String, serde_json::Value> = vaultrs::kv1::get(&client, &env.kv_mount(), path)
+    vault_client(env)
+        .read(&env.kv_mount(), path)
         .await
-        .unwrap_or_else(|e| panic!("reading {}/{path} from Vault: {e}", env.kv_mount()));
-    data.into_iter()
-        .map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-        .collect()
+        .unwrap_or_else(|e| panic!("reading {}/{path} from Vault: {e}", env.kv_mount()))
 }
 
 impl Env {

@@ -117,45 +117,32 @@ async fn s3_round_trip_with_vault_credentials() {
 #[tokio::test]
 async fn vault_round_trip_token_approle_and_denial() {
     let Some(env) = service(Service::Vault) else { return };
-    let client = vault_client(&env);
+    let vault = vault_client(&env);
     let mount = env.kv_mount();
     let path = unique("pipectl-test/rt");
-    let written = HashMap::from([("field", "value-1")]);
-    vaultrs::kv1::set(&client, &mount, &path, &written).await.expect("write a secret");
+    vault.write(&mount, &path, &HashMap::from([("field", "value-1")])).await.expect("write a secret");
     let _cleanup = Cleanup::new({
         let (env, mount, path) = (env.clone(), mount.clone(), path.clone());
         move || {
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async { vaultrs::kv1::delete(&vault_client(&env), &mount, &path).await })
+                rt.block_on(async { vault_client(&env).delete(&mount, &path).await })
             })
             .join();
         }
     });
-    let back: HashMap<String, String> = vaultrs::kv1::get(&client, &mount, &path).await.unwrap();
-    assert_eq!(back["field"], "value-1");
+    assert_eq!(vault.read(&mount, &path).await.unwrap()["field"], "value-1");
 
-    // AppRole: log in with the role and secret ids the environment created, read pipectl's secrets.
-    if let (Ok(role_file), Ok(secret_file)) =
-        (std::env::var("VAULT_APPROLE_ROLE_ID_FILE"), std::env::var("VAULT_APPROLE_SECRET_ID_FILE"))
-    {
-        let role_id = std::fs::read_to_string(role_file).unwrap();
-        let secret_id = std::fs::read_to_string(secret_file).unwrap();
-        let auth = vaultrs::auth::approle::login(&client, "approle", role_id.trim(), secret_id.trim())
-            .await
-            .expect("AppRole login");
-        let mut approle_env = env.clone();
-        approle_env = pipeline_testkit_env_with_token(approle_env, &auth.client_token);
-        let creds = vault_secret(&approle_env, "pipectl/postgres").await;
-        assert!(creds.contains_key("password"));
-    }
+    // AppRole: log in with the ids the environment created, then read pipectl's secrets.
+    let role_file = std::env::var("VAULT_APPROLE_ROLE_ID_FILE").expect("VAULT_APPROLE_ROLE_ID_FILE");
+    let secret_file = std::env::var("VAULT_APPROLE_SECRET_ID_FILE").expect("VAULT_APPROLE_SECRET_ID_FILE");
+    let role_id = std::fs::read_to_string(role_file).unwrap();
+    let secret_id = std::fs::read_to_string(secret_file).unwrap();
+    let token = vault.approle_login("approle", role_id.trim(), secret_id.trim()).await.expect("AppRole login");
+    let creds = vault_secret(&env.clone().with("VAULT_TOKEN", &token), "pipectl/postgres").await;
+    assert!(creds.contains_key("password"));
 
     // A bad token is refused with 403.
-    let bad = pipeline_testkit_env_with_token(env.clone(), "not-a-token");
-    let err = vaultrs::kv1::get::<HashMap<String, String>>(&vault_client(&bad), &mount, "pipectl/postgres").await.err().unwrap();
-    assert!(err.to_string().contains("403"), "{err}");
-}
-
-fn pipeline_testkit_env_with_token(env: pipeline_testkit::Env, token: &str) -> pipeline_testkit::Env {
-    env.with("VAULT_TOKEN", token)
+    let err = vault_client(&env.clone().with("VAULT_TOKEN", "not-a-token")).read(&mount, "pipectl/postgres").await.err().unwrap();
+    assert!(err.contains("HTTP 403"), "{err}");
 }
