@@ -16,12 +16,20 @@ pub struct Check {
 impl Check {
     /// A row rule's verdict.
     pub fn rows(rule: impl Into<String>, valid: BooleanChunked) -> Self {
-        Check { rule: rule.into(), valid, table_violation: false }
+        Check {
+            rule: rule.into(),
+            valid,
+            table_violation: false,
+        }
     }
 
     /// A failed table rule; `valid` marks every row invalid.
     pub fn table(rule: impl Into<String>, valid: BooleanChunked) -> Self {
-        Check { rule: rule.into(), valid, table_violation: true }
+        Check {
+            rule: rule.into(),
+            valid,
+            table_violation: true,
+        }
     }
 
     /// The mask with nulls counted as invalid.

@@ -66,14 +66,20 @@ pub struct PatternOptions {
 }
 impl MethodOptions for PatternOptions {
     fn check(&self) -> Result<(), OptionsError> {
-        regex_syntax_ok(&self.regex).map_err(|e| OptionsError::new("/regex", format!("invalid regex: {e}")))
+        regex_syntax_ok(&self.regex)
+            .map_err(|e| OptionsError::new("/regex", format!("invalid regex: {e}")))
     }
 }
 
 fn regex_syntax_ok(r: &str) -> Result<(), String> {
     // Polars compiles it with the `regex` crate; validate the same way without running anything.
     let probe = Series::new("p".into(), [""]);
-    probe.str().map_err(|e| e.to_string())?.contains(r, true).map(|_| ()).map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())
+    probe
+        .str()
+        .map_err(|e| e.to_string())?
+        .contains(r, true)
+        .map(|_| ())
+        .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())
 }
 
 /// Options of `accepted_values`.
@@ -119,8 +125,11 @@ impl MethodOptions for SchemaOptions {
     fn check(&self) -> Result<(), OptionsError> {
         for (c, t) in &self.columns {
             if parse_type(t).is_none() {
-                return Err(OptionsError::new(pipeline_config::join_pointer("/columns", c), format!("unknown type \"{t}\""))
-                    .with_hint(format!("types: {TYPE_NAMES}")));
+                return Err(OptionsError::new(
+                    pipeline_config::join_pointer("/columns", c),
+                    format!("unknown type \"{t}\""),
+                )
+                .with_hint(format!("types: {TYPE_NAMES}")));
             }
         }
         Ok(())
@@ -171,7 +180,8 @@ pub struct FreshnessOptions {
 impl MethodOptions for FreshnessOptions {
     fn check(&self) -> Result<(), OptionsError> {
         parse_age(&self.max_age).map(|_| ()).ok_or_else(|| {
-            OptionsError::new("/max_age", format!("invalid duration \"{}\"", self.max_age)).with_hint("write e.g. 90s, 30m, 24h or 7d")
+            OptionsError::new("/max_age", format!("invalid duration \"{}\"", self.max_age))
+                .with_hint("write e.g. 90s, 30m, 24h or 7d")
         })
     }
 }
@@ -197,24 +207,47 @@ impl UserMethods {
         let rule = format!("unique({})", o.columns.join(", "));
         require_columns(df, &o.columns, &rule)?;
         let keys: Vec<Expr> = o.columns.iter().map(|c| col(c.as_str())).collect();
-        let valid = mask(df, len().over(keys).lt_eq(lit(1u32)), &rule)?;
+        let counts = len()
+            .over(keys)
+            .map_err(|e| pipeline_data::polars_error(e, &rule))?;
+        let valid = mask(df, counts.lt_eq(lit(1u32)), &rule)?;
         Ok(Check::rows(rule, valid))
     }
 
     /// Values within bounds.
     pub fn range(df: &DataFrame, o: &RangeOptions, _: &Datasets) -> Result<Check, StepError> {
-        let bound = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let bound = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into())
+        };
         let rule = format!("range({}, {}..{})", o.column, bound(&o.min), bound(&o.max));
         require_columns(df, std::iter::once(&o.column), &rule)?;
         let dtype = df.column(&o.column).step_err(&rule)?.dtype().clone();
         let c = col(o.column.as_str());
         let mut e = lit(true);
-        let as_bound = |v: &serde_json::Value| json_lit(v).map(|l| if dtype.is_temporal() { l.cast(dtype.clone()) } else { l });
+        let as_bound = |v: &serde_json::Value| {
+            json_lit(v).map(|l| {
+                if dtype.is_temporal() {
+                    l.cast(dtype.clone())
+                } else {
+                    l
+                }
+            })
+        };
         if let Some(min) = o.min.as_ref().and_then(as_bound) {
-            e = e.and(if o.inclusive { c.clone().gt_eq(min) } else { c.clone().gt(min) });
+            e = e.and(if o.inclusive {
+                c.clone().gt_eq(min)
+            } else {
+                c.clone().gt(min)
+            });
         }
         if let Some(max) = o.max.as_ref().and_then(as_bound) {
-            e = e.and(if o.inclusive { c.clone().lt_eq(max) } else { c.lt(max) });
+            e = e.and(if o.inclusive {
+                c.clone().lt_eq(max)
+            } else {
+                c.lt(max)
+            });
         }
         Ok(Check::rows(rule.clone(), mask(df, e, &rule)?))
     }
@@ -225,12 +258,20 @@ impl UserMethods {
         require_columns(df, std::iter::once(&o.column), &rule)?;
         let column = df.column(&o.column).step_err(&rule)?;
         let text = column.cast(&DataType::String).step_err(&rule)?;
-        let valid = text.str().step_err(&rule)?.contains(&o.regex, true).step_err(&rule)?;
+        let valid = text
+            .str()
+            .step_err(&rule)?
+            .contains(&o.regex, true)
+            .step_err(&rule)?;
         Ok(Check::rows(rule, valid))
     }
 
     /// Values from a list.
-    pub fn accepted_values(df: &DataFrame, o: &AcceptedValuesOptions, _: &Datasets) -> Result<Check, StepError> {
+    pub fn accepted_values(
+        df: &DataFrame,
+        o: &AcceptedValuesOptions,
+        _: &Datasets,
+    ) -> Result<Check, StepError> {
         let shown: Vec<String> = o.values.iter().map(|v| v.to_string()).collect();
         let rule = format!("accepted_values({}, [{}])", o.column, shown.join(", "));
         require_columns(df, std::iter::once(&o.column), &rule)?;
@@ -244,21 +285,41 @@ impl UserMethods {
     }
 
     /// Keys present in the other input.
-    pub fn referential_integrity(df: &DataFrame, o: &ReferentialIntegrityOptions, side: &Datasets) -> Result<Check, StepError> {
-        let (name, reference) = side
-            .iter()
-            .next()
-            .ok_or_else(|| StepError::user("referential_integrity needs the referenced dataset as its second input"))?;
-        let ref_col = o.reference_column.clone().unwrap_or_else(|| o.column.clone());
+    pub fn referential_integrity(
+        df: &DataFrame,
+        o: &ReferentialIntegrityOptions,
+        side: &Datasets,
+    ) -> Result<Check, StepError> {
+        let (name, reference) = side.iter().next().ok_or_else(|| {
+            StepError::user(
+                "referential_integrity needs the referenced dataset as its second input",
+            )
+        })?;
+        let ref_col = o
+            .reference_column
+            .clone()
+            .unwrap_or_else(|| o.column.clone());
         let rule = format!("referential_integrity({} -> {name}.{ref_col})", o.column);
         require_columns(df, std::iter::once(&o.column), &rule)?;
         require_columns(reference, std::iter::once(&ref_col), &rule)?;
-        let keys = reference.column(&ref_col).step_err(&rule)?.as_materialized_series().clone();
+        let keys = reference
+            .column(&ref_col)
+            .step_err(&rule)?
+            .as_materialized_series()
+            .clone();
         let dtype = df.column(&o.column).step_err(&rule)?.dtype().clone();
         let keys = keys.strict_cast(&dtype).map_err(|_| {
-            StepError::user(format!("{rule}: {ref_col} is {} but {} is {dtype}", keys.dtype(), o.column))
+            StepError::user(format!(
+                "{rule}: {ref_col} is {} but {} is {dtype}",
+                keys.dtype(),
+                o.column
+            ))
         })?;
-        let valid = mask(df, col(o.column.as_str()).is_in(lit(keys).implode(), false), &rule)?;
+        let valid = mask(
+            df,
+            col(o.column.as_str()).is_in(lit(keys).implode(false), false),
+            &rule,
+        )?;
         Ok(Check::rows(rule, valid))
     }
 
@@ -270,7 +331,9 @@ impl UserMethods {
             let want = parse_type(t).unwrap_or(DataType::Null);
             match df.schema().get(c.as_str()) {
                 None => problems.push(format!("missing column {c}")),
-                Some(have) if have != &want => problems.push(format!("column {c} is {have}, expected {want}")),
+                Some(have) if have != &want => {
+                    problems.push(format!("column {c} is {have}, expected {want}"))
+                }
                 Some(_) => {}
             }
         }
@@ -285,7 +348,11 @@ impl UserMethods {
     }
 
     /// Total rows within bounds (a table rule).
-    pub fn row_count(df: &DataFrame, o: &RowCountOptions, _: &Datasets) -> Result<Check, StepError> {
+    pub fn row_count(
+        df: &DataFrame,
+        o: &RowCountOptions,
+        _: &Datasets,
+    ) -> Result<Check, StepError> {
         let n = df.height() as u64;
         let mut problems = Vec::new();
         if let Some(min) = o.min.filter(|m| n < *m) {
@@ -298,18 +365,44 @@ impl UserMethods {
     }
 
     /// A SQL boolean expression holds.
-    pub fn expression(df: &DataFrame, o: &ExpressionOptions, _: &Datasets) -> Result<Check, StepError> {
+    pub fn expression(
+        df: &DataFrame,
+        o: &ExpressionOptions,
+        _: &Datasets,
+    ) -> Result<Check, StepError> {
         let rule = format!("expression({})", o.condition);
-        let e = expr::parse(&o.condition, "/condition").map_err(|err| StepError::user(err.message))?;
-        let valid = df.clone().lazy().select([e.alias("__v")]).collect().map_err(|err| expr::eval_error(err, "condition", &o.condition, df))?;
+        let e =
+            expr::parse(&o.condition, "/condition").map_err(|err| StepError::user(err.message))?;
+        let valid = df
+            .clone()
+            .lazy()
+            .select([e.alias("__v")])
+            .collect()
+            .map_err(|err| expr::eval_error(err, "condition", &o.condition, df))?;
         let column = valid.column("__v").step_err(&rule)?;
-        let column = if column.len() == df.height() { column.clone() } else { column.new_from_index(0, df.height()) };
-        let valid = column.bool().map_err(|_| StepError::user(format!("condition \"{}\" is not a boolean expression", o.condition)))?.clone();
+        let column = if column.len() == df.height() {
+            column.clone()
+        } else {
+            column.new_from_index(0, df.height())
+        };
+        let valid = column
+            .bool()
+            .map_err(|_| {
+                StepError::user(format!(
+                    "condition \"{}\" is not a boolean expression",
+                    o.condition
+                ))
+            })?
+            .clone();
         Ok(Check::rows(rule, valid))
     }
 
     /// The newest value is recent enough (a table rule).
-    pub fn freshness(df: &DataFrame, o: &FreshnessOptions, _: &Datasets) -> Result<Check, StepError> {
+    pub fn freshness(
+        df: &DataFrame,
+        o: &FreshnessOptions,
+        _: &Datasets,
+    ) -> Result<Check, StepError> {
         let rule = format!("freshness({}, {})", o.column, o.max_age);
         require_columns(df, std::iter::once(&o.column), &rule)?;
         let max_age = parse_age(&o.max_age).unwrap_or(0);
@@ -317,12 +410,27 @@ impl UserMethods {
             .column(&o.column)
             .step_err(&rule)?
             .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
-            .map_err(|_| StepError::user(format!("{rule}: {} is not a date or datetime column", o.column)))?;
-        let newest = as_us.as_materialized_series().datetime().step_err(&rule)?.physical().max();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+            .map_err(|_| {
+                StepError::user(format!(
+                    "{rule}: {} is not a date or datetime column",
+                    o.column
+                ))
+            })?;
+        let newest = as_us
+            .as_materialized_series()
+            .datetime()
+            .step_err(&rule)?
+            .physical()
+            .max();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
         let problems = match newest {
             None if df.height() > 0 => vec!["no value".to_string()],
-            Some(t) if now - t > max_age => vec![format!("newest value is {}s old", (now - t) / 1_000_000)],
+            Some(t) if now - t > max_age => {
+                vec![format!("newest value is {}s old", (now - t) / 1_000_000)]
+            }
             _ => vec![],
         };
         Ok(table_check(df, rule, problems))

@@ -29,7 +29,7 @@ impl MethodOptions for AggregateOptions {
             return Err(OptionsError::new("/aggregations", "no aggregation given"));
         }
         for (name, e) in &self.aggregations {
-            expr::parse(e, &pipeline_config::join_pointer("/aggregations", name))?;
+            let _ = expr::parse(e, &pipeline_config::join_pointer("/aggregations", name))?;
         }
         Ok(())
     }
@@ -77,17 +77,27 @@ fn right_suffix() -> String {
 }
 impl JoinOptions {
     fn keys(&self) -> (Vec<String>, Vec<String>) {
-        if self.on.is_empty() { (self.left_on.clone(), self.right_on.clone()) } else { (self.on.clone(), self.on.clone()) }
+        if self.on.is_empty() {
+            (self.left_on.clone(), self.right_on.clone())
+        } else {
+            (self.on.clone(), self.on.clone())
+        }
     }
 }
 impl MethodOptions for JoinOptions {
     fn check(&self) -> Result<(), OptionsError> {
         let (l, r) = self.keys();
         if l.is_empty() {
-            return Err(OptionsError::new("/on", "no join key: give \"on\", or \"left_on\" and \"right_on\""));
+            return Err(OptionsError::new(
+                "/on",
+                "no join key: give \"on\", or \"left_on\" and \"right_on\"",
+            ));
         }
         if l.len() != r.len() {
-            return Err(OptionsError::new("/right_on", "left_on and right_on need the same number of columns"));
+            return Err(OptionsError::new(
+                "/right_on",
+                "left_on and right_on need the same number of columns",
+            ));
         }
         Ok(())
     }
@@ -109,7 +119,11 @@ pub struct SqlOptions {
 }
 impl MethodOptions for SqlOptions {
     fn check(&self) -> Result<(), OptionsError> {
-        if self.query.trim().is_empty() { Err(OptionsError::new("/query", "the query is empty")) } else { Ok(()) }
+        if self.query.trim().is_empty() {
+            Err(OptionsError::new("/query", "the query is empty"))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -172,7 +186,10 @@ impl MethodOptions for DedupeOptions {}
 fn other<'a>(side: &'a Datasets, method: &str) -> Result<&'a DataFrame, StepError> {
     match side.values().collect::<Vec<_>>().as_slice() {
         [one] => Ok(one),
-        _ => Err(StepError::user(format!("{method} needs exactly one other input")).with_hint("set \"inputs\": [main, other]")),
+        _ => Err(
+            StepError::user(format!("{method} needs exactly one other input"))
+                .with_hint("set \"inputs\": [main, other]"),
+        ),
     }
 }
 
@@ -202,7 +219,11 @@ pub(crate) fn union_by_name(frames: Vec<DataFrame>) -> Result<DataFrame, StepErr
         let columns: Vec<Expr> = schema
             .iter()
             .map(|(name, dtype)| {
-                if f.schema().contains(name) { col(name.clone()).cast(dtype.clone()) } else { lit(NULL).cast(dtype.clone()).alias(name.clone()) }
+                if f.schema().contains(name) {
+                    col(name.clone()).cast(dtype.clone())
+                } else {
+                    lit(NULL).cast(dtype.clone()).alias(name.clone())
+                }
             })
             .collect();
         let aligned = f.lazy().select(columns).collect().step_err("union")?;
@@ -218,16 +239,34 @@ pub(crate) fn union_by_name(frames: Vec<DataFrame>) -> Result<DataFrame, StepErr
 
 impl UserMethods {
     /// Group-by aggregation with SQL aggregate expressions.
-    pub fn aggregate(df: DataFrame, o: &AggregateOptions, _: &Datasets) -> Result<DataFrame, StepError> {
+    pub fn aggregate(
+        df: DataFrame,
+        o: &AggregateOptions,
+        _: &Datasets,
+    ) -> Result<DataFrame, StepError> {
         require_columns(&df, &o.group_by, "aggregate")?;
         let mut aggs = Vec::with_capacity(o.aggregations.len());
         for (name, e) in &o.aggregations {
-            aggs.push(expr::parse(e, "/aggregations").map_err(|err| StepError::user(err.message))?.alias(name.as_str()));
+            aggs.push(
+                expr::parse(e, "/aggregations")
+                    .map_err(|err| StepError::user(err.message))?
+                    .alias(name.as_str()),
+            );
         }
         let keys: Vec<Expr> = o.group_by.iter().map(|c| col(c.as_str())).collect();
-        let lf = if keys.is_empty() { df.clone().lazy().select(aggs) } else { df.clone().lazy().group_by_stable(keys).agg(aggs) };
-        let text = o.aggregations.values().cloned().collect::<Vec<_>>().join(", ");
-        lf.collect().map_err(|e| expr::eval_error(e, "aggregations", &text, &df))
+        let lf = if keys.is_empty() {
+            df.clone().lazy().select(aggs)
+        } else {
+            df.clone().lazy().group_by_stable(keys).agg(aggs)
+        };
+        let text = o
+            .aggregations
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        lf.collect()
+            .map_err(|e| expr::eval_error(e, "aggregations", &text, &df))
     }
 
     /// Joins the main input with the other input.
@@ -250,7 +289,10 @@ impl UserMethods {
         }
         let lk: Vec<Expr> = l.iter().map(|c| col(c.as_str())).collect();
         let rk: Vec<Expr> = r.iter().map(|c| col(c.as_str())).collect();
-        df.lazy().join(right.lazy(), lk, rk, args).collect().step_err("join")
+        df.lazy()
+            .join(right.lazy(), lk, rk, args)
+            .collect()
+            .step_err("join")
     }
 
     /// The main input followed by every other input, by column name.
@@ -267,11 +309,15 @@ impl UserMethods {
         for (name, frame) in side {
             ctx.register(name, frame.clone().lazy());
         }
-        let tables: Vec<String> = std::iter::once("self".to_string()).chain(side.keys().cloned()).collect();
-        ctx.execute(&o.query).and_then(|lf| lf.collect()).map_err(|e| {
-            let base = pipeline_data::polars_error(e, &format!("sql \"{}\"", o.query));
-            StepError::user(format!("{}; tables: {}", base.message(), tables.join(", ")))
-        })
+        let tables: Vec<String> = std::iter::once("self".to_string())
+            .chain(side.keys().cloned())
+            .collect();
+        ctx.execute(&o.query)
+            .and_then(|lf| lf.collect())
+            .map_err(|e| {
+                let base = pipeline_data::polars_error(e, &format!("sql \"{}\"", o.query));
+                StepError::user(format!("{}; tables: {}", base.message(), tables.join(", ")))
+            })
     }
 
     /// Sorts by columns.
@@ -280,10 +326,18 @@ impl UserMethods {
         let descending = match &o.descending {
             OneOrMany::One(d) => vec![*d; o.by.len()],
             OneOrMany::Many(v) if v.len() == o.by.len() => v.clone(),
-            OneOrMany::Many(_) => return Err(StepError::user("sort: \"descending\" needs one flag per \"by\" column")),
+            OneOrMany::Many(_) => {
+                return Err(StepError::user(
+                    "sort: \"descending\" needs one flag per \"by\" column",
+                ));
+            }
         };
-        let options = SortMultipleOptions::default().with_order_descending_multi(descending).with_nulls_last(o.nulls_last).with_maintain_order(true);
-        df.sort(o.by.iter().map(String::as_str).collect::<Vec<_>>(), options).step_err("sort")
+        let options = SortMultipleOptions::default()
+            .with_order_descending_multi(descending)
+            .with_nulls_last(o.nulls_last)
+            .with_maintain_order(true);
+        df.sort(o.by.iter().map(String::as_str).collect::<Vec<_>>(), options)
+            .step_err("sort")
     }
 
     /// Keeps one row per key.
@@ -292,7 +346,13 @@ impl UserMethods {
         let df = match &o.order_by {
             Some(c) => {
                 require_columns(&df, std::iter::once(c), "dedupe order_by")?;
-                df.sort([c.as_str()], SortMultipleOptions::default().with_maintain_order(true).with_nulls_last(false)).step_err("dedupe")?
+                df.sort(
+                    [c.as_str()],
+                    SortMultipleOptions::default()
+                        .with_maintain_order(true)
+                        .with_nulls_last(false),
+                )
+                .step_err("dedupe")?
             }
             None => df,
         };
@@ -300,8 +360,8 @@ impl UserMethods {
             Keep::First => UniqueKeepStrategy::First,
             Keep::Last => UniqueKeepStrategy::Last,
         };
-        let keys: Vec<PlSmallStr> = o.keys.iter().map(|k| PlSmallStr::from(k.as_str())).collect();
-        df.unique_stable(Some(&keys), keep, None).step_err("dedupe")
+        df.unique_stable(Some(&o.keys), keep, None)
+            .step_err("dedupe")
     }
 }
 

@@ -5,8 +5,16 @@ use pipeline_data::PolarsResultExt;
 use pipeline_data::polars::prelude::*;
 
 /// Errors unless every listed column exists, suggesting close names.
-pub fn require_columns<'a>(df: &DataFrame, columns: impl IntoIterator<Item = &'a String>, what: &str) -> Result<(), StepError> {
-    let available: Vec<&str> = df.get_column_names().into_iter().map(|c| c.as_str()).collect();
+pub fn require_columns<'a>(
+    df: &DataFrame,
+    columns: impl IntoIterator<Item = &'a String>,
+    what: &str,
+) -> Result<(), StepError> {
+    let available: Vec<&str> = df
+        .get_column_names()
+        .into_iter()
+        .map(|c| c.as_str())
+        .collect();
     for c in columns {
         if !available.contains(&c.as_str()) {
             let hint = pipeline_config::suggest(c, available.iter().copied())
@@ -57,9 +65,15 @@ pub fn parse_type(name: &str) -> Option<DataType> {
         "binary" | "bytes" => DataType::Binary,
         "datetime" | "timestamp" => DataType::Datetime(TimeUnit::Microseconds, None),
         _ => {
-            if let Some(inner) = n.strip_prefix("datetime[").and_then(|t| t.strip_suffix(']')) {
+            if let Some(inner) = n
+                .strip_prefix("datetime[")
+                .and_then(|t| t.strip_suffix(']'))
+            {
                 let (unit, tz) = match inner.split_once(',') {
-                    Some((u, tz)) => (u.trim(), Some(name[name.find(',')? + 1..name.len() - 1].trim().to_string())),
+                    Some((u, _)) => (
+                        u.trim(),
+                        Some(name[name.find(',')? + 1..name.len() - 1].trim().to_string()),
+                    ),
                     None => (inner.trim(), None),
                 };
                 let unit = match unit {
@@ -69,7 +83,8 @@ pub fn parse_type(name: &str) -> Option<DataType> {
                     _ => return None,
                 };
                 DataType::Datetime(unit, TimeZone::opt_try_new(tz).ok()?)
-            } else if let Some(inner) = n.strip_prefix("decimal(").and_then(|t| t.strip_suffix(')')) {
+            } else if let Some(inner) = n.strip_prefix("decimal(").and_then(|t| t.strip_suffix(')'))
+            {
                 let (p, s) = inner.split_once(',')?;
                 DataType::Decimal(p.trim().parse().ok()?, s.trim().parse().ok()?)
             } else {
@@ -101,8 +116,17 @@ mod tests {
     fn type_names() {
         assert_eq!(parse_type("INT64"), Some(DataType::Int64));
         assert_eq!(parse_type("decimal(10, 2)"), Some(DataType::Decimal(10, 2)));
-        assert_eq!(parse_type("datetime[ms]"), Some(DataType::Datetime(TimeUnit::Milliseconds, None)));
-        assert_eq!(parse_type("datetime[us, UTC]"), Some(DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))));
+        assert_eq!(
+            parse_type("datetime[ms]"),
+            Some(DataType::Datetime(TimeUnit::Milliseconds, None))
+        );
+        assert_eq!(
+            parse_type("datetime[us, UTC]"),
+            Some(DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC)
+            ))
+        );
         assert_eq!(parse_type("nope"), None);
     }
 }

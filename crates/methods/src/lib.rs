@@ -18,10 +18,13 @@ use pipeline_data::{MethodEntry, Produces};
 pub struct UserMethods;
 
 pub use checks::{
-    AcceptedValuesOptions, ExpressionOptions, FreshnessOptions, PatternOptions, RangeOptions, ReferentialIntegrityOptions,
-    RowCountOptions, SchemaOptions, UniqueOptions,
+    AcceptedValuesOptions, ExpressionOptions, FreshnessOptions, PatternOptions, RangeOptions,
+    ReferentialIntegrityOptions, RowCountOptions, SchemaOptions, UniqueOptions,
 };
-pub use combine::{AggregateOptions, DedupeOptions, JoinHow, JoinOptions, Keep, OneOrMany, SortOptions, SqlOptions, UnionOptions};
+pub use combine::{
+    AggregateOptions, DedupeOptions, JoinHow, JoinOptions, Keep, OneOrMany, SortOptions,
+    SqlOptions, UnionOptions,
+};
 pub use convert::{ToAvroOptions, ToDataFrameOptions};
 pub use reshape::{CastOptions, DropOptions, FillNullOptions, RenameOptions};
 pub use transform::{DeriveOptions, FilterOptions, SelectOptions};
@@ -32,32 +35,136 @@ const ONE: (usize, Option<usize>) = (1, Some(1));
 const ANY: (usize, Option<usize>) = (1, None);
 const ANY_OR_NONE: (usize, Option<usize>) = (0, None);
 
-/// Every user method, in the order `pipectl methods` lists them.
+/// Every user method, in the order `pipectl methods` lists them: the one place a method is made
+/// known.
 pub fn entries() -> Vec<MethodEntry> {
+    use MethodEntry as M;
     vec![
-        MethodEntry::transform(
+        M::transform(
             "filter",
             "Keep the rows for which a SQL condition holds",
             UserMethods::filter,
         ),
-        MethodEntry::transform(
+        M::transform(
             "derive",
             "Add or replace columns computed from SQL expressions",
             UserMethods::derive,
         ),
-        MethodEntry::transform(
+        M::transform(
             "select",
             "Keep only the listed columns, in that order",
             UserMethods::select,
         ),
-        MethodEntry::validation(
+        M::transform("drop", "Remove columns", UserMethods::drop),
+        M::transform("rename", "Rename columns", UserMethods::rename),
+        M::transform("cast", "Convert columns to other types", UserMethods::cast),
+        M::transform(
+            "fill_null",
+            "Replace nulls with values",
+            UserMethods::fill_null,
+        ),
+        M::transform_whole(
+            "aggregate",
+            "Group by columns and aggregate with SQL expressions",
+            NONE,
+            UserMethods::aggregate,
+        ),
+        M::transform_whole(
+            "join",
+            "Join with another input (inner, left, right, full, semi, anti)",
+            ONE,
+            UserMethods::join,
+        ),
+        M::transform_whole(
+            "union",
+            "Stack inputs by column name; missing columns become null",
+            ANY,
+            UserMethods::union,
+        ),
+        M::transform_whole(
+            "sql",
+            "A Polars SQL query over the named inputs",
+            ANY_OR_NONE,
+            UserMethods::sql,
+        ),
+        M::transform_whole("sort", "Sort by columns", NONE, UserMethods::sort),
+        M::transform_whole(
+            "dedupe",
+            "Keep one row per key, first or last by an order column",
+            NONE,
+            UserMethods::dedupe,
+        ),
+        M::validation(
             "not_null",
             "The listed columns must not be null",
             false,
-            false,
+            NONE,
             UserMethods::not_null,
         ),
-        MethodEntry::operator(
+        M::validation(
+            "unique",
+            "A column or composite key must not repeat",
+            true,
+            NONE,
+            UserMethods::unique,
+        ),
+        M::validation(
+            "range",
+            "Values within min/max bounds",
+            false,
+            NONE,
+            UserMethods::range,
+        ),
+        M::validation(
+            "pattern",
+            "String values matching a regular expression",
+            false,
+            NONE,
+            UserMethods::pattern,
+        ),
+        M::validation(
+            "accepted_values",
+            "Values from a given list",
+            false,
+            NONE,
+            UserMethods::accepted_values,
+        ),
+        M::validation(
+            "referential_integrity",
+            "Keys present in another input",
+            false,
+            ONE,
+            UserMethods::referential_integrity,
+        ),
+        M::validation(
+            "schema",
+            "Required columns with their types",
+            false,
+            NONE,
+            UserMethods::schema,
+        ),
+        M::validation(
+            "row_count",
+            "Total row count within bounds",
+            true,
+            NONE,
+            UserMethods::row_count,
+        ),
+        M::validation(
+            "expression",
+            "A SQL boolean expression holds for every row",
+            false,
+            NONE,
+            UserMethods::expression,
+        ),
+        M::validation(
+            "freshness",
+            "The newest timestamp is recent enough",
+            true,
+            NONE,
+            UserMethods::freshness,
+        ),
+        M::operator(
             "to_avro",
             StepKind::Transform,
             "Convert DataFrames to Avro records",
@@ -65,7 +172,7 @@ pub fn entries() -> Vec<MethodEntry> {
             Produces::Format(Format::Avro),
             UserMethods::to_avro,
         ),
-        MethodEntry::operator(
+        M::operator(
             "to_dataframe",
             StepKind::Transform,
             "Convert Avro records to DataFrames",

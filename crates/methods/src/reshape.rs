@@ -45,8 +45,11 @@ impl MethodOptions for CastOptions {
     fn check(&self) -> Result<(), OptionsError> {
         for (c, t) in &self.columns {
             if parse_type(t).is_none() {
-                return Err(OptionsError::new(pipeline_config::join_pointer("/columns", c), format!("unknown type \"{t}\""))
-                    .with_hint(format!("types: {TYPE_NAMES}")));
+                return Err(OptionsError::new(
+                    pipeline_config::join_pointer("/columns", c),
+                    format!("unknown type \"{t}\""),
+                )
+                .with_hint(format!("types: {TYPE_NAMES}")));
             }
         }
         Ok(())
@@ -64,7 +67,10 @@ impl MethodOptions for FillNullOptions {
     fn check(&self) -> Result<(), OptionsError> {
         for (c, v) in &self.columns {
             if json_lit(v).is_none() || v.is_null() {
-                return Err(OptionsError::new(pipeline_config::join_pointer("/columns", c), "the fill value must be a string, number or boolean"));
+                return Err(OptionsError::new(
+                    pipeline_config::join_pointer("/columns", c),
+                    "the fill value must be a string, number or boolean",
+                ));
             }
         }
         Ok(())
@@ -95,12 +101,19 @@ impl UserMethods {
             .iter()
             .map(|(c, t)| {
                 let dt = parse_type(t).unwrap_or(DataType::String);
-                if o.strict { col(c.as_str()).strict_cast(dt) } else { col(c.as_str()).cast(dt) }
+                if o.strict {
+                    col(c.as_str()).strict_cast(dt)
+                } else {
+                    col(c.as_str()).cast(dt)
+                }
             })
             .collect();
         df.lazy().with_columns(exprs).collect().map_err(|e| {
-            StepError::user(format!("cast: {}", e.to_string().lines().next().unwrap_or_default()))
-                .with_hint("set \"strict\": false to turn values that do not convert into nulls")
+            StepError::user(format!(
+                "cast: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            ))
+            .with_hint("set \"strict\": false to turn values that do not convert into nulls")
         })
     }
 
@@ -112,7 +125,10 @@ impl UserMethods {
             .iter()
             .filter_map(|(c, v)| json_lit(v).map(|l| col(c.as_str()).fill_null(l)))
             .collect();
-        df.lazy().with_columns(exprs).collect().step_err("fill_null")
+        df.lazy()
+            .with_columns(exprs)
+            .collect()
+            .step_err("fill_null")
     }
 }
 
@@ -126,32 +142,65 @@ mod tests {
 
     #[test]
     fn drop_and_rename() {
-        let out = UserMethods::drop(frame(), &DropOptions { columns: vec!["amt".into()] }).unwrap();
+        let out = UserMethods::drop(
+            frame(),
+            &DropOptions {
+                columns: vec!["amt".into()],
+            },
+        )
+        .unwrap();
         assert_eq!(out.get_column_names(), ["id", "country"]);
-        let out = UserMethods::rename(frame(), &RenameOptions { columns: IndexMap::from([("amt".into(), "amount".into())]) }).unwrap();
+        let out = UserMethods::rename(
+            frame(),
+            &RenameOptions {
+                columns: IndexMap::from([("amt".into(), "amount".into())]),
+            },
+        )
+        .unwrap();
         assert_eq!(out.get_column_names(), ["id", "amount", "country"]);
-        let err = UserMethods::drop(frame(), &DropOptions { columns: vec!["contry".into()] }).err().unwrap();
+        let err = UserMethods::drop(
+            frame(),
+            &DropOptions {
+                columns: vec!["contry".into()],
+            },
+        )
+        .err()
+        .unwrap();
         assert_eq!(err.message(), "drop: no column \"contry\"");
         assert_eq!(err.hint(), Some("did you mean \"country\"?"));
     }
 
     #[test]
     fn cast_strict_and_lenient() {
-        let o = CastOptions { columns: IndexMap::from([("amt".into(), "float64".into())]), strict: false };
+        let o = CastOptions {
+            columns: IndexMap::from([("amt".into(), "float64".into())]),
+            strict: false,
+        };
         let out = UserMethods::cast(frame(), &o).unwrap();
-        assert_eq!(Vec::from(out.column("amt").unwrap().f64().unwrap()), vec![Some(1.5), None, None]);
+        assert_eq!(
+            Vec::from(out.column("amt").unwrap().f64().unwrap()),
+            vec![Some(1.5), None, None]
+        );
         let strict = CastOptions { strict: true, ..o };
         let err = UserMethods::cast(frame(), &strict).err().unwrap();
         assert!(err.message().starts_with("cast:"), "{}", err.message());
-        let bad = CastOptions { columns: IndexMap::from([("amt".into(), "float99".into())]), strict: true };
+        let bad = CastOptions {
+            columns: IndexMap::from([("amt".into(), "float99".into())]),
+            strict: true,
+        };
         assert_eq!(bad.check().err().unwrap().pointer, "/columns/amt");
     }
 
     #[test]
     fn fill_null_per_column() {
-        let o = FillNullOptions { columns: IndexMap::from([("country".into(), serde_json::json!("unknown"))]) };
+        let o = FillNullOptions {
+            columns: IndexMap::from([("country".into(), serde_json::json!("unknown"))]),
+        };
         let out = UserMethods::fill_null(frame(), &o).unwrap();
-        assert_eq!(Vec::from(out.column("country").unwrap().str().unwrap()), vec![Some("FR"), Some("unknown"), Some("DE")]);
+        assert_eq!(
+            Vec::from(out.column("country").unwrap().str().unwrap()),
+            vec![Some("FR"), Some("unknown"), Some("DE")]
+        );
         let empty = UserMethods::fill_null(frame().head(Some(0)), &o).unwrap();
         assert_eq!(empty.height(), 0);
     }

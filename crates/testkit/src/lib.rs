@@ -26,7 +26,12 @@ impl Service {
     /// Variables that must be set for the service to count as configured.
     fn required(self) -> &'static [&'static str] {
         match self {
-            Service::Postgres => &["POSTGRES_HOST", "POSTGRES_PORT", "VAULT_ADDR", "VAULT_TOKEN"],
+            Service::Postgres => &[
+                "POSTGRES_HOST",
+                "POSTGRES_PORT",
+                "VAULT_ADDR",
+                "VAULT_TOKEN",
+            ],
             Service::Mysql => &["MYSQL_HOST", "MYSQL_PORT", "VAULT_ADDR", "VAULT_TOKEN"],
             Service::Kafka => &["KAFKA_BOOTSTRAP_SERVERS", "VAULT_ADDR", "VAULT_TOKEN"],
             Service::Vault => &["VAULT_ADDR", "VAULT_TOKEN"],
@@ -127,13 +132,27 @@ pub struct Vault {
 
 impl Vault {
     pub fn new(addr: &str, token: &str) -> Self {
-        Vault { addr: addr.trim_end_matches('/').to_string(), token: token.to_string(), http: reqwest::Client::new() }
+        Vault {
+            addr: addr.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, String> {
-        let mut request = self.http.request(method, format!("{}/v1/{path}", self.addr)).header("X-Vault-Token", &self.token);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", &self.token);
         if let Some(body) = body {
-            request = request.header("Content-Type", "application/json").body(body.to_string());
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
         }
         let response = request.send().await.map_err(|e| format!("{path}: {e}"))?;
         let status = response.status();
@@ -141,34 +160,79 @@ impl Vault {
         if !status.is_success() {
             return Err(format!("{path}: HTTP {}: {text}", status.as_u16()));
         }
-        Ok(if text.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))? })
+        Ok(if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?
+        })
     }
 
     /// The fields of a KV secret (v1, or v2's `data.data`).
     pub async fn read(&self, mount: &str, path: &str) -> Result<HashMap<String, String>, String> {
-        let body = self.call(reqwest::Method::GET, &format!("{mount}/{path}"), None).await?;
+        let body = self
+            .call(reqwest::Method::GET, &format!("{mount}/{path}"), None)
+            .await?;
         let data = match body["data"].get("data") {
             Some(inner) if body["data"].get("metadata").is_some() => inner.clone(),
             _ => body["data"].clone(),
         };
-        let map = data.as_object().ok_or_else(|| format!("{mount}/{path}: no data"))?;
-        Ok(map.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+        let map = data
+            .as_object()
+            .ok_or_else(|| format!("{mount}/{path}: no data"))?;
+        Ok(map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
+            .collect())
     }
 
     /// Writes a KV v1 secret.
-    pub async fn write(&self, mount: &str, path: &str, fields: &HashMap<&str, &str>) -> Result<(), String> {
-        self.call(reqwest::Method::POST, &format!("{mount}/{path}"), Some(serde_json::json!(fields))).await.map(|_| ())
+    pub async fn write(
+        &self,
+        mount: &str,
+        path: &str,
+        fields: &HashMap<&str, &str>,
+    ) -> Result<(), String> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("{mount}/{path}"),
+            Some(serde_json::json!(fields)),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn delete(&self, mount: &str, path: &str) -> Result<(), String> {
-        self.call(reqwest::Method::DELETE, &format!("{mount}/{path}"), None).await.map(|_| ())
+        self.call(reqwest::Method::DELETE, &format!("{mount}/{path}"), None)
+            .await
+            .map(|_| ())
     }
 
     /// Logs in with AppRole and returns the client token.
-    pub async fn approle_login(&self, mount: &str, role_id: &str, secret_id: &str) -> Result<String, String> {
+    pub async fn approle_login(
+        &self,
+        mount: &str,
+        role_id: &str,
+        secret_id: &str,
+    ) -> Result<String, String> {
         let body = serde_json::json!({"role_id": role_id, "secret_id": secret_id});
-        let out = self.call(reqwest::Method::POST, &format!("auth/{mount}/login"), Some(body)).await?;
-        out["auth"]["client_token"].as_str().map(str::to_string).ok_or_else(|| format!("no client_token in {out}"))
+        let out = self
+            .call(
+                reqwest::Method::POST,
+                &format!("auth/{mount}/login"),
+                Some(body),
+            )
+            .await?;
+        out["auth"]["client_token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no client_token in {out}"))
     }
 }
 

@@ -7,8 +7,12 @@ use std::process::Command;
 #[test]
 fn compose_file_is_valid_and_mirrors_the_native_environment() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cache = std::env::var("PIPECTL_CACHE")
-        .unwrap_or_else(|_| format!("{}/.cache/pipectl", std::env::var("HOME").unwrap_or_default()));
+    let cache = std::env::var("PIPECTL_CACHE").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/pipectl",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
     let python = Path::new(&cache).join("py-venv/bin/python");
     if !python.exists() {
         let message = format!("no {} (run scripts/dev-env up)", python.display());
@@ -19,8 +23,15 @@ fn compose_file_is_valid_and_mirrors_the_native_environment() {
         let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
         return;
     }
-    let out = Command::new(python).arg(root.join("scripts/dev-env.d/check_compose.py")).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python)
+        .arg(root.join("scripts/dev-env.d/check_compose.py"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("is valid compose-spec"), "{text}");
 }
