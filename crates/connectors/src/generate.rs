@@ -10,12 +10,27 @@ use pipeline_data::{Batch, OptionsError, PolarsResultExt, Source, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-/// Options of `generate`. Columns: `order_id` (i64, 1..=rows), `customer_id` (i64, null in about
-/// `null_fraction` of rows), `amount` (f64, 0.01 to 1000.00, some negative refunds),
-/// `status` (paid, pending, refunded, cancelled), `created_at` (UTC timestamp, µs).
+/// Which mocked data set `generate` produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratedDataset {
+    /// `order_id` (i64, 1..=rows), `customer_id` (i64 in 1..=50,000, null in about
+    /// `null_fraction` of rows), `amount` (f64, 0.01 to 1000.00, negative for refunds),
+    /// `status` (paid, pending, refunded, cancelled), `created_at` (UTC timestamp, µs).
+    #[default]
+    Orders,
+    /// `customer_id` (i64, 1..=rows), `name`, `country` (FR, DE, US, GB, ES, IT),
+    /// `tier` (gold, silver, bronze), `signup_date` (date).
+    Customers,
+}
+
+/// Options of `generate`: deterministic mocked rows.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateOptions {
+    /// `orders` (default) or `customers`.
+    #[serde(default)]
+    pub dataset: GeneratedDataset,
     /// Number of rows to produce.
     #[serde(default = "default_rows")]
     pub rows: u64,
@@ -78,6 +93,47 @@ pub fn generate_frame(
     start: u64,
     len: u64,
 ) -> Result<DataFrame, StepError> {
+    match options.dataset {
+        GeneratedDataset::Orders => orders(options, start, len),
+        GeneratedDataset::Customers => customers(options, start, len),
+    }
+}
+
+const COUNTRIES: [&str; 6] = ["FR", "DE", "US", "GB", "ES", "IT"];
+const TIERS: [&str; 3] = ["gold", "silver", "bronze"];
+
+fn customers(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFrame, StepError> {
+    let n = len as usize;
+    let mut id = Vec::with_capacity(n);
+    let mut name = Vec::with_capacity(n);
+    let mut country = Vec::with_capacity(n);
+    let mut tier = Vec::with_capacity(n);
+    let mut signup = Vec::with_capacity(n);
+    for i in start..start + len {
+        let h = mix(options.seed ^ 0xC057, i);
+        id.push(i as i64 + 1);
+        name.push(format!("customer {}", i + 1));
+        country.push(COUNTRIES[(h % 6) as usize]);
+        tier.push(TIERS[((h >> 8) % 3) as usize]);
+        signup.push(19_000 + ((h >> 16) % 1_500) as i32);
+    }
+    let signup = Int32Chunked::from_vec("signup_date".into(), signup)
+        .into_date()
+        .into_series();
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("customer_id".into(), id),
+            Column::new("name".into(), name),
+            Column::new("country".into(), country),
+            Column::new("tier".into(), tier),
+            signup.into_column(),
+        ],
+    )
+    .step_err("generate")
+}
+
+fn orders(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFrame, StepError> {
     let n = len as usize;
     let mut order_id = Vec::with_capacity(n);
     let mut customer = Vec::with_capacity(n);
@@ -169,6 +225,7 @@ mod tests {
 
     fn opts(rows: u64, batch_size: u64) -> GenerateOptions {
         GenerateOptions {
+            dataset: GeneratedDataset::Orders,
             rows,
             seed: 7,
             batch_size,
@@ -188,6 +245,20 @@ mod tests {
             whole.column("order_id").unwrap().i64().unwrap().get(999),
             Some(1000)
         );
+    }
+
+    #[test]
+    fn customers_have_unique_ids() {
+        let o = GenerateOptions {
+            dataset: GeneratedDataset::Customers,
+            ..opts(100, 100)
+        };
+        let df = generate_frame(&o, 0, 100).unwrap();
+        assert_eq!(
+            df.get_column_names(),
+            ["customer_id", "name", "country", "tier", "signup_date"]
+        );
+        assert_eq!(df.column("customer_id").unwrap().n_unique().unwrap(), 100);
     }
 
     #[test]

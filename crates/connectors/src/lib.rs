@@ -14,8 +14,10 @@ pub struct ExtractMethods;
 pub struct LoadMethods;
 
 pub use arrow_bridge::frame_to_arrow;
-pub use delta::{DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, read_delta_table};
-pub use generate::{GenerateOptions, generate_frame};
+pub use delta::{
+    DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, read_delta_table,
+};
+pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
 
 /// Every connector method, in the order `pipectl methods` lists them.
 pub fn entries() -> Vec<MethodEntry> {

@@ -24,6 +24,7 @@ fn setup(dir: &Path, options: serde_json::Value) -> StepSetup {
 
 fn rows(start: u64, len: u64) -> pipeline_data::polars::prelude::DataFrame {
     let o = GenerateOptions {
+        dataset: Default::default(),
         rows: start + len,
         seed: 1,
         batch_size: 1000,
@@ -123,4 +124,62 @@ async fn a_schema_mismatch_is_the_users_error() {
         "{}",
         err.message()
     );
+}
+
+async fn load_with(
+    dir: &Path,
+    policy: &str,
+    df: pipeline_data::polars::prelude::DataFrame,
+) -> Result<(), pipeline_base::StepError> {
+    let s = setup(dir, json!({"path": "orders", "schema_evolution": policy}));
+    let mut sink = LoadMethods::delta(s.options().unwrap(), s).await?;
+    sink.write(df).await?;
+    sink.prepare().await?;
+    sink.commit().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_evolution_freeze_discard_evolve() {
+    use pipeline_data::polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("orders");
+    load(dir.path(), "append", vec![rows(0, 10)], true).await;
+    let with_extra = rows(10, 5)
+        .lazy()
+        .with_column(lit("web").alias("channel"))
+        .collect()
+        .unwrap();
+
+    let err = load_with(dir.path(), "freeze", with_extra.clone())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.message()
+            .contains("the data has columns the table lacks: channel"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(read_delta_table(&table).await.unwrap().height(), 10);
+
+    load_with(dir.path(), "discard", with_extra.clone())
+        .await
+        .unwrap();
+    let back = read_delta_table(&table).await.unwrap();
+    assert_eq!((back.height(), back.width()), (15, 5));
+
+    load_with(dir.path(), "evolve", with_extra).await.unwrap();
+    let back = read_delta_table(&table).await.unwrap();
+    assert_eq!(back.height(), 20);
+    let channel = back.column("channel").expect("the evolved column");
+    assert_eq!(
+        channel.null_count(),
+        15,
+        "older rows read the new column as null"
+    );
+
+    // Evolve also accepts data lacking a column (written as nulls).
+    let fewer = rows(20, 3).drop("amount").unwrap();
+    load_with(dir.path(), "evolve", fewer).await.unwrap();
+    assert_eq!(read_delta_table(&table).await.unwrap().height(), 23);
 }

@@ -31,6 +31,20 @@ pub enum DeltaWriteMode {
     Overwrite,
 }
 
+/// What a load does when the data's columns differ from the table's (the schema-evolution
+/// contract every sink follows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaEvolution {
+    /// Fail on a new or a missing column (default).
+    #[default]
+    Freeze,
+    /// Add new columns to the table; columns the data lacks are written as nulls (append only).
+    Evolve,
+    /// Drop columns the table does not have; a missing column still fails.
+    Discard,
+}
+
 /// Options of the `delta` load.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,10 +57,23 @@ pub struct DeltaLoadOptions {
     /// Partition columns, used when the table is created.
     #[serde(default)]
     pub partition_by: Vec<String>,
+    /// `freeze` (default), `evolve` or `discard`: what to do when the data's columns differ from
+    /// the table's.
+    #[serde(default)]
+    pub schema_evolution: SchemaEvolution,
 }
 
 impl MethodOptions for DeltaLoadOptions {
     fn check(&self) -> Result<(), OptionsError> {
+        if self.schema_evolution == SchemaEvolution::Evolve
+            && self.mode == DeltaWriteMode::Overwrite
+        {
+            return Err(OptionsError::new(
+                "/schema_evolution",
+                "\"evolve\" applies to appends; an overwrite replaces the schema anyway",
+            )
+            .with_hint("use \"mode\": \"append\", or drop \"schema_evolution\""));
+        }
         check_path(&self.path)
     }
 }

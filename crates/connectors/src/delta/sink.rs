@@ -1,9 +1,12 @@
 //! Writing a Delta table: stream data files during the run, publish them in one commit.
 
-use super::{DeltaLoadOptions, DeltaWriteMode, delta_error, storage_options, table_url};
+use super::{
+    DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, delta_error, storage_options, table_url,
+};
 use crate::LoadMethods;
 use crate::arrow_bridge::frame_to_arrow;
 use async_trait::async_trait;
+use deltalake::arrow::array::new_null_array;
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{
     DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit as ArrowUnit,
@@ -14,7 +17,7 @@ use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Add, StructType};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use object_store::ObjectStoreExt;
 use pipeline_base::StepError;
@@ -52,51 +55,89 @@ fn delta_type(t: &ArrowType) -> ArrowType {
     }
 }
 
-fn conform(batch: RecordBatch, target: &SchemaRef) -> Result<RecordBatch, StepError> {
+/// Shapes a batch to the table's schema under the evolution policy. With `evolve`, columns the
+/// table lacks are kept (after the table's own) and the writer widens the schema.
+fn conform(
+    batch: RecordBatch,
+    target: &SchemaRef,
+    policy: SchemaEvolution,
+) -> Result<RecordBatch, StepError> {
     if batch.schema().as_ref() == target.as_ref() {
         return Ok(batch);
     }
+    let mut fields = Vec::with_capacity(target.fields().len());
     let mut columns = Vec::with_capacity(target.fields().len());
     for field in target.fields() {
-        let Some(column) = batch.column_by_name(field.name()) else {
-            return Err(StepError::user(format!(
-                "the table has a column \"{}\" that the data lacks",
-                field.name()
-            ))
-            .with_hint("select or derive the table's columns before loading"));
-        };
-        let column = if column.data_type() == field.data_type() {
-            column.clone()
-        } else {
-            cast(column, field.data_type()).map_err(|e| {
+        let column = match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => c.clone(),
+            Some(c) => cast(c, field.data_type()).map_err(|e| {
                 StepError::user(format!(
                     "column \"{}\" cannot be written as {}: {e}",
                     field.name(),
                     field.data_type()
                 ))
-            })?
+            })?,
+            None if policy == SchemaEvolution::Evolve => {
+                new_null_array(field.data_type(), batch.num_rows())
+            }
+            None => {
+                return Err(StepError::user(format!("the table has a column \"{}\" that the data lacks", field.name()))
+                    .with_hint("select or derive the table's columns before loading, or set \"schema_evolution\": \"evolve\""));
+            }
         };
+        fields.push(field.as_ref().clone());
         columns.push(column);
     }
-    if batch.num_columns() > target.fields().len() {
-        let extra: Vec<String> = batch
-            .schema()
-            .fields()
-            .iter()
-            .filter(|f| target.field_with_name(f.name()).is_err())
-            .map(|f| f.name().clone())
-            .collect();
-        return Err(StepError::user(format!(
-            "the data has columns the table lacks: {}",
-            extra.join(", ")
-        ))
-        .with_hint("drop them before loading, or write to a new table"));
+    let extra: Vec<(Field, deltalake::arrow::array::ArrayRef)> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| target.field_with_name(f.name()).is_err())
+        .map(|(f, c)| {
+            (
+                Field::new(f.name(), delta_type(f.data_type()), true),
+                c.clone(),
+            )
+        })
+        .collect();
+    if !extra.is_empty() {
+        match policy {
+            SchemaEvolution::Freeze => {
+                let names: Vec<&str> = extra.iter().map(|(f, _)| f.name().as_str()).collect();
+                return Err(StepError::user(format!(
+                    "the data has columns the table lacks: {}",
+                    names.join(", ")
+                ))
+                .with_hint(
+                    "set \"schema_evolution\": \"evolve\" to add them, or \"discard\" to drop them",
+                ));
+            }
+            SchemaEvolution::Discard => {}
+            SchemaEvolution::Evolve => {
+                for (f, c) in extra {
+                    let c = if c.data_type() == f.data_type() {
+                        c
+                    } else {
+                        cast(&c, f.data_type())
+                            .map_err(|e| StepError::user(format!("column \"{}\": {e}", f.name())))?
+                    };
+                    fields.push(f);
+                    columns.push(c);
+                }
+            }
+        }
     }
-    RecordBatch::try_new(target.clone(), columns)
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| StepError::internal(format!("conforming a batch: {e}")))
 }
 
 impl DeltaSink {
+    /// Appending to an existing table with `schema_evolution: evolve`.
+    fn evolving(&self) -> bool {
+        self.options.schema_evolution == SchemaEvolution::Evolve && self.table.is_some()
+    }
+
     fn location(&self) -> String {
         self.url.to_string()
     }
@@ -191,11 +232,17 @@ impl Sink for DeltaSink {
                 continue;
             };
             let target = writer.arrow_schema();
-            let batch = conform(batch, &target)?;
+            let policy = self.options.schema_evolution;
+            let batch = conform(batch, &target, policy)?;
             self.rows += batch.num_rows() as u64;
             let location = self.url.to_string();
+            let mode = if policy == SchemaEvolution::Evolve {
+                WriteMode::MergeSchema
+            } else {
+                WriteMode::Default
+            };
             writer
-                .write(batch)
+                .write_with_mode(batch, mode)
                 .await
                 .map_err(|e| delta_error(e, &format!("writing to {location}")))?;
         }
@@ -203,6 +250,10 @@ impl Sink for DeltaSink {
     }
 
     async fn prepare(&mut self) -> Result<(), StepError> {
+        if self.evolving() {
+            // The writer commits the widened schema together with the data at commit time.
+            return Ok(());
+        }
         if let Some(writer) = self.writer.as_mut() {
             let location = self.url.to_string();
             self.staged = writer
@@ -219,10 +270,20 @@ impl Sink for DeltaSink {
             return Ok(());
         }
         let files = self.staged.len();
-        let version = self
-            .commit_inner()
-            .await
-            .map_err(|e| delta_error(e, &format!("committing to {}", self.location())))?;
+        let location = self.location();
+        let version = if self.evolving() {
+            let (Some(writer), Some(table)) = (self.writer.as_mut(), self.table.as_mut()) else {
+                return Err(StepError::internal("evolving without a writer"));
+            };
+            writer
+                .flush_and_commit(table)
+                .await
+                .map_err(|e| delta_error(e, &format!("committing to {location}")))?
+        } else {
+            self.commit_inner()
+                .await
+                .map_err(|e| delta_error(e, &format!("committing to {location}")))?
+        };
         self.committed_version = Some(version);
         tracing::info!(step = %self.step, table = %self.location(), version, files, rows = self.rows, "Delta commit");
         Ok(())

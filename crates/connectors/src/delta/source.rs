@@ -13,7 +13,59 @@ use url::Url;
 
 struct DeltaSource {
     files: std::vec::IntoIter<PathBuf>,
+    schema: Schema,
     empty_schema: Option<DataFrame>,
+}
+
+/// The table's columns (in the table's order) with their types, taken from the data files.
+/// Files written before a schema evolution lack the newer columns.
+fn table_schema(names: &[String], files: &[PathBuf]) -> Result<Schema, StepError> {
+    let mut types: PlHashMap<PlSmallStr, DataType> = PlHashMap::new();
+    for f in files {
+        let file = std::fs::File::open(f)
+            .map_err(|e| StepError::transient(format!("opening {}: {e}", f.display())))?;
+        let arrow = ParquetReader::new(file)
+            .schema()
+            .step_err(&format!("reading the schema of {}", f.display()))?;
+        for (name, field) in arrow.iter() {
+            types
+                .entry(name.clone())
+                .or_insert_with(|| DataType::from_arrow_field(field));
+        }
+        if names.iter().all(|n| types.contains_key(n.as_str())) {
+            break;
+        }
+    }
+    Ok(names
+        .iter()
+        .map(|n| {
+            (
+                PlSmallStr::from(n.as_str()),
+                types.get(n.as_str()).cloned().unwrap_or(DataType::Null),
+            )
+        })
+        .collect())
+}
+
+/// A file's rows shaped to the table's schema (missing columns as typed nulls).
+fn align(df: DataFrame, schema: &Schema) -> Result<DataFrame, StepError> {
+    if df.schema().as_ref() == schema {
+        return Ok(df);
+    }
+    let columns: Vec<Expr> = schema
+        .iter()
+        .map(|(name, dtype)| {
+            if df.schema().contains(name) {
+                col(name.clone())
+            } else {
+                lit(NULL).cast(dtype.clone()).alias(name.clone())
+            }
+        })
+        .collect();
+    df.lazy()
+        .select(columns)
+        .collect()
+        .step_err("aligning a data file to the table schema")
 }
 
 /// The local Parquet files of a table version.
@@ -21,7 +73,7 @@ async fn table_files(
     url: Url,
     options: HashMap<String, String>,
     version: Option<u64>,
-) -> Result<(Vec<PathBuf>, u64), StepError> {
+) -> Result<(Vec<PathBuf>, u64, Vec<String>), StepError> {
     let location = url.to_string();
     let mut builder = DeltaTableBuilder::from_url(url)
         .map_err(|e| delta_error(e, &format!("opening Delta table {location}")))?
@@ -34,6 +86,13 @@ async fn table_files(
         .await
         .map_err(|e| delta_error(e, &format!("loading Delta table {location}")))?;
     let version = table.version().unwrap_or_default();
+    let names: Vec<String> = table
+        .snapshot()
+        .map_err(|e| delta_error(e, "reading the table schema"))?
+        .schema()
+        .fields()
+        .map(|f| f.name().to_string())
+        .collect();
     let uris: Vec<String> = table
         .get_file_uris()
         .map_err(|e| delta_error(e, "listing table files"))?
@@ -55,7 +114,7 @@ async fn table_files(
         };
         files.push(path);
     }
-    Ok((files, version))
+    Ok((files, version, names))
 }
 
 fn read_parquet(path: &PathBuf) -> Result<DataFrame, StepError> {
@@ -73,10 +132,11 @@ pub async fn read_delta_table(path: &std::path::Path) -> Result<DataFrame, StepE
             .map_err(|e| StepError::user(format!("{}: {e}", path.display())))?,
     )
     .map_err(|_| StepError::user(format!("invalid table path {}", path.display())))?;
-    let (files, _) = table_files(url, HashMap::new(), None).await?;
+    let (files, _, names) = table_files(url, HashMap::new(), None).await?;
+    let schema = table_schema(&names, &files)?;
     let mut out: Option<DataFrame> = None;
     for f in &files {
-        let df = read_parquet(f)?;
+        let df = align(read_parquet(f)?, &schema)?;
         match &mut out {
             None => out = Some(df),
             Some(acc) => {
@@ -91,9 +151,12 @@ pub async fn read_delta_table(path: &std::path::Path) -> Result<DataFrame, StepE
 impl Source for DeltaSource {
     async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
         match self.files.next() {
-            Some(path) => Ok(Some(Batch::Frame(
-                pipeline_data::blocking(move || read_parquet(&path)).await?,
-            ))),
+            Some(path) => {
+                let schema = self.schema.clone();
+                let df =
+                    pipeline_data::blocking(move || align(read_parquet(&path)?, &schema)).await?;
+                Ok(Some(Batch::Frame(df)))
+            }
             None => Ok(self.empty_schema.take().map(Batch::Frame)),
         }
     }
@@ -106,8 +169,10 @@ impl ExtractMethods {
         setup: StepSetup,
     ) -> Result<Box<dyn Source>, StepError> {
         let url = table_url(&setup, &options.path, false)?;
-        let (files, version) = table_files(url, storage_options(&setup), options.version).await?;
+        let (files, version, names) =
+            table_files(url, storage_options(&setup), options.version).await?;
         tracing::info!(step = %setup.step, files = files.len(), version, "reading Delta table");
+        let schema = table_schema(&names, &files)?;
         let empty_schema = if files.is_empty() {
             Some(DataFrame::empty())
         } else {
@@ -115,6 +180,7 @@ impl ExtractMethods {
         };
         Ok(Box::new(DeltaSource {
             files: files.into_iter(),
+            schema,
             empty_schema,
         }))
     }
