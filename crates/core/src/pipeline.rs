@@ -180,7 +180,8 @@ impl Pipeline {
             }
             let secs = stats.busy.as_secs_f64();
             let dropped = match planned.kind {
-                StepKind::Validate | StepKind::Transform if !planned.whole_input => {
+                StepKind::Validate => stats.rows_in.saturating_sub(stats.rows_out),
+                StepKind::Transform if !planned.whole_input => {
                     stats.rows_in.saturating_sub(stats.rows_out)
                 }
                 _ => 0,

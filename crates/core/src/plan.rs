@@ -220,6 +220,45 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
                 "\"on_failure\" applies to validate steps only".into(),
             ));
         }
+        let quarantine = match (step.on_failure, &step.quarantine) {
+            (Some(OnFailure::Quarantine), name) => {
+                let name = name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}_quarantine", step.name));
+                if seen.contains_key(name.as_str()) || name == step.name {
+                    errors.push(err(
+                        &step_pointer(i, "quarantine"),
+                        format!("dataset name \"{name}\" is already used"),
+                    ));
+                }
+                Some(name)
+            }
+            (_, Some(_)) => {
+                errors.push(err(
+                    &step_pointer(i, "quarantine"),
+                    "\"quarantine\" needs \"on_failure\": \"quarantine\"".into(),
+                ));
+                None
+            }
+            _ => None,
+        };
+        if let Some(f) = step.max_invalid_fraction {
+            if !(0.0..=1.0).contains(&f) {
+                errors.push(err(
+                    &step_pointer(i, "max_invalid_fraction"),
+                    "max_invalid_fraction must be between 0 and 1".into(),
+                ));
+            }
+            if !matches!(
+                step.on_failure,
+                Some(OnFailure::Filter | OnFailure::Quarantine)
+            ) {
+                errors.push(err(
+                    &step_pointer(i, "max_invalid_fraction"),
+                    "max_invalid_fraction applies with \"on_failure\": \"filter\" or \"quarantine\"".into(),
+                ));
+            }
+        }
 
         let mut planned = PlannedStep {
             name: step.name.clone(),
@@ -249,13 +288,24 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
                     .with_hint_opt(problem.hint),
                 );
             }
-            if planned.inputs.len() > 1 && !entry.side_inputs {
+            let side = planned.inputs.len().saturating_sub(1);
+            let (min, max) = entry.side_inputs;
+            if step.kind != StepKind::Extract && (side < min || max.is_some_and(|m| side > m)) {
+                let wanted = match (min, max) {
+                    (0, Some(0)) => "one input".to_string(),
+                    (a, Some(b)) if a == b => {
+                        format!("{} inputs (\"inputs\": [main, other])", a + 1)
+                    }
+                    (a, None) => format!("at least {} inputs", a + 1),
+                    (a, Some(b)) => format!("{} to {} inputs", a + 1, b + 1),
+                };
+                let n = planned.inputs.len();
                 errors.push(err(
                     &step_pointer(i, "inputs"),
                     format!(
-                        "method \"{}\" reads one input but {} are named",
+                        "method \"{}\" reads {wanted} but {n} {} named",
                         step.method,
-                        planned.inputs.len()
+                        if n == 1 { "is" } else { "are" }
                     ),
                 ));
             }

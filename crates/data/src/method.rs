@@ -558,6 +558,20 @@ impl<O: MethodOptions> Validate<O> {
         let invalid = df
             .filter(&!&mask)
             .map_err(|e| crate::errors::polars_error(e, "selecting invalid rows"))?;
+        if self.setup.on_failure == OnFailure::Quarantine {
+            let mut bad = invalid;
+            let reason = Column::new_scalar(
+                REASON_COLUMN.into(),
+                Scalar::from(PlSmallStr::from(check.rule.as_str())),
+                bad.height(),
+            );
+            bad.with_column(reason)
+                .map_err(|e| crate::errors::polars_error(e, "adding the quarantine reason"))?;
+            self.quarantined.push(bad);
+            return df
+                .filter(&mask)
+                .map_err(|e| crate::errors::polars_error(e, "dropping invalid rows"));
+        }
         let samples = sample_rows(&invalid, 5, pipeline_config::is_sensitive_key)?;
         match self.setup.on_failure {
             OnFailure::Fail => Err(StepError::user(format!(

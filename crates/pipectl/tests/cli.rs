@@ -390,3 +390,68 @@ fn the_committed_schema_is_up_to_date() {
         "configs/pipeline.schema.json is stale: run `pipectl schema > configs/pipeline.schema.json`"
     );
 }
+
+#[tokio::test]
+async fn two_inputs_join_aggregate_and_a_quarantine_table() {
+    let d = tempfile::tempdir().unwrap();
+    let example = repo().join("configs/examples/revenue_by_country.json");
+    let revenue = d.path().join("revenue");
+    let rejected = d.path().join("rejected");
+    let report = d.path().join("r.json");
+    let out = pipectl(&[
+        "run",
+        s(&example),
+        "--set",
+        &format!("/steps/7/options/path={}", revenue.display()),
+        "--set",
+        &format!("/steps/8/options/path={}", rejected.display()),
+        "--report",
+        s(&report),
+    ]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let failed = report["steps"][2]["metrics"]["failed"].as_u64().unwrap();
+    assert!(failed > 0);
+    assert_eq!(report["steps"][2]["rows_dropped"], failed);
+
+    // The quarantine table holds exactly the invalid rows, each with the rule it broke.
+    let bad = pipeline_connectors::read_delta_table(&rejected)
+        .await
+        .unwrap();
+    assert_eq!(bad.height() as u64, failed);
+    let reasons = bad
+        .column("_pipectl_reason")
+        .unwrap()
+        .as_materialized_series()
+        .unique()
+        .unwrap();
+    assert_eq!(reasons.len(), 1);
+    assert_eq!(
+        reasons.str().unwrap().get(0),
+        Some("referential_integrity(customer_id -> customers.customer_id)")
+    );
+    let ids = bad.column("customer_id").unwrap().i64().unwrap();
+    assert!(
+        ids.iter().all(|v| v.is_none_or(|v| v > 40_000)),
+        "only unknown or missing customers are rejected"
+    );
+
+    // The revenue table: one row per (country, status); its order counts add up to the valid orders.
+    let revenue = pipeline_connectors::read_delta_table(&revenue)
+        .await
+        .unwrap();
+    assert_eq!(revenue.height(), 24);
+    let orders: i64 = revenue
+        .column("orders")
+        .unwrap()
+        .cast(&pipeline_data::polars::prelude::DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .sum();
+    assert_eq!(orders as u64, 200_000 - failed);
+}
