@@ -10,12 +10,14 @@ pub mod avro;
 mod batch;
 mod errors;
 pub mod method;
+mod operators;
 mod runtime;
 mod validation;
 
 pub use batch::{AvroBatch, Batch};
 pub use errors::{PolarsResultExt, polars_error};
-pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, REASON_COLUMN, StepSetup};
+pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup};
+pub use operators::REASON_COLUMN;
 pub use runtime::{Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking};
 pub use validation::{Check, sample_rows};
 
