@@ -7,7 +7,7 @@
 
 use crate::UserMethods;
 use crate::expr;
-use crate::helpers::{TYPE_NAMES, json_lit, mask, parse_type, require_columns};
+use crate::helpers::{check_type_map, json_lit, mask, parse_type, require_columns, yes};
 use indexmap::IndexMap;
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
@@ -43,9 +43,6 @@ pub struct RangeOptions {
     /// Whether the bounds themselves are allowed (default true).
     #[serde(default = "yes")]
     pub inclusive: bool,
-}
-fn yes() -> bool {
-    true
 }
 impl MethodOptions for RangeOptions {
     fn check(&self) -> Result<(), OptionsError> {
@@ -123,16 +120,7 @@ pub struct SchemaOptions {
 }
 impl MethodOptions for SchemaOptions {
     fn check(&self) -> Result<(), OptionsError> {
-        for (c, t) in &self.columns {
-            if parse_type(t).is_none() {
-                return Err(OptionsError::new(
-                    pipeline_config::join_pointer("/columns", c),
-                    format!("unknown type \"{t}\""),
-                )
-                .with_hint(format!("types: {TYPE_NAMES}")));
-            }
-        }
-        Ok(())
+        check_type_map(&self.columns)
     }
 }
 

@@ -94,6 +94,27 @@ pub fn parse_type(name: &str) -> Option<DataType> {
     })
 }
 
+/// Serde default `true`.
+pub fn yes() -> bool {
+    true
+}
+
+/// Checks a column → type-name map, pointing at the first unknown type.
+pub fn check_type_map(
+    columns: &indexmap::IndexMap<String, String>,
+) -> Result<(), pipeline_data::OptionsError> {
+    for (c, t) in columns {
+        if parse_type(t).is_none() {
+            return Err(pipeline_data::OptionsError::new(
+                pipeline_config::join_pointer("/columns", c),
+                format!("unknown type \"{t}\""),
+            )
+            .with_hint(format!("types: {TYPE_NAMES}")));
+        }
+    }
+    Ok(())
+}
+
 pub const TYPE_NAMES: &str = "int8, int16, int32, int64, uint8..uint64, float32, float64, string, bool, date, binary, datetime, datetime[us, UTC], decimal(p,s)";
 
 /// A JSON scalar as a Polars literal.

@@ -1,7 +1,7 @@
 //! Row-wise reshaping: drop, rename, cast, fill_null. They stream batch by batch.
 
 use crate::UserMethods;
-use crate::helpers::{TYPE_NAMES, json_lit, parse_type, require_columns};
+use crate::helpers::{check_type_map, json_lit, parse_type, require_columns, yes};
 use indexmap::IndexMap;
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
@@ -38,21 +38,9 @@ pub struct CastOptions {
     #[serde(default = "yes")]
     pub strict: bool,
 }
-fn yes() -> bool {
-    true
-}
 impl MethodOptions for CastOptions {
     fn check(&self) -> Result<(), OptionsError> {
-        for (c, t) in &self.columns {
-            if parse_type(t).is_none() {
-                return Err(OptionsError::new(
-                    pipeline_config::join_pointer("/columns", c),
-                    format!("unknown type \"{t}\""),
-                )
-                .with_hint(format!("types: {TYPE_NAMES}")));
-            }
-        }
-        Ok(())
+        check_type_map(&self.columns)
     }
 }
 
