@@ -207,7 +207,7 @@ impl MethodEntry {
             Box::pin(async move {
                 let options: O = setup.options()?;
                 let sink = f(options, setup).await?;
-                Ok(Runtime::Operator(Box::new(SinkOperator { sink })))
+                Ok(Runtime::Operator(Box::new(SinkOperator::new(sink))))
             })
         };
         Self::entry::<O>(

@@ -208,32 +208,101 @@ impl<O: MethodOptions> Operator for Validate<O> {
     }
 }
 
+/// Runs a load. Writing happens on its own task, fed through a bounded channel, so that encoding
+/// and upload overlap with the steps before it while at most `QUEUE` batches wait in memory.
 pub(crate) struct SinkOperator {
-    pub(crate) sink: Box<dyn Sink>,
+    sink: Option<Box<dyn Sink>>,
+    tx: Option<tokio::sync::mpsc::Sender<DataFrame>>,
+    task: Option<tokio::task::JoinHandle<(Box<dyn Sink>, Result<(), StepError>)>>,
+}
+
+const QUEUE: usize = 2;
+
+impl SinkOperator {
+    pub(crate) fn new(sink: Box<dyn Sink>) -> Self {
+        SinkOperator {
+            sink: Some(sink),
+            tx: None,
+            task: None,
+        }
+    }
+
+    fn start(&mut self) -> Result<(), StepError> {
+        let mut sink = self
+            .sink
+            .take()
+            .ok_or_else(|| StepError::internal("the sink was already started"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<DataFrame>(QUEUE);
+        self.tx = Some(tx);
+        self.task = Some(tokio::spawn(async move {
+            while let Some(df) = rx.recv().await {
+                if let Err(e) = sink.write(df).await {
+                    return (sink, Err(e));
+                }
+            }
+            (sink, Ok(()))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the writer task and takes the sink back, with the task's result.
+    async fn join(&mut self) -> Result<(), StepError> {
+        self.tx = None;
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        let (sink, result) = task
+            .await
+            .map_err(|e| StepError::internal(format!("the load task failed: {e}")))?;
+        self.sink = Some(sink);
+        result
+    }
 }
 
 #[async_trait]
 impl Operator for SinkOperator {
     async fn push(&mut self, batch: Batch, _cx: &RunContext) -> Result<Vec<Batch>, StepError> {
+        if self.task.is_none() {
+            self.start()?;
+        }
         let df = batch.clone().into_frame()?;
-        self.sink.write(df).await?;
+        let sent = match &self.tx {
+            Some(tx) => tx.send(df).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The writer stopped early: report its error.
+            self.join().await?;
+            return Err(StepError::internal(
+                "the load task stopped without an error",
+            ));
+        }
         Ok(vec![batch])
     }
 
     async fn finish(&mut self, _cx: &RunContext) -> Result<Vec<Batch>, StepError> {
-        self.sink.prepare().await?;
+        self.join().await?;
+        if let Some(sink) = self.sink.as_mut() {
+            sink.prepare().await?;
+        }
         Ok(Vec::new())
     }
 
     async fn commit(&mut self) -> Result<(), StepError> {
-        self.sink.commit().await
+        match self.sink.as_mut() {
+            Some(sink) => sink.commit().await,
+            None => Err(StepError::internal("commit before the load finished")),
+        }
     }
 
     async fn abort(&mut self) {
-        self.sink.abort().await
+        let _ = self.join().await;
+        if let Some(sink) = self.sink.as_mut() {
+            sink.abort().await;
+        }
     }
 
     fn metrics(&self) -> Metrics {
-        self.sink.metrics()
+        self.sink.as_ref().map(|s| s.metrics()).unwrap_or_default()
     }
 }

@@ -61,6 +61,14 @@ pub struct DeltaLoadOptions {
     /// the table's.
     #[serde(default)]
     pub schema_evolution: SchemaEvolution,
+    /// Target size of a data file in MiB. The writer holds about one file in memory, so this
+    /// also bounds the load's memory.
+    #[serde(default = "default_file_mb")]
+    pub target_file_size_mb: u64,
+}
+
+fn default_file_mb() -> u64 {
+    32
 }
 
 impl MethodOptions for DeltaLoadOptions {

@@ -164,7 +164,8 @@ impl DeltaSink {
                 )
             }
         }
-        .map_err(|e| delta_error(e, &format!("opening a writer for {}", self.location())))?;
+        .map_err(|e| delta_error(e, &format!("opening a writer for {}", self.location())))?
+        .with_target_file_size(self.options.target_file_size_mb.max(1) * 1024 * 1024);
         self.writer = Some(writer);
         Ok(())
     }
@@ -228,6 +229,7 @@ impl Sink for DeltaSink {
             if self.writer.is_none() {
                 self.open_writer(&batch)?;
             }
+            let evolving = self.evolving();
             let Some(writer) = self.writer.as_mut() else {
                 continue;
             };
@@ -245,6 +247,17 @@ impl Sink for DeltaSink {
                 .write_with_mode(batch, mode)
                 .await
                 .map_err(|e| delta_error(e, &format!("writing to {location}")))?;
+            // The writer holds whole files in memory until flushed: write them out (uncommitted)
+            // once a file's worth is buffered. (Not while evolving: the writer's own commit must
+            // carry the widened schema together with every file.)
+            let limit = self.options.target_file_size_mb.max(1) as usize * 1024 * 1024;
+            if !evolving && writer.buffer_len() >= limit {
+                let adds = writer
+                    .flush()
+                    .await
+                    .map_err(|e| delta_error(e, &format!("flushing files to {location}")))?;
+                self.staged.extend(adds);
+            }
         }
         Ok(())
     }
@@ -256,10 +269,11 @@ impl Sink for DeltaSink {
         }
         if let Some(writer) = self.writer.as_mut() {
             let location = self.url.to_string();
-            self.staged = writer
+            let adds = writer
                 .flush()
                 .await
                 .map_err(|e| delta_error(e, &format!("flushing files to {location}")))?;
+            self.staged.extend(adds);
         }
         Ok(())
     }
