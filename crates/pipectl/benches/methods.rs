@@ -1,5 +1,5 @@
 //! Micro-benchmark of the user methods on 1,000,000 generated rows (not a test): prints rows/s
-//! (best of 5) for each transform and validation. Run: `cargo bench -p pipeline-methods`.
+//! (best of 5) for each transform and validation. Run: `cargo bench -p pipectl --bench methods`.
 
 use indexmap::IndexMap;
 use pipeline_data::Datasets;
