@@ -97,3 +97,47 @@ async fn validation_filter_fail_and_named_inputs() {
         "nothing may be committed"
     );
 }
+
+#[tokio::test]
+async fn max_invalid_fraction_and_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10% nulls against a 5% ceiling: filter turns into a failure, and nothing is loaded.
+    let path = write(
+        dir.path(),
+        "frac.json",
+        r#"{"name": "frac", "retry": {"delay_seconds": 0}, "steps": [
+            {"name": "g", "kind": "extract", "method": "generate", "options": {"rows": 10000, "null_fraction": 0.1}},
+            {"name": "checked", "kind": "validate", "method": "not_null", "on_failure": "filter",
+             "max_invalid_fraction": 0.05, "options": {"columns": ["customer_id"]}},
+            {"name": "l", "kind": "load", "method": "delta", "options": {"path": "t"}}
+        ]}"#,
+    );
+    let failure = Pipeline::from_file(&path, &[])
+        .unwrap()
+        .run(&RunOptions::default())
+        .await
+        .err()
+        .unwrap();
+    let text = failure.to_string();
+    assert!(text.contains("above max_invalid_fraction 0.05"), "{text}");
+    assert_eq!(failure.attempts, 1);
+    assert!(
+        pipeline_connectors::read_delta_table(&dir.path().join("t"))
+            .await
+            .is_err()
+    );
+
+    // warn keeps every row and still counts the failures.
+    let report = run(
+        dir.path(),
+        r#"{"name": "warn", "steps": [
+            {"name": "g", "kind": "extract", "method": "generate", "options": {"rows": 1000, "null_fraction": 0.1}},
+            {"name": "checked", "kind": "validate", "method": "not_null", "on_failure": "warn", "options": {"columns": ["customer_id"]}}
+        ]}"#,
+    )
+    .await;
+    let checked = &report.steps[1];
+    assert_eq!(checked.rows_out, 1000);
+    assert!(checked.metrics["failed"] > 0);
+    assert_eq!(checked.rows_dropped, 0);
+}

@@ -213,8 +213,11 @@ impl<O: MethodOptions> Operator for Validate<O> {
 pub(crate) struct SinkOperator {
     sink: Option<Box<dyn Sink>>,
     tx: Option<tokio::sync::mpsc::Sender<DataFrame>>,
-    task: Option<tokio::task::JoinHandle<(Box<dyn Sink>, Result<(), StepError>)>>,
+    task: Option<WriterTask>,
 }
+
+/// The writer task hands the sink back with its result.
+type WriterTask = tokio::task::JoinHandle<(Box<dyn Sink>, Result<(), StepError>)>;
 
 const QUEUE: usize = 2;
 

@@ -182,3 +182,6 @@ pub fn entries() -> Vec<MethodEntry> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod empty_tests;
