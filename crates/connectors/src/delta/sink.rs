@@ -133,6 +133,20 @@ fn conform(
 }
 
 impl DeltaSink {
+    /// Writes the buffered files out (not yet part of the table) and stages their Add actions
+    /// for the final commit.
+    async fn flush_staged(&mut self) -> Result<(), StepError> {
+        let location = self.url.to_string();
+        if let Some(writer) = self.writer.as_mut() {
+            let adds = writer
+                .flush()
+                .await
+                .map_err(|e| delta_error(e, &format!("flushing files to {location}")))?;
+            self.staged.extend(adds);
+        }
+        Ok(())
+    }
+
     /// Appending to an existing table with `schema_evolution: evolve`.
     fn evolving(&self) -> bool {
         self.options.schema_evolution == SchemaEvolution::Evolve && self.table.is_some()
@@ -252,11 +266,7 @@ impl Sink for DeltaSink {
             // carry the widened schema together with every file.)
             let limit = self.options.target_file_size_mb.max(1) as usize * 1024 * 1024;
             if !evolving && writer.buffer_len() >= limit {
-                let adds = writer
-                    .flush()
-                    .await
-                    .map_err(|e| delta_error(e, &format!("flushing files to {location}")))?;
-                self.staged.extend(adds);
+                self.flush_staged().await?;
             }
         }
         Ok(())
@@ -267,15 +277,7 @@ impl Sink for DeltaSink {
             // The writer commits the widened schema together with the data at commit time.
             return Ok(());
         }
-        if let Some(writer) = self.writer.as_mut() {
-            let location = self.url.to_string();
-            let adds = writer
-                .flush()
-                .await
-                .map_err(|e| delta_error(e, &format!("flushing files to {location}")))?;
-            self.staged.extend(adds);
-        }
-        Ok(())
+        self.flush_staged().await
     }
 
     async fn commit(&mut self) -> Result<(), StepError> {
