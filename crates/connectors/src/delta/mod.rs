@@ -61,14 +61,14 @@ pub struct DeltaLoadOptions {
     /// the table's.
     #[serde(default)]
     pub schema_evolution: SchemaEvolution,
-    /// Target size of a data file in MiB. The writer holds about one file in memory, so this
-    /// also bounds the load's memory.
+    /// Target size of a data file in MiB (default 8). The writer holds about one file in memory,
+    /// so this bounds the load's memory; raise it for fewer, larger files.
     #[serde(default = "default_file_mb")]
     pub target_file_size_mb: u64,
 }
 
 fn default_file_mb() -> u64 {
-    32
+    8
 }
 
 impl MethodOptions for DeltaLoadOptions {
