@@ -147,6 +147,9 @@ impl std::fmt::Debug for MethodEntry {
 
 const DATAFRAME: &[Format] = &[Format::DataFrame];
 
+/// Reads only its main input.
+const NO_SIDE_INPUTS: (usize, Option<usize>) = (0, Some(0));
+
 impl MethodEntry {
     /// JSON Schema of the options object.
     pub fn options_schema(&self, generator: &mut SchemaGenerator) -> Schema {
@@ -187,6 +190,7 @@ impl MethodEntry {
             &[],
             Produces::Format(Format::DataFrame),
             false,
+            NO_SIDE_INPUTS,
             connection,
             Box::new(open),
         )
@@ -217,6 +221,7 @@ impl MethodEntry {
             DATAFRAME,
             Produces::Input,
             false,
+            NO_SIDE_INPUTS,
             connection,
             Box::new(open),
         )
@@ -245,6 +250,7 @@ impl MethodEntry {
             DATAFRAME,
             Produces::Format(Format::DataFrame),
             false,
+            NO_SIDE_INPUTS,
             ConnectionUse::None,
             Box::new(open),
         )
@@ -268,18 +274,17 @@ impl MethodEntry {
                 })))
             })
         };
-        let mut e = Self::entry::<O>(
+        Self::entry::<O>(
             name,
             StepKind::Transform,
             summary,
             DATAFRAME,
             Produces::Format(Format::DataFrame),
             true,
+            side_inputs,
             ConnectionUse::None,
             Box::new(open),
-        );
-        e.side_inputs = side_inputs;
-        e
+        )
     }
 
     /// A validation rule. Row-level rules stream; `whole` rules (uniqueness, counts) and rules
@@ -306,18 +311,17 @@ impl MethodEntry {
                 })))
             })
         };
-        let mut e = Self::entry::<O>(
+        Self::entry::<O>(
             name,
             StepKind::Validate,
             summary,
             DATAFRAME,
             Produces::Format(Format::DataFrame),
             whole,
+            side_inputs,
             ConnectionUse::None,
             Box::new(open),
-        );
-        e.side_inputs = side_inputs;
-        e
+        )
     }
 
     /// A method with its own operator (format conversions and the like).
@@ -342,6 +346,7 @@ impl MethodEntry {
             accepts,
             produces,
             false,
+            NO_SIDE_INPUTS,
             ConnectionUse::None,
             Box::new(open),
         )
@@ -355,6 +360,7 @@ impl MethodEntry {
         accepts: &'static [Format],
         produces: Produces,
         whole_input: bool,
+        side_inputs: (usize, Option<usize>),
         connection: ConnectionUse,
         open: Box<
             dyn Fn(StepSetup) -> BoxFuture<'static, Result<Runtime, StepError>> + Send + Sync,
@@ -368,7 +374,7 @@ impl MethodEntry {
             produces,
             whole_input,
             connection,
-            side_inputs: (0, Some(0)),
+            side_inputs,
             imp: Box::new(Typed::<O> {
                 open,
                 _options: PhantomData,
