@@ -4,8 +4,12 @@
 mod arrow_bridge;
 mod delta;
 mod generate;
+mod kafka;
+mod mysql;
+mod postgres;
+mod s3;
 
-use pipeline_data::{ConnectionUse, MethodEntry};
+use pipeline_data::{ConnectionUse, MethodEntry, SystemEntry};
 
 /// Sources. Associated functions without `self`, selected by name.
 pub struct ExtractMethods;
@@ -40,5 +44,18 @@ pub fn entries() -> Vec<MethodEntry> {
             ConnectionUse::Optional(&["delta"]),
             LoadMethods::delta,
         ),
+    ]
+}
+
+/// Every system a connection can name, with its connection check (`pipectl validate --connect`).
+pub fn systems() -> Vec<SystemEntry> {
+    vec![
+        SystemEntry::new("postgres", "PostgreSQL", |s| Box::pin(postgres::check(s))),
+        SystemEntry::new("mysql", "MySQL / MariaDB", |s| Box::pin(mysql::check(s))),
+        SystemEntry::new("kafka", "Apache Kafka", |s| Box::pin(kafka::check(s))),
+        SystemEntry::new("s3", "Amazon S3 and S3-compatible stores", |s| {
+            Box::pin(s3::check(s))
+        }),
+        SystemEntry::new("delta", "Delta Lake", |s| Box::pin(delta::check(s))),
     ]
 }

@@ -13,6 +13,7 @@ fn setup(dir: &Path, options: serde_json::Value) -> StepSetup {
         step: "to_lake".into(),
         options,
         connection: None,
+        credentials: None,
         on_failure: OnFailure::Fail,
         quarantine: None,
         max_invalid_fraction: None,

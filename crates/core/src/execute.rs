@@ -2,10 +2,12 @@
 //! every load, or abort them all so that nothing is half-written.
 
 use crate::chain::{PipelineStep, StepFailure, StepStats, link, visit_mut};
+use crate::connect::connection_credentials;
 use crate::plan::Plan;
 use crate::registry::Registry;
 use async_trait::async_trait;
 use pipeline_base::{StepError, StepKind};
+use pipeline_credentials::CachedProvider;
 use pipeline_data::{Batch, Metrics, Operator, RunContext, Runtime, Source, StepSetup};
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,6 +60,7 @@ pub(crate) async fn run_attempt(
     plan: &Plan,
     registry: &Registry,
     observer: Arc<dyn RunObserver>,
+    credentials: Option<&CachedProvider>,
     run_span: &tracing::Span,
 ) -> AttemptOutcome {
     let mut stats: Vec<Option<(StepStats, Metrics)>> = vec![None; plan.steps.len()];
@@ -75,11 +78,27 @@ pub(crate) async fn run_attempt(
             });
             break;
         };
+        let creds = match (&step.connection, &step.connection_config) {
+            (Some(name), Some(config)) => connection_credentials(name, config, credentials).await,
+            _ => Ok(None),
+        };
+        let creds = match creds {
+            Ok(c) => c,
+            Err(error) => {
+                failure = Some(StepFailure {
+                    index: i,
+                    step: step.name.clone(),
+                    error,
+                });
+                break;
+            }
+        };
         let setup = StepSetup {
             pipeline: plan.pipeline.clone(),
             step: step.name.clone(),
             options: step.options.clone(),
             connection: step.connection.clone().zip(step.connection_config.clone()),
+            credentials: creds,
             on_failure: step.on_failure.unwrap_or_default(),
             quarantine: step.quarantine.clone(),
             max_invalid_fraction: step.max_invalid_fraction,

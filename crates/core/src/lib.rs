@@ -15,6 +15,7 @@
 //! - [`Registry`] is the one explicit list of methods (connectors + user methods).
 
 pub mod chain;
+mod connect;
 pub mod execute;
 mod pipeline;
 pub mod plan;
@@ -22,6 +23,7 @@ mod registry;
 pub mod report;
 mod schema;
 
+pub use connect::ConnectionCheck;
 pub use execute::{NoopObserver, RunObserver};
 pub use pipeline::{Pipeline, RunFailure, RunOptions};
 pub use plan::{Plan, PlannedStep};
@@ -31,4 +33,5 @@ pub use schema::pipeline_schema;
 
 pub use pipeline_base::{ErrorClass, Format, Mode, OnFailure, StepError, StepKind};
 pub use pipeline_config::{ConfigError, ConfigErrors, Override};
+pub use pipeline_credentials::{CredentialProvider, VaultProvider};
 pub use pipeline_data::{MethodEntry, Produces};

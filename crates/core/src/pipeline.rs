@@ -5,7 +5,8 @@ use crate::plan::{Plan, build_plan};
 use crate::registry::Registry;
 use crate::report::{ReportError, RunReport, StepReport, StepStatus};
 use pipeline_base::{StepError, StepKind};
-use pipeline_config::{ConfigErrors, LoadedPipeline, Override, load_pipeline};
+use pipeline_config::{ConfigErrors, LoadedPipeline, Override, PipelineConfig, load_pipeline};
+use pipeline_credentials::{CachedProvider, CredentialProvider};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -23,12 +24,16 @@ pub struct Pipeline {
 #[derive(Clone)]
 pub struct RunOptions {
     pub observer: Arc<dyn RunObserver>,
+    /// Where connections' credentials come from (Vault in production); each secret path is read
+    /// once per run. `None`: a connection with `credentials` fails with a clear error.
+    pub credentials: Option<Arc<dyn CredentialProvider>>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             observer: Arc::new(NoopObserver),
+            credentials: None,
         }
     }
 }
@@ -69,6 +74,15 @@ impl Pipeline {
         &self.plan
     }
 
+    /// The typed pipeline file.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.loaded.config
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The resolved document (all `$ref`s included), e.g. for `plan --resolved`.
     pub fn resolved_document(&self) -> &serde_json::Value {
         &self.loaded.document
@@ -87,6 +101,11 @@ impl Pipeline {
             .unwrap_or(0);
         let run_span = tracing::info_span!("run", pipeline = %plan.pipeline);
         tracing::info!(parent: &run_span, mode = %plan.mode, steps = plan.steps.len(), max_attempts, "pipeline started");
+        // One cache per run: a path read by an attempt is not read again by a retry.
+        let credentials = options.credentials.clone().map(|p| {
+            tracing::info!(parent: &run_span, source = %p.describe(), "credentials from Vault");
+            CachedProvider::new(p)
+        });
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -96,6 +115,7 @@ impl Pipeline {
                 plan,
                 &self.registry,
                 options.observer.clone(),
+                credentials.as_ref(),
                 &attempt_span,
             )
             .instrument(attempt_span.clone())

@@ -1,11 +1,12 @@
 //! The one explicit list of methods a pipeline can call: connectors first, then user methods.
 
 use pipeline_base::StepKind;
-use pipeline_data::MethodEntry;
+use pipeline_data::{MethodEntry, SystemEntry};
 
-/// Methods by kind and name.
+/// Methods by kind and name, and the systems connections can name.
 pub struct Registry {
     entries: Vec<MethodEntry>,
+    systems: Vec<SystemEntry>,
 }
 
 impl Registry {
@@ -13,12 +14,31 @@ impl Registry {
     pub fn standard() -> Self {
         let mut entries = pipeline_connectors::entries();
         entries.extend(pipeline_methods::entries());
-        Registry { entries }
+        Registry {
+            entries,
+            systems: pipeline_connectors::systems(),
+        }
     }
 
     /// A registry of the given methods (tests, embedders with their own methods).
     pub fn from_entries(entries: Vec<MethodEntry>) -> Self {
-        Registry { entries }
+        Registry {
+            entries,
+            systems: Vec::new(),
+        }
+    }
+
+    /// Adds a system with its connection check.
+    pub fn register_system(&mut self, system: SystemEntry) {
+        self.systems.push(system);
+    }
+
+    pub fn system(&self, name: &str) -> Option<&SystemEntry> {
+        self.systems.iter().find(|s| s.system == name)
+    }
+
+    pub fn systems(&self) -> &[SystemEntry] {
+        &self.systems
     }
 
     /// Adds a method.

@@ -12,6 +12,7 @@ mod errors;
 pub mod method;
 mod operators;
 mod runtime;
+mod system;
 mod validation;
 
 pub use batch::{AvroBatch, Batch};
@@ -19,6 +20,7 @@ pub use errors::{PolarsResultExt, polars_error};
 pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup};
 pub use operators::REASON_COLUMN;
 pub use runtime::{Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking};
+pub use system::{ConnectionSetup, SystemEntry};
 pub use validation::{Check, sample_rows};
 
 /// Re-exported so that connectors and methods use the exact same Polars.

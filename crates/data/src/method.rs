@@ -13,6 +13,7 @@ use crate::validation::Check;
 use futures::future::BoxFuture;
 use pipeline_base::{Format, OnFailure, StepError, StepKind};
 use pipeline_config::ConnectionConfig;
+use pipeline_credentials::SecretFields;
 use polars::prelude::*;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
@@ -79,6 +80,8 @@ pub struct StepSetup {
     pub options: Value,
     /// The step's connection, by name.
     pub connection: Option<(String, ConnectionConfig)>,
+    /// The connection's fields read from Vault (once per run), when it has `credentials`.
+    pub credentials: Option<Arc<SecretFields>>,
     pub on_failure: OnFailure,
     /// Where invalid rows go with `on_failure: quarantine`.
     pub quarantine: Option<String>,
@@ -107,6 +110,20 @@ impl StepSetup {
         } else {
             self.base_dir.join(p)
         }
+    }
+
+    /// The step's connection with its credentials, or an error naming the step.
+    pub fn connection_setup(&self) -> Result<crate::ConnectionSetup, StepError> {
+        let (name, config) = self
+            .connection
+            .clone()
+            .ok_or_else(|| StepError::user(format!("step \"{}\" needs a connection", self.step)))?;
+        Ok(crate::ConnectionSetup {
+            name,
+            config,
+            credentials: self.credentials.clone(),
+            base_dir: self.base_dir.clone(),
+        })
     }
 
     pub(crate) fn side_datasets(&self, cx: &RunContext) -> Result<Datasets, StepError> {

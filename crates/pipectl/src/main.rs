@@ -2,12 +2,15 @@
 //!
 //! Exit codes: 0 success, 1 the run failed after its retries, 2 invalid configuration or usage.
 
+mod connect;
 mod logging;
 mod progress;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use pipeline_core::{ConfigErrors, Override, Pipeline, Registry, RunOptions};
+use pipeline_core::{
+    ConfigErrors, CredentialProvider, Override, Pipeline, Registry, RunOptions, VaultProvider,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +29,9 @@ struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+    /// Local development only: accept any TLS certificate from Vault (logs a warning).
+    #[arg(long, global = true)]
+    vault_skip_tls_verify: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +64,10 @@ enum Command {
         file: PathBuf,
         #[arg(long = "set", value_name = "POINTER=VALUE")]
         overrides: Vec<String>,
+        /// Also fetch every connection's credentials from Vault and open each connection
+        /// (read-only), reporting ok or the failure per connection.
+        #[arg(long)]
+        connect: bool,
     },
     /// Show the resolved chain: steps, methods, formats, connections (never a secret).
     Plan {
@@ -119,7 +129,11 @@ fn main() -> ExitCode {
             print_methods();
             ExitCode::SUCCESS
         }
-        Command::Validate { file, overrides } => match load(&file, &overrides) {
+        Command::Validate {
+            file,
+            overrides,
+            connect,
+        } => match load(&file, &overrides) {
             Ok(p) => {
                 println!(
                     "ok: pipeline \"{}\" with {} steps is valid ({})",
@@ -127,7 +141,17 @@ fn main() -> ExitCode {
                     p.plan().steps.len(),
                     file.display()
                 );
-                ExitCode::SUCCESS
+                if !connect {
+                    return ExitCode::SUCCESS;
+                }
+                if let Err(e) = logging::init(cli.log_format, &cli.log_level, None) {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+                match credentials(&p, cli.vault_skip_tls_verify) {
+                    Ok(provider) => connect::check(&p, provider),
+                    Err(code) => code,
+                }
             }
             Err(code) => code,
         },
@@ -173,7 +197,17 @@ fn main() -> ExitCode {
                 eprintln!("error: {e:#}");
                 return ExitCode::from(2);
             }
-            match run(pipeline, report.as_deref(), progress, cli.log_format) {
+            let provider = match credentials(&pipeline, cli.vault_skip_tls_verify) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            match run(
+                pipeline,
+                provider,
+                report.as_deref(),
+                progress,
+                cli.log_format,
+            ) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -184,8 +218,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The Vault provider from the environment, when the pipeline has credentials to fetch.
+fn credentials(
+    pipeline: &Pipeline,
+    skip_tls_verify: bool,
+) -> Result<Option<Arc<dyn CredentialProvider>>, ExitCode> {
+    let needed = pipeline
+        .config()
+        .connections
+        .values()
+        .any(|c| c.credentials.is_some());
+    if !needed {
+        return Ok(None);
+    }
+    match VaultProvider::from_env(skip_tls_verify) {
+        Ok(Some(v)) => Ok(Some(Arc::new(v))),
+        // Steps that need credentials say which connection lacks them.
+        Ok(None) => Ok(None),
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("   = help: {hint}");
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn run(
     pipeline: Pipeline,
+    credentials: Option<Arc<dyn CredentialProvider>>,
     report_path: Option<&Path>,
     progress: progress::Progress,
     format: LogFormat,
@@ -196,6 +258,7 @@ fn run(
         .context("starting the async runtime")?;
     let options = RunOptions {
         observer: Arc::new(progress.clone()),
+        credentials,
     };
     let result = runtime.block_on(pipeline.run(&options));
     progress.finish();

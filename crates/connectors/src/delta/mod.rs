@@ -10,9 +10,10 @@ mod source;
 
 use deltalake::DeltaTableError;
 use pipeline_base::StepError;
+use pipeline_credentials::DeltaConfig;
 use pipeline_data::OptionsError;
-use pipeline_data::StepSetup;
 use pipeline_data::method::MethodOptions;
+use pipeline_data::{ConnectionSetup, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -142,21 +143,27 @@ pub(crate) fn table_url(setup: &StepSetup, path: &str, create: bool) -> Result<U
         .map_err(|_| StepError::user(format!("invalid table path {}", absolute.display())))
 }
 
-/// Non-secret storage options from the step's connection (`"storage_options": {...}`).
-pub(crate) fn storage_options(setup: &StepSetup) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    if let Some((_, conn)) = &setup.connection
-        && let Some(serde_json::Value::Object(map)) = conn.settings.get("storage_options")
-    {
-        for (k, v) in map {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            out.insert(k.clone(), v);
-        }
+/// Storage options of the step's connection: its Vault fields, then its `storage_options`.
+pub(crate) fn storage_options(setup: &StepSetup) -> Result<HashMap<String, String>, StepError> {
+    match setup.connection_setup() {
+        Ok(conn) => Ok(DeltaConfig::from_sources(conn.sources()).expose()),
+        Err(_) => Ok(HashMap::new()),
     }
-    out
+}
+
+/// `validate --connect`: the connection's storage options are complete (a table path comes
+/// with each step, so there is nothing to open yet).
+pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
+    let options = DeltaConfig::from_sources(setup.sources());
+    let keys: Vec<&str> = options.storage_options.keys().map(String::as_str).collect();
+    Ok(format!(
+        "Delta storage options ready ({})",
+        if keys.is_empty() {
+            "none".to_string()
+        } else {
+            keys.join(", ")
+        }
+    ))
 }
 
 /// Classifies a deltalake error.

@@ -344,7 +344,7 @@ impl LoadMethods {
         setup: StepSetup,
     ) -> Result<Box<dyn Sink>, StepError> {
         let url = table_url(&setup, &options.path, true)?;
-        let storage = storage_options(&setup);
+        let storage = storage_options(&setup)?;
         // A local directory without a log is simply a table to create (asking deltalake would
         // log a misleading error).
         let local_absent = url.scheme() == "file"

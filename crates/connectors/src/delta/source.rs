@@ -170,7 +170,7 @@ impl ExtractMethods {
     ) -> Result<Box<dyn Source>, StepError> {
         let url = table_url(&setup, &options.path, false)?;
         let (files, version, names) =
-            table_files(url, storage_options(&setup), options.version).await?;
+            table_files(url, storage_options(&setup)?, options.version).await?;
         tracing::info!(step = %setup.step, files = files.len(), version, "reading Delta table");
         let schema = table_schema(&names, &files)?;
         let empty_schema = if files.is_empty() {

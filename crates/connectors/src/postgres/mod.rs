@@ -1,0 +1,113 @@
+//! PostgreSQL: connections (JdbcConfig from Vault), the connection check, and (in `extract` and
+//! `load`) binary-COPY reads and writes.
+
+use pipeline_base::StepError;
+use pipeline_credentials::{ExposeSecret, JdbcConfig};
+use pipeline_data::ConnectionSetup;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+
+pub(crate) const DEFAULT_PORT: u16 = 5432;
+
+/// The connection's typed credentials.
+pub(crate) fn jdbc(setup: &ConnectionSetup) -> Result<JdbcConfig, StepError> {
+    JdbcConfig::from_sources(setup.sources(), DEFAULT_PORT)
+        .map_err(|e| StepError::from(e).context(format!("connection \"{}\"", setup.name)))
+}
+
+/// Opens a client; the connection task runs in the background until the client is dropped.
+pub(crate) async fn connect(setup: &ConnectionSetup) -> Result<tokio_postgres::Client, StepError> {
+    let c = jdbc(setup)?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&c.host)
+        .port(c.port)
+        .dbname(&c.database)
+        .user(&c.username)
+        .password(c.password.expose_secret())
+        .application_name("pipectl")
+        .connect_timeout(Duration::from_secs(10));
+    match c.tls_mode.as_deref() {
+        None | Some("disable") | Some("prefer") => {}
+        Some(mode) => {
+            return Err(StepError::user(format!(
+                "connection \"{}\": tls_mode \"{mode}\" needs TLS to PostgreSQL, which this build does not support yet",
+                setup.name
+            ))
+            .with_hint("use tls_mode \"disable\" or \"prefer\" on a trusted network"));
+        }
+    }
+    for (k, v) in &c.params {
+        if k == "options" {
+            config.options(v);
+        }
+    }
+    let where_ = format!("PostgreSQL at {}:{}/{}", c.host, c.port, c.database);
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| pg_error(e, &format!("connecting to {where_} as {}", c.username)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Classifies a PostgreSQL error: refused connections and serialization failures can be
+/// retried; authentication, missing objects and bad SQL are the user's to fix.
+pub(crate) fn pg_error(e: tokio_postgres::Error, context: &str) -> StepError {
+    let text = match e.as_db_error() {
+        Some(db) => format!("{context}: {} ({})", db.message(), db.code().code()),
+        None => format!("{context}: {}", full_chain(&e)),
+    };
+    let Some(code) = e.code() else {
+        // No SQLSTATE: the connection itself failed (refused, reset, timed out).
+        return StepError::transient(text)
+            .with_hint("check that PostgreSQL is running and reachable from here");
+    };
+    match *code {
+        SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+            StepError::external(text)
+                .with_hint("check the username and password stored in Vault for this connection")
+        }
+        SqlState::T_R_SERIALIZATION_FAILURE
+        | SqlState::T_R_DEADLOCK_DETECTED
+        | SqlState::LOCK_NOT_AVAILABLE
+        | SqlState::ADMIN_SHUTDOWN
+        | SqlState::CANNOT_CONNECT_NOW
+        | SqlState::TOO_MANY_CONNECTIONS
+        | SqlState::QUERY_CANCELED => StepError::transient(text),
+        _ => StepError::user(text),
+    }
+}
+
+fn full_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// `validate --connect`: log in and ask the server's version.
+pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
+    let c = jdbc(&setup)?;
+    let client = connect(&setup).await?;
+    let row = client
+        .query_one("SELECT current_setting('server_version')", &[])
+        .await
+        .map_err(|e| pg_error(e, "asking the server version"))?;
+    let version: String = row.get(0);
+    Ok(format!(
+        "PostgreSQL {version} at {}:{}/{} as {}",
+        c.host, c.port, c.database, c.username
+    ))
+}
