@@ -22,6 +22,7 @@ pub use delta::{
     DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, read_delta_table,
 };
 pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
+pub use postgres::{NumericMode, PartitionOptions, PostgresExtractOptions};
 
 /// Every connector method, in the order `pipectl methods` lists them.
 pub fn entries() -> Vec<MethodEntry> {
@@ -37,6 +38,12 @@ pub fn entries() -> Vec<MethodEntry> {
             "Read a Delta Lake table",
             ConnectionUse::Optional(&["delta"]),
             ExtractMethods::delta,
+        ),
+        MethodEntry::extract(
+            "postgres",
+            "Read a PostgreSQL table or query by binary COPY (optionally in parallel ranges)",
+            ConnectionUse::Required(&["postgres"]),
+            ExtractMethods::postgres,
         ),
         MethodEntry::load(
             "delta",

@@ -1,6 +1,12 @@
 //! PostgreSQL: connections (JdbcConfig from Vault), the connection check, and (in `extract` and
 //! `load`) binary-COPY reads and writes.
 
+mod decode;
+mod extract;
+mod partition;
+
+pub use extract::{NumericMode, PartitionOptions, PostgresExtractOptions};
+
 use pipeline_base::StepError;
 use pipeline_credentials::{ExposeSecret, JdbcConfig};
 use pipeline_data::ConnectionSetup;
@@ -110,4 +116,9 @@ pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
         "PostgreSQL {version} at {}:{}/{} as {}",
         c.host, c.port, c.database, c.username
     ))
+}
+
+/// A double-quoted SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

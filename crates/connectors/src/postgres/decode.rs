@@ -1,0 +1,539 @@
+//! Decodes PostgreSQL's binary COPY format straight into Polars column buffers: one typed
+//! buffer per column, no per-row objects. The format: an 11-byte signature, flags and header
+//! extension, then tuples (`i16` field count, then per field an `i32` length, -1 for NULL, and
+//! the value in the type's binary send format), then a `-1` trailer.
+
+use pipeline_base::StepError;
+use pipeline_data::polars::prelude::*;
+use polars_arrow::array::MutableBinaryViewArray;
+use polars_arrow::bitmap::MutableBitmap;
+use tokio_postgres::types::Type;
+
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+/// Days and microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// How a PostgreSQL type lands in Polars.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Kind {
+    Bool,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Text,
+    Jsonb,
+    Bytea,
+    Date,
+    Timestamp,
+    TimestampTz,
+    Uuid,
+    Decimal { precision: usize, scale: usize },
+    NumericF64,
+}
+
+/// The Polars column kind of a PostgreSQL type, or an error naming the column and type.
+pub(crate) fn kind_of(
+    column: &str,
+    ty: &Type,
+    type_modifier: i32,
+    numeric_as_f64: bool,
+) -> Result<Kind, StepError> {
+    Ok(match *ty {
+        Type::BOOL => Kind::Bool,
+        Type::INT2 => Kind::I16,
+        Type::INT4 => Kind::I32,
+        Type::INT8 => Kind::I64,
+        Type::FLOAT4 => Kind::F32,
+        Type::FLOAT8 => Kind::F64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::UNKNOWN => {
+            Kind::Text
+        }
+        Type::JSONB => Kind::Jsonb,
+        Type::BYTEA => Kind::Bytea,
+        Type::DATE => Kind::Date,
+        Type::TIMESTAMP => Kind::Timestamp,
+        Type::TIMESTAMPTZ => Kind::TimestampTz,
+        Type::UUID => Kind::Uuid,
+        Type::NUMERIC if numeric_as_f64 => Kind::NumericF64,
+        Type::NUMERIC if type_modifier >= 4 => {
+            let m = type_modifier - 4;
+            let (precision, scale) = (((m >> 16) & 0xffff) as usize, (m & 0xffff) as usize);
+            if precision > 38 {
+                return Err(StepError::user(format!(
+                    "column \"{column}\" is numeric({precision},{scale}), wider than the 38 digits a decimal holds"
+                ))
+                .with_hint("set \"numeric\": \"f64\" in the step's options, or cast the column in the query"));
+            }
+            Kind::Decimal { precision, scale }
+        }
+        // Unconstrained numeric: 38 digits, 18 after the point; wider values are refused.
+        Type::NUMERIC => Kind::Decimal {
+            precision: 38,
+            scale: 18,
+        },
+        _ => {
+            return Err(StepError::user(format!(
+                "column \"{column}\" has type {}, which the postgres extract cannot read",
+                ty.name()
+            ))
+            .with_hint(format!(
+                "cast it in a query, e.g. \"query\": \"SELECT ..., {column}::text AS {column} FROM ...\""
+            )));
+        }
+    })
+}
+
+enum Values {
+    Bool(Vec<bool>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I128(Vec<i128>),
+    Str(MutableBinaryViewArray<str>),
+    Bin(MutableBinaryViewArray<[u8]>),
+}
+
+struct ColumnBuffer {
+    name: PlSmallStr,
+    kind: Kind,
+    values: Values,
+    validity: MutableBitmap,
+}
+
+/// Decodes tuples into column buffers; `take_frame` hands over what it holds.
+pub(crate) struct Decoder {
+    columns: Vec<ColumnBuffer>,
+    rows: usize,
+    header_done: bool,
+}
+
+fn be<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&b[..N]);
+    out
+}
+
+fn bad(column: &str, what: &str) -> StepError {
+    StepError::internal(format!(
+        "column \"{column}\": unexpected binary COPY value ({what})"
+    ))
+}
+
+impl Decoder {
+    pub fn new(columns: &[(String, Kind)]) -> Self {
+        let columns = columns
+            .iter()
+            .map(|(name, kind)| ColumnBuffer {
+                name: name.as_str().into(),
+                kind: *kind,
+                values: Self::empty(*kind),
+                validity: MutableBitmap::new(),
+            })
+            .collect();
+        Decoder {
+            columns,
+            rows: 0,
+            header_done: false,
+        }
+    }
+
+    fn empty(kind: Kind) -> Values {
+        match kind {
+            Kind::Bool => Values::Bool(Vec::new()),
+            Kind::I16 => Values::I16(Vec::new()),
+            Kind::I32 | Kind::Date => Values::I32(Vec::new()),
+            Kind::I64 | Kind::Timestamp | Kind::TimestampTz => Values::I64(Vec::new()),
+            Kind::F32 => Values::F32(Vec::new()),
+            Kind::F64 | Kind::NumericF64 => Values::F64(Vec::new()),
+            Kind::Decimal { .. } => Values::I128(Vec::new()),
+            Kind::Text | Kind::Jsonb | Kind::Uuid => Values::Str(MutableBinaryViewArray::new()),
+            Kind::Bytea => Values::Bin(MutableBinaryViewArray::new()),
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Decodes every complete tuple at the start of `buf`; returns the bytes consumed and whether
+    /// the trailer was reached.
+    pub fn decode(&mut self, buf: &[u8]) -> Result<(usize, bool), StepError> {
+        let mut pos = 0;
+        if !self.header_done {
+            if buf.len() < SIGNATURE.len() + 8 {
+                return Ok((0, false));
+            }
+            if &buf[..SIGNATURE.len()] != SIGNATURE {
+                return Err(StepError::internal(
+                    "the COPY stream is not in binary format",
+                ));
+            }
+            let ext = i32::from_be_bytes(be(&buf[SIGNATURE.len() + 4..])) as usize;
+            if buf.len() < SIGNATURE.len() + 8 + ext {
+                return Ok((0, false));
+            }
+            pos = SIGNATURE.len() + 8 + ext;
+            self.header_done = true;
+        }
+        let n = self.columns.len();
+        loop {
+            let rest = &buf[pos..];
+            if rest.len() < 2 {
+                return Ok((pos, false));
+            }
+            let count = i16::from_be_bytes(be(rest));
+            if count == -1 {
+                return Ok((pos + 2, true));
+            }
+            if count as usize != n {
+                return Err(StepError::internal(format!(
+                    "COPY tuple has {count} fields, expected {n}"
+                )));
+            }
+            // Check that the whole tuple is here before decoding any of it.
+            let mut p = 2;
+            for _ in 0..n {
+                if rest.len() < p + 4 {
+                    return Ok((pos, false));
+                }
+                let len = i32::from_be_bytes(be(&rest[p..]));
+                p += 4 + len.max(0) as usize;
+            }
+            if rest.len() < p {
+                return Ok((pos, false));
+            }
+            let mut p = 2;
+            for c in 0..n {
+                let len = i32::from_be_bytes(be(&rest[p..]));
+                p += 4;
+                if len < 0 {
+                    self.push_null(c);
+                } else {
+                    let v = &rest[p..p + len as usize];
+                    self.push(c, v)?;
+                    p += len as usize;
+                }
+            }
+            self.rows += 1;
+            pos += p;
+        }
+    }
+
+    fn push_null(&mut self, c: usize) {
+        let col = &mut self.columns[c];
+        col.validity.push(false);
+        match &mut col.values {
+            Values::Bool(v) => v.push(false),
+            Values::I16(v) => v.push(0),
+            Values::I32(v) => v.push(0),
+            Values::I64(v) => v.push(0),
+            Values::F32(v) => v.push(0.0),
+            Values::F64(v) => v.push(0.0),
+            Values::I128(v) => v.push(0),
+            Values::Str(v) => v.push_null(),
+            Values::Bin(v) => v.push_null(),
+        }
+    }
+
+    fn push(&mut self, c: usize, v: &[u8]) -> Result<(), StepError> {
+        let col = &mut self.columns[c];
+        let name = col.name.as_str();
+        col.validity.push(true);
+        let need = |n: usize| {
+            if v.len() == n {
+                Ok(())
+            } else {
+                Err(bad(name, &format!("{} bytes, expected {n}", v.len())))
+            }
+        };
+        match (&mut col.values, col.kind) {
+            (Values::Bool(out), _) => {
+                need(1)?;
+                out.push(v[0] != 0)
+            }
+            (Values::I16(out), _) => {
+                need(2)?;
+                out.push(i16::from_be_bytes(be(v)))
+            }
+            (Values::I32(out), Kind::Date) => {
+                need(4)?;
+                let days = i32::from_be_bytes(be(v));
+                let shifted = days
+                    .checked_add(PG_EPOCH_DAYS)
+                    .filter(|_| days != i32::MAX && days != i32::MIN);
+                out.push(shifted.ok_or_else(|| {
+                    StepError::user(format!("column \"{name}\" holds an infinite date"))
+                        .with_hint("filter or replace 'infinity' dates in the query")
+                })?)
+            }
+            (Values::I32(out), _) => {
+                need(4)?;
+                out.push(i32::from_be_bytes(be(v)))
+            }
+            (Values::I64(out), Kind::I64) => {
+                need(8)?;
+                out.push(i64::from_be_bytes(be(v)))
+            }
+            (Values::I64(out), _) => {
+                need(8)?;
+                let us = i64::from_be_bytes(be(v));
+                if us == i64::MAX || us == i64::MIN {
+                    return Err(StepError::user(format!(
+                        "column \"{name}\" holds an infinite timestamp"
+                    ))
+                    .with_hint("filter or replace 'infinity' timestamps in the query"));
+                }
+                out.push(us + PG_EPOCH_US)
+            }
+            (Values::F32(out), _) => {
+                need(4)?;
+                out.push(f32::from_be_bytes(be(v)))
+            }
+            (Values::F64(out), Kind::NumericF64) => out.push(numeric_f64(v, name)?),
+            (Values::F64(out), _) => {
+                need(8)?;
+                out.push(f64::from_be_bytes(be(v)))
+            }
+            (Values::I128(out), Kind::Decimal { precision, scale }) => {
+                out.push(numeric_i128(v, name, precision, scale)?)
+            }
+            (Values::I128(_), _) => return Err(bad(name, "decimal buffer")),
+            (Values::Str(out), Kind::Uuid) => {
+                need(16)?;
+                out.push_value(uuid_text(v).as_str())
+            }
+            (Values::Str(out), kind) => {
+                let bytes = if kind == Kind::Jsonb {
+                    v.get(1..).ok_or_else(|| bad(name, "empty jsonb"))?
+                } else {
+                    v
+                };
+                let text =
+                    std::str::from_utf8(bytes).map_err(|_| bad(name, "text that is not UTF-8"))?;
+                out.push_value(text)
+            }
+            (Values::Bin(out), _) => out.push_value(v),
+        }
+        Ok(())
+    }
+
+    /// The rows decoded so far as a DataFrame; the buffers start empty again.
+    pub fn take_frame(&mut self) -> Result<DataFrame, StepError> {
+        let rows = std::mem::take(&mut self.rows);
+        let mut out = Vec::with_capacity(self.columns.len());
+        for col in &mut self.columns {
+            let values = std::mem::replace(&mut col.values, Self::empty(col.kind));
+            let validity = std::mem::take(&mut col.validity);
+            let validity = (validity.unset_bits() > 0).then(|| validity.freeze());
+            let name = col.name.clone();
+            let series = match values {
+                Values::Bool(v) => {
+                    let arr = polars_arrow::array::BooleanArray::new(
+                        ArrowDataType::Boolean,
+                        v.into_iter().collect(),
+                        validity,
+                    );
+                    BooleanChunked::with_chunk(name, arr).into_series()
+                }
+                Values::I16(v) => Int16Chunked::from_vec_validity(name, v, validity).into_series(),
+                Values::I32(v) if col.kind == Kind::Date => {
+                    Int32Chunked::from_vec_validity(name, v, validity)
+                        .into_date()
+                        .into_series()
+                }
+                Values::I32(v) => Int32Chunked::from_vec_validity(name, v, validity).into_series(),
+                Values::I64(v) => {
+                    let ca = Int64Chunked::from_vec_validity(name, v, validity);
+                    match col.kind {
+                        Kind::Timestamp => {
+                            ca.into_datetime(TimeUnit::Microseconds, None).into_series()
+                        }
+                        Kind::TimestampTz => ca
+                            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                            .into_series(),
+                        _ => ca.into_series(),
+                    }
+                }
+                Values::F32(v) => {
+                    Float32Chunked::from_vec_validity(name, v, validity).into_series()
+                }
+                Values::F64(v) => {
+                    Float64Chunked::from_vec_validity(name, v, validity).into_series()
+                }
+                Values::I128(v) => {
+                    let Kind::Decimal { precision, scale } = col.kind else {
+                        return Err(StepError::internal("decimal buffer without decimal kind"));
+                    };
+                    Int128Chunked::from_vec_validity(name, v, validity)
+                        .into_decimal_unchecked(precision, scale)
+                        .into_series()
+                }
+                Values::Str(v) => StringChunked::with_chunk(name, v.freeze()).into_series(),
+                Values::Bin(v) => BinaryChunked::with_chunk(name, v.freeze()).into_series(),
+            };
+            out.push(series.into_column());
+        }
+        DataFrame::new(rows, out)
+            .map_err(|e| StepError::internal(format!("assembling a decoded batch: {e}")))
+    }
+}
+
+fn uuid_text(b: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(HEX[(byte >> 4) as usize] as char);
+        s.push(HEX[(byte & 15) as usize] as char);
+    }
+    s
+}
+
+/// A numeric's sign, weight and base-10000 digits (big-endian `i16`s).
+type NumericParts<'a> = (bool, i16, &'a [u8]);
+
+/// A numeric's parts; `None` for NaN.
+fn numeric_parts<'a>(v: &'a [u8], column: &str) -> Result<Option<NumericParts<'a>>, StepError> {
+    if v.len() < 8 {
+        return Err(bad(column, "short numeric"));
+    }
+    let ndigits = i16::from_be_bytes(be(v)) as usize;
+    let weight = i16::from_be_bytes(be(&v[2..]));
+    let sign = u16::from_be_bytes(be(&v[4..]));
+    if v.len() < 8 + 2 * ndigits {
+        return Err(bad(column, "short numeric digits"));
+    }
+    match sign {
+        0x0000 => Ok(Some((false, weight, &v[8..8 + 2 * ndigits]))),
+        0x4000 => Ok(Some((true, weight, &v[8..8 + 2 * ndigits]))),
+        _ => Ok(None),
+    }
+}
+
+fn numeric_f64(v: &[u8], column: &str) -> Result<f64, StepError> {
+    let Some((neg, weight, digits)) = numeric_parts(v, column)? else {
+        return Ok(f64::NAN);
+    };
+    let mut x = 0f64;
+    for (i, d) in digits.chunks_exact(2).enumerate() {
+        let d = i16::from_be_bytes(be(d)) as f64;
+        x += d * 10000f64.powi(weight as i32 - i as i32);
+    }
+    Ok(if neg { -x } else { x })
+}
+
+fn numeric_i128(v: &[u8], column: &str, precision: usize, scale: usize) -> Result<i128, StepError> {
+    let overflow = || {
+        StepError::user(format!(
+            "column \"{column}\" holds a value that does not fit decimal({precision},{scale})"
+        ))
+        .with_hint(
+            "cast the column in the query (e.g. ::numeric(38,6)) or set \"numeric\": \"f64\"",
+        )
+    };
+    let Some((neg, weight, digits)) = numeric_parts(v, column)? else {
+        return Err(StepError::user(format!(
+            "column \"{column}\" holds NaN, which a decimal cannot"
+        ))
+        .with_hint("set \"numeric\": \"f64\", or filter NaN in the query"));
+    };
+    let mut x: i128 = 0;
+    for (i, d) in digits.chunks_exact(2).enumerate() {
+        let d = i16::from_be_bytes(be(d)) as i128;
+        // digit i is worth 10000^(weight - i) = 10^(4 * (weight - i)); scaled by 10^scale.
+        let exp = 4 * (weight as i64 - i as i64) + scale as i64;
+        if exp >= 0 {
+            let f = 10i128.checked_pow(exp as u32).ok_or_else(overflow)?;
+            x = d
+                .checked_mul(f)
+                .and_then(|t| x.checked_add(t))
+                .ok_or_else(overflow)?;
+        } else if d != 0 {
+            let f = 10i128.pow((-exp).min(38) as u32);
+            if d % f != 0 {
+                return Err(overflow());
+            }
+            x += d / f;
+        }
+    }
+    if x.unsigned_abs() >= 10u128.pow(precision as u32) {
+        return Err(overflow());
+    }
+    Ok(if neg { -x } else { x })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric(neg: bool, weight: i16, dscale: u16, digits: &[i16]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend((digits.len() as i16).to_be_bytes());
+        v.extend(weight.to_be_bytes());
+        v.extend((if neg { 0x4000u16 } else { 0 }).to_be_bytes());
+        v.extend(dscale.to_be_bytes());
+        for d in digits {
+            v.extend(d.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn numerics_decode_exactly() {
+        // 12345.67 = [1, 2345, 6700] with weight 1
+        let v = numeric(false, 1, 2, &[1, 2345, 6700]);
+        assert_eq!(numeric_i128(&v, "c", 10, 2).unwrap(), 1_234_567);
+        assert!((numeric_f64(&v, "c").unwrap() - 12345.67).abs() < 1e-9);
+        let v = numeric(true, -1, 4, &[5]); // -0.0005
+        assert_eq!(numeric_i128(&v, "c", 10, 4).unwrap(), -5);
+        let err = numeric_i128(&v, "c", 10, 2).unwrap_err();
+        assert!(err.message().contains("does not fit decimal(10,2)"));
+    }
+
+    #[test]
+    fn tuples_split_across_messages_and_nulls() {
+        let mut stream = SIGNATURE.to_vec();
+        stream.extend(0i32.to_be_bytes());
+        stream.extend(0i32.to_be_bytes());
+        for (id, name) in [(1i64, Some("a")), (2, None)] {
+            stream.extend(2i16.to_be_bytes());
+            stream.extend(8i32.to_be_bytes());
+            stream.extend(id.to_be_bytes());
+            match name {
+                Some(n) => {
+                    stream.extend((n.len() as i32).to_be_bytes());
+                    stream.extend(n.as_bytes());
+                }
+                None => stream.extend((-1i32).to_be_bytes()),
+            }
+        }
+        stream.extend((-1i16).to_be_bytes());
+        let mut d = Decoder::new(&[("id".into(), Kind::I64), ("name".into(), Kind::Text)]);
+        let mut buf = Vec::new();
+        let mut done = false;
+        for chunk in stream.chunks(7) {
+            buf.extend_from_slice(chunk);
+            let (used, end) = d.decode(&buf).unwrap();
+            buf.drain(..used);
+            done |= end;
+        }
+        assert!(done);
+        let df = d.take_frame().unwrap();
+        assert_eq!(df.height(), 2);
+        assert_eq!(df.column("name").unwrap().null_count(), 1);
+        assert_eq!(df.column("id").unwrap().i64().unwrap().get(1), Some(2));
+    }
+
+    #[test]
+    fn uuids_are_hyphenated() {
+        let b: Vec<u8> = (0u8..16).collect();
+        assert_eq!(uuid_text(&b), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+    }
+}

@@ -1,0 +1,130 @@
+//! Range partitioning of a read: bounds from the options or the column's min/max, split into
+//! equal ranges of the column's value (integers, floats and numerics, dates, timestamps).
+
+use super::extract::PartitionOptions;
+use super::{pg_error, quote_ident};
+use pipeline_base::StepError;
+use tokio_postgres::types::Type;
+
+/// How a column's values map onto numbers and back into SQL.
+#[derive(Clone, Copy)]
+enum Domain {
+    Int,
+    Float,
+    /// Days since 1970-01-01.
+    Date,
+    /// Microseconds since 1970-01-01 UTC.
+    Timestamp,
+}
+
+impl Domain {
+    fn of(ty: &Type, column: &str) -> Result<Self, StepError> {
+        Ok(match *ty {
+            Type::INT2 | Type::INT4 | Type::INT8 => Domain::Int,
+            Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => Domain::Float,
+            Type::DATE => Domain::Date,
+            Type::TIMESTAMP | Type::TIMESTAMPTZ => Domain::Timestamp,
+            _ => {
+                return Err(StepError::user(format!(
+                    "partition column \"{column}\" has type {}; partitioning needs a number, date or timestamp",
+                    ty.name()
+                )));
+            }
+        })
+    }
+
+    /// SQL giving the value as a float8 number in this domain.
+    fn to_number(self, expr: &str) -> String {
+        match self {
+            Domain::Int | Domain::Float => format!("({expr})::float8"),
+            Domain::Date => format!("(({expr}) - DATE '1970-01-01')::float8"),
+            Domain::Timestamp => format!("(extract(epoch FROM ({expr})) * 1000000)::float8"),
+        }
+    }
+
+    /// A SQL literal for a number of this domain, typed like the column.
+    fn literal(self, v: f64, ty: &Type) -> String {
+        match self {
+            Domain::Int => format!("{}", v.round() as i64),
+            Domain::Float => format!("{v:?}::float8"),
+            Domain::Date => format!("(DATE '1970-01-01' + {})", v.round() as i64),
+            Domain::Timestamp if *ty == Type::TIMESTAMPTZ => {
+                format!("to_timestamp({:?})", v / 1e6)
+            }
+            Domain::Timestamp => format!("(to_timestamp({:?}) AT TIME ZONE 'UTC')", v / 1e6),
+        }
+    }
+}
+
+/// The WHERE predicates of the ranges, covering every row (NULLs go to the first range).
+pub(crate) async fn ranges(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    p: &PartitionOptions,
+    ty: &Type,
+) -> Result<Vec<String>, StepError> {
+    let domain = Domain::of(ty, &p.column)?;
+    let col = quote_ident(&p.column);
+    let bound = |v: &serde_json::Value| -> String {
+        match v {
+            serde_json::Value::String(s) => {
+                domain.to_number(&format!("'{}'::{}", s.replace('\'', "''"), ty.name()))
+            }
+            other => format!("({other})::float8"),
+        }
+    };
+    let lo = p
+        .lower_bound
+        .as_ref()
+        .map(bound)
+        .unwrap_or_else(|| format!("min({})", domain.to_number(&col)));
+    let hi = p
+        .upper_bound
+        .as_ref()
+        .map(bound)
+        .unwrap_or_else(|| format!("max({})", domain.to_number(&col)));
+    let bounds_sql = if p.lower_bound.is_some() && p.upper_bound.is_some() {
+        format!("SELECT {lo}, {hi}")
+    } else {
+        format!("SELECT {lo}, {hi} FROM ({sql}) AS pipectl_q")
+    };
+    let row = client.query_one(&bounds_sql, &[]).await.map_err(|e| {
+        pg_error(
+            e,
+            &format!("finding the bounds of partition column \"{}\"", p.column),
+        )
+    })?;
+    let (lo, hi): (Option<f64>, Option<f64>) = (row.get(0), row.get(1));
+    let n = p.partitions.max(1) as usize;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        // No rows (or only NULLs): one range reads whatever is there.
+        return Ok(vec!["TRUE".into()]);
+    };
+    let step = (hi - lo) / n as f64;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut conds = Vec::new();
+        if i > 0 {
+            conds.push(format!(
+                "{col} >= {}",
+                domain.literal(lo + step * i as f64, ty)
+            ));
+        }
+        if i + 1 < n {
+            conds.push(format!(
+                "{col} < {}",
+                domain.literal(lo + step * (i + 1) as f64, ty)
+            ));
+        }
+        let mut predicate = if conds.is_empty() {
+            "TRUE".to_string()
+        } else {
+            conds.join(" AND ")
+        };
+        if i == 0 {
+            predicate = format!("({predicate} OR {col} IS NULL)");
+        }
+        out.push(predicate);
+    }
+    Ok(out)
+}

@@ -1,0 +1,111 @@
+//! Shared setup of the connector integration tests: steps whose connection credentials are read
+//! from the local Vault, and direct clients to check what a step wrote.
+#![allow(dead_code)]
+
+use pipeline_base::OnFailure;
+use pipeline_config::{ConnectionConfig, CredentialsRef};
+use pipeline_credentials::{CredentialProvider, SecretRef, VaultProvider, VaultSettings};
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{Batch, Runtime, StepSetup};
+use pipeline_testkit::{Env, vault_secret};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A step with a connection to `system` whose credentials are at `pipectl/<secret>` in Vault.
+pub async fn step(
+    env: &Env,
+    system: &str,
+    secret: &str,
+    settings: Value,
+    options: Value,
+) -> StepSetup {
+    let path = format!("{}/pipectl/{secret}", env.kv_mount());
+    let vault = VaultProvider::new(VaultSettings::token(
+        env.get("VAULT_ADDR"),
+        env.get("VAULT_TOKEN"),
+    ))
+    .expect("vault client");
+    let fields = vault
+        .fetch(&SecretRef::new(&path))
+        .await
+        .expect("credentials from Vault");
+    let mut config: ConnectionConfig = serde_json::from_value(json!({"system": system})).unwrap();
+    config.credentials = Some(CredentialsRef {
+        vault_path: path,
+        kv_version: None,
+    });
+    if let Value::Object(map) = settings {
+        config.settings.extend(map);
+    }
+    StepSetup {
+        pipeline: "test".into(),
+        step: format!("{system}_step"),
+        options,
+        connection: Some((format!("{system}_conn"), config)),
+        credentials: Some(Arc::new(fields)),
+        on_failure: OnFailure::Fail,
+        quarantine: None,
+        max_invalid_fraction: None,
+        main_input: None,
+        side_inputs: vec![],
+        base_dir: std::env::temp_dir(),
+    }
+}
+
+/// Every frame a source yields, stacked.
+pub async fn read_all(runtime: Runtime) -> DataFrame {
+    let Runtime::Source(mut source) = runtime else {
+        panic!("not a source");
+    };
+    let mut out: Option<DataFrame> = None;
+    while let Some(batch) = source.next_batch().await.expect("next batch") {
+        let Batch::Frame(df) = batch else {
+            panic!("not a frame")
+        };
+        match &mut out {
+            None => out = Some(df),
+            Some(acc) => {
+                acc.vstack_mut_owned(df).unwrap();
+            }
+        }
+    }
+    out.unwrap_or_default()
+}
+
+/// A PostgreSQL client with the seeded credentials.
+pub async fn pg(env: &Env) -> tokio_postgres::Client {
+    let c = vault_secret(env, "pipectl/postgres").await;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&c["host"])
+        .port(c["port"].parse().unwrap())
+        .dbname(&c["database"])
+        .user(&c["username"])
+        .password(&c["password"]);
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// Drops a table when the test ends, pass or fail.
+pub fn drop_table(env: &Env, table: &str) -> pipeline_testkit::Cleanup<impl FnOnce()> {
+    let (env, table) = (env.clone(), table.to_string());
+    pipeline_testkit::Cleanup::new(move || {
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| {
+                    rt.block_on(async {
+                        let c = pg(&env).await;
+                        c.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+                            .await
+                    })
+                })
+        })
+        .join();
+    })
+}
