@@ -48,6 +48,51 @@ pub fn frame_to_arrow(df: &DataFrame) -> Result<Vec<RecordBatch>, StepError> {
     Ok(out)
 }
 
+/// Converts arrow-rs record batches into one DataFrame (the reverse of [`frame_to_arrow`]).
+pub fn arrow_to_frame(batches: &[RecordBatch]) -> Result<DataFrame, StepError> {
+    let mut out: Option<DataFrame> = None;
+    for batch in batches {
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+            let (c_array, c_schema) = arrow::ffi::to_ffi(&array.to_data()).map_err(|e| {
+                StepError::internal(format!("exporting column {}: {e}", field.name()))
+            })?;
+            // SAFETY: the same `#[repr(C)]` structs of the Arrow C Data Interface, moved to
+            // polars-arrow which releases them.
+            let (c_array, c_schema) = unsafe {
+                (
+                    std::mem::transmute::<FFI_ArrowArray, polars_arrow::ffi::ArrowArray>(c_array),
+                    std::mem::transmute::<FFI_ArrowSchema, polars_arrow::ffi::ArrowSchema>(
+                        c_schema,
+                    ),
+                )
+            };
+            // SAFETY: the schema and array were exported together just above.
+            let imported = unsafe {
+                polars_arrow::ffi::import_field_from_c(&c_schema).and_then(|f| {
+                    polars_arrow::ffi::import_array_from_c(c_array, f.dtype.clone()).map(|a| (f, a))
+                })
+            };
+            let (_, parray) = imported.map_err(|e| {
+                StepError::internal(format!("importing column {}: {e}", field.name()))
+            })?;
+            let series = Series::from_arrow(field.name().as_str().into(), parray)
+                .map_err(|e| StepError::user(format!("column {}: {e}", field.name())))?;
+            columns.push(series.into_column());
+        }
+        let df = DataFrame::new(batch.num_rows(), columns)
+            .map_err(|e| StepError::internal(format!("assembling a frame: {e}")))?;
+        match &mut out {
+            None => out = Some(df),
+            Some(acc) => {
+                acc.vstack_mut_owned(df)
+                    .map_err(|e| StepError::user(format!("stacking batches: {e}")))?;
+            }
+        }
+    }
+    Ok(out.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +119,7 @@ mod tests {
             .unwrap();
         assert!(v.is_null(1));
         assert_eq!(first.schema().field(2).name(), "s");
+        let back = arrow_to_frame(&batches).unwrap();
+        assert!(back.equals_missing(&df));
     }
 }

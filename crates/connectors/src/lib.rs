@@ -17,12 +17,13 @@ pub struct ExtractMethods;
 /// Sinks. Associated functions without `self`, selected by name.
 pub struct LoadMethods;
 
-pub use arrow_bridge::frame_to_arrow;
+pub use arrow_bridge::{arrow_to_frame, frame_to_arrow};
 pub use delta::{
     DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, read_delta_table,
 };
 pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
 pub use postgres::{NumericMode, PartitionOptions, PostgresExtractOptions};
+pub use s3::{FileFormat, ObjectWriteMode, ParquetCompression, S3ExtractOptions, S3LoadOptions};
 
 /// Every connector method, in the order `pipectl methods` lists them.
 pub fn entries() -> Vec<MethodEntry> {
@@ -45,11 +46,23 @@ pub fn entries() -> Vec<MethodEntry> {
             ConnectionUse::Required(&["postgres"]),
             ExtractMethods::postgres,
         ),
+        MethodEntry::extract(
+            "s3",
+            "Read Parquet, Avro, CSV or JSON lines from S3 or a local directory (object, prefix or glob)",
+            ConnectionUse::Optional(&["s3"]),
+            ExtractMethods::s3,
+        ),
         MethodEntry::load(
             "delta",
             "Write a Delta Lake table, atomically at the end of the run",
             ConnectionUse::Optional(&["delta"]),
             LoadMethods::delta,
+        ),
+        MethodEntry::load(
+            "s3",
+            "Write Parquet, Avro, CSV or JSON lines to S3 or a local directory, published when the run succeeds",
+            ConnectionUse::Optional(&["s3"]),
+            LoadMethods::s3,
         ),
     ]
 }

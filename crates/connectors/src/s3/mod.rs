@@ -1,6 +1,15 @@
 //! Amazon S3 and S3-compatible stores: clients built from IAMConfig (Vault) and the
 //! connection's settings, and the connection check. Reads and writes live in `source`/`sink`.
 
+mod format;
+mod sink;
+mod source;
+mod target;
+
+pub use format::{FileFormat, ParquetCompression};
+pub use sink::{ObjectWriteMode, S3LoadOptions};
+pub use source::S3ExtractOptions;
+
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{ObjectStore, path::Path};
 use pipeline_base::StepError;
@@ -42,30 +51,41 @@ pub(crate) fn store(setup: &ConnectionSetup, bucket: &str) -> Result<AmazonS3, S
 
 /// Classifies an object-store error for `what` (e.g. `writing s3://b/k`).
 pub(crate) fn store_error(e: object_store::Error, what: &str) -> StepError {
-    let text = format!("{what}: {e}");
+    match e {
+        object_store::Error::NotFound { .. }
+        | object_store::Error::Precondition { .. }
+        | object_store::Error::AlreadyExists { .. }
+        | object_store::Error::InvalidPath { .. }
+        | object_store::Error::NotSupported { .. }
+            if !bucket_missing(&e.to_string()) =>
+        {
+            StepError::user(format!("{what}: {e}"))
+        }
+        other => classify(format!("{what}: {other}"), what),
+    }
+}
+
+fn bucket_missing(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
-    if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
+    lower.contains("nosuchbucket") || lower.contains("bucket does not exist")
+}
+
+/// Classifies an error by its text (errors that wrap object-store errors lose their type).
+pub(crate) fn classify(text: String, what: &str) -> StepError {
+    if bucket_missing(&text) {
         return StepError::user(format!("{what}: the bucket does not exist"))
             .with_hint("create the bucket, or fix the bucket name in the path");
     }
-    match e {
-        object_store::Error::NotFound { .. } => StepError::user(text),
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => StepError::external(text)
-            .with_hint("check the access keys stored in Vault and the bucket's policy"),
-        object_store::Error::Precondition { .. }
-        | object_store::Error::AlreadyExists { .. }
-        | object_store::Error::InvalidPath { .. }
-        | object_store::Error::NotSupported { .. } => StepError::user(text),
-        _ => {
-            if lower.contains("accessdenied") || lower.contains("forbidden") {
-                StepError::external(text)
-                    .with_hint("check the access keys stored in Vault and the bucket's policy")
-            } else {
-                StepError::transient(text)
-            }
-        }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("accessdenied")
+        || lower.contains("forbidden")
+        || lower.contains("invalidaccesskeyid")
+        || lower.contains("signaturedoesnotmatch")
+    {
+        return StepError::external(text)
+            .with_hint("check the access keys stored in Vault and the bucket's policy");
     }
+    StepError::transient(text)
 }
 
 /// `validate --connect`: list one key of the connection's bucket.

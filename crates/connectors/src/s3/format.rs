@@ -1,0 +1,232 @@
+//! File formats of the S3 connector (Parquet, Avro, CSV, JSON lines): names, extensions, and a
+//! streaming writer per file. Parquet and the text formats stream to the store (multipart above
+//! the buffer size); an Avro file is one object container written when the file closes.
+
+use crate::arrow_bridge::frame_to_arrow;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use pipeline_base::StepError;
+use pipeline_data::polars::prelude::*;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// Size of the parts of a multipart upload (S3's minimum is 5 MiB).
+const PART_BYTES: usize = 8 << 20;
+/// Parts in flight per file.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Rows per Parquet row group (bounds the writer's buffer).
+const ROW_GROUP_ROWS: usize = 131_072;
+
+/// A file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    Parquet,
+    Avro,
+    Csv,
+    /// JSON lines: one object per line.
+    Json,
+}
+
+impl FileFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::Avro => "avro",
+            FileFormat::Csv => "csv",
+            FileFormat::Json => "jsonl",
+        }
+    }
+
+    /// The format a file name's extension says, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "parquet" | "pq" => FileFormat::Parquet,
+            "avro" => FileFormat::Avro,
+            "csv" => FileFormat::Csv,
+            "json" | "jsonl" | "ndjson" => FileFormat::Json,
+            _ => return None,
+        })
+    }
+}
+
+/// Parquet compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetCompression {
+    #[default]
+    Snappy,
+    Zstd,
+    Uncompressed,
+}
+
+fn io_error(e: impl std::fmt::Display, what: &str) -> StepError {
+    super::classify(format!("{what}: {e}"), what)
+}
+
+/// One file being written.
+pub(crate) enum FileWriter {
+    Parquet(Box<AsyncArrowWriter<BufWriter>>),
+    Text {
+        out: BufWriter,
+        csv: bool,
+        first: bool,
+        bytes: usize,
+    },
+    Avro {
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        frames: Vec<DataFrame>,
+        bytes: usize,
+    },
+}
+
+impl FileWriter {
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        format: FileFormat,
+        compression: ParquetCompression,
+        schema_of: &DataFrame,
+    ) -> Result<Self, StepError> {
+        let out = BufWriter::with_capacity(store.clone(), path.clone(), PART_BYTES)
+            .with_max_concurrency(PARTS_IN_FLIGHT);
+        Ok(match format {
+            FileFormat::Parquet => {
+                let schema = frame_to_arrow(&schema_of.slice(0, 0))?
+                    .first()
+                    .map(|b| b.schema())
+                    .ok_or_else(|| StepError::internal("no Arrow schema for an empty frame"))?;
+                let props = WriterProperties::builder()
+                    .set_compression(match compression {
+                        ParquetCompression::Snappy => Compression::SNAPPY,
+                        ParquetCompression::Zstd => Compression::ZSTD(Default::default()),
+                        ParquetCompression::Uncompressed => Compression::UNCOMPRESSED,
+                    })
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                    .build();
+                let writer = AsyncArrowWriter::try_new(out, schema, Some(props))
+                    .map_err(|e| StepError::internal(format!("opening a Parquet writer: {e}")))?;
+                FileWriter::Parquet(Box::new(writer))
+            }
+            FileFormat::Csv | FileFormat::Json => FileWriter::Text {
+                out,
+                csv: format == FileFormat::Csv,
+                first: true,
+                bytes: 0,
+            },
+            FileFormat::Avro => FileWriter::Avro {
+                store,
+                path,
+                frames: Vec::new(),
+                bytes: 0,
+            },
+        })
+    }
+
+    /// Bytes written so far (an estimate before the file closes).
+    pub fn size(&self) -> usize {
+        match self {
+            FileWriter::Parquet(w) => w.bytes_written() + w.in_progress_size(),
+            FileWriter::Text { bytes, .. } | FileWriter::Avro { bytes, .. } => *bytes,
+        }
+    }
+
+    pub async fn write(&mut self, df: &DataFrame, what: &str) -> Result<(), StepError> {
+        match self {
+            FileWriter::Parquet(w) => {
+                for batch in frame_to_arrow(df)? {
+                    w.write(&batch).await.map_err(|e| io_error(e, what))?;
+                }
+            }
+            FileWriter::Text {
+                out,
+                csv,
+                first,
+                bytes,
+            } => {
+                let mut buf = Vec::with_capacity(df.estimated_size());
+                for batch in frame_to_arrow(df)? {
+                    if *csv {
+                        let mut w = arrow::csv::WriterBuilder::new()
+                            .with_header(*first)
+                            .build(&mut buf);
+                        w.write(&batch)
+                            .map_err(|e| StepError::user(format!("{what}: {e}")))?;
+                        *first = false;
+                    } else {
+                        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+                        w.write(&batch)
+                            .map_err(|e| StepError::user(format!("{what}: {e}")))?;
+                        w.finish()
+                            .map_err(|e| StepError::user(format!("{what}: {e}")))?;
+                    }
+                }
+                *bytes += buf.len();
+                out.write_all(&buf).await.map_err(|e| io_error(e, what))?;
+            }
+            FileWriter::Avro { frames, bytes, .. } => {
+                *bytes += df.estimated_size();
+                frames.push(df.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the file; returns its size in bytes.
+    pub async fn close(self, what: &str) -> Result<u64, StepError> {
+        match self {
+            FileWriter::Parquet(w) => {
+                let bytes = w.bytes_written();
+                w.close().await.map_err(|e| io_error(e, what))?;
+                Ok(bytes as u64)
+            }
+            FileWriter::Text { mut out, bytes, .. } => {
+                out.shutdown().await.map_err(|e| io_error(e, what))?;
+                Ok(bytes as u64)
+            }
+            FileWriter::Avro {
+                store,
+                path,
+                frames,
+                ..
+            } => {
+                let mut all = frames.into_iter();
+                let mut df = all.next().unwrap_or_default();
+                for f in all {
+                    df.vstack_mut_owned(f)
+                        .map_err(|e| StepError::internal(format!("{what}: {e}")))?;
+                }
+                let avro = pipeline_data::avro::frame_to_avro(&df, "row")?;
+                let bytes = avro.into_bytes();
+                let n = bytes.len() as u64;
+                store
+                    .put(&path, bytes.into())
+                    .await
+                    .map_err(|e| super::store_error(e, what))?;
+                Ok(n)
+            }
+        }
+    }
+
+    /// Abandons the file (an unfinished multipart upload is aborted).
+    pub async fn abort(self) {
+        match self {
+            FileWriter::Parquet(w) => {
+                let mut inner = (*w).into_inner();
+                let _ = inner.abort().await;
+            }
+            FileWriter::Text { mut out, .. } => {
+                let _ = out.abort().await;
+            }
+            FileWriter::Avro { .. } => {}
+        }
+    }
+}

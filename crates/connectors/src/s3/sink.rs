@@ -1,0 +1,425 @@
+//! `LoadMethods::s3`: writes Parquet, Avro, CSV or JSON lines to S3 (or a local directory), one
+//! object or a dataset directory with optional hive-style partitions.
+//!
+//! Publishing: every file is first written under `PREFIX/_pipectl_staging/RUN_ID/` (a hidden
+//! prefix that readers skip). When the whole run has succeeded, `commit` copies each complete
+//! file to its final key (server-side), removes the files an `overwrite` replaces, deletes the
+//! staging objects and writes `PREFIX/_SUCCESS` (naming the run's files) last. A failed run
+//! deletes its staging objects and leaves the destination untouched. File names carry the run
+//! id, so concurrent runs appending to one prefix never collide.
+
+use super::format::{FileFormat, FileWriter, ParquetCompression};
+use super::store_error;
+use super::target::{Location, locate};
+use crate::LoadMethods;
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use pipeline_base::StepError;
+use pipeline_data::method::MethodOptions;
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{Metrics, OptionsError, Sink, StepSetup};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How a load treats files already at the destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectWriteMode {
+    /// Add files next to the existing ones (a single-object path is replaced).
+    #[default]
+    Append,
+    /// Replace every data file under the prefix when the run publishes.
+    Overwrite,
+}
+
+/// Options of the `s3` load.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3LoadOptions {
+    /// `s3://bucket/prefix/` (a dataset directory), `s3://bucket/key.parquet` (one object), or a
+    /// local path / `file://` URL (no connection needed).
+    pub path: String,
+    /// `parquet`, `avro`, `csv` or `json` (lines); default: the object's extension, else parquet.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// `append` (default) or `overwrite`.
+    #[serde(default)]
+    pub mode: ObjectWriteMode,
+    /// Columns to partition by: files go to `col=value/` directories (hive style).
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Start a new file when one reaches this size in MiB (default 128).
+    #[serde(default = "default_file_mb")]
+    pub target_file_size_mb: u64,
+    /// Parquet compression: `snappy` (default), `zstd` or `uncompressed`.
+    #[serde(default)]
+    pub compression: ParquetCompression,
+}
+
+fn default_file_mb() -> u64 {
+    128
+}
+
+impl MethodOptions for S3LoadOptions {
+    fn check(&self) -> Result<(), OptionsError> {
+        if self.path.trim().is_empty() {
+            return Err(OptionsError::new("/path", "path must not be empty"));
+        }
+        if single_object(&self.path) && !self.partition_by.is_empty() {
+            return Err(OptionsError::new(
+                "/partition_by",
+                "partition_by needs a dataset directory, not a single object",
+            )
+            .with_hint("end the path with \"/\""));
+        }
+        if self.target_file_size_mb == 0 {
+            return Err(OptionsError::new(
+                "/target_file_size_mb",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a path names one object (`.../name.parquet`) rather than a directory.
+pub(crate) fn single_object(path: &str) -> bool {
+    !path.ends_with('/')
+        && path
+            .rsplit('/')
+            .next()
+            .and_then(FileFormat::from_name)
+            .is_some()
+}
+
+struct OpenFile {
+    writer: FileWriter,
+    staged: Path,
+    published: Path,
+    rows: u64,
+}
+
+struct Staged {
+    staged: Path,
+    published: Path,
+}
+
+struct ObjectSink {
+    step: String,
+    loc: Location,
+    format: FileFormat,
+    options: S3LoadOptions,
+    run_id: String,
+    /// The directory of the data (the parent of a single object).
+    dir: Path,
+    staging: Path,
+    single: Option<String>,
+    open: BTreeMap<String, OpenFile>,
+    staged: Vec<Staged>,
+    copied: Vec<Path>,
+    seq: u64,
+    rows: u64,
+    bytes: u64,
+}
+
+/// `col=value` directory names for a partition's key values.
+fn partition_dir(df: &DataFrame, cols: &[String]) -> Result<String, StepError> {
+    let mut parts = Vec::with_capacity(cols.len());
+    for c in cols {
+        let column = df
+            .column(c)
+            .map_err(|_| StepError::user(format!("partition column \"{c}\" is not in the data")))?;
+        let value = column
+            .get(0)
+            .map_err(|e| StepError::internal(format!("reading partition key {c}: {e}")))?;
+        let text = match value {
+            AnyValue::Null => "__HIVE_DEFAULT_PARTITION__".to_string(),
+            AnyValue::String(s) => s.to_string(),
+            other => other.to_string(),
+        };
+        let escaped: String = text
+            .chars()
+            .map(|ch| match ch {
+                '/' | '\\' | '=' | '%' | '"' | '#' | '?' | ':' | '*' => {
+                    format!("%{:02X}", ch as u32)
+                }
+                _ => ch.to_string(),
+            })
+            .collect();
+        parts.push(format!("{c}={escaped}"));
+    }
+    Ok(parts.join("/"))
+}
+
+fn child(base: &Path, rel: &str) -> Path {
+    rel.split('/')
+        .filter(|s| !s.is_empty())
+        .fold(base.clone(), |p, s| p.join(s))
+}
+
+impl ObjectSink {
+    fn what(&self, key: &Path) -> String {
+        format!("step \"{}\": writing {}", self.step, self.loc.display(key))
+    }
+
+    async fn write_part(&mut self, dir: String, df: DataFrame) -> Result<(), StepError> {
+        if !self.open.contains_key(&dir) {
+            self.seq += 1;
+            let name = match &self.single {
+                Some(name) => name.clone(),
+                None => format!(
+                    "part-{}-{:05}.{}",
+                    self.run_id,
+                    self.seq,
+                    self.format.extension()
+                ),
+            };
+            let rel = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            let staged = child(&self.staging, &rel);
+            let published = child(&self.dir, &rel);
+            let writer = FileWriter::open(
+                self.loc.store.clone(),
+                staged.clone(),
+                self.format,
+                self.options.compression,
+                &df,
+            )
+            .await?;
+            self.open.insert(
+                dir.clone(),
+                OpenFile {
+                    writer,
+                    staged,
+                    published,
+                    rows: 0,
+                },
+            );
+        }
+        let what = self.what(&self.open[&dir].published);
+        let file = self
+            .open
+            .get_mut(&dir)
+            .ok_or_else(|| StepError::internal("file vanished"))?;
+        file.writer.write(&df, &what).await?;
+        file.rows += df.height() as u64;
+        let full = file.writer.size() as u64 >= self.options.target_file_size_mb << 20;
+        if full && self.single.is_none() {
+            self.close(&dir).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, dir: &str) -> Result<(), StepError> {
+        if let Some(file) = self.open.remove(dir) {
+            let what = self.what(&file.published);
+            self.bytes += file.writer.close(&what).await?;
+            self.staged.push(Staged {
+                staged: file.staged,
+                published: file.published,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Data files under `dir` (hidden `_`/`.` names skipped).
+async fn existing_files(
+    store: Arc<dyn ObjectStore>,
+    dir: &Path,
+    shown: String,
+) -> Result<Vec<Path>, StepError> {
+    let listed: Vec<_> = store
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .map_err(|e| store_error(e, &format!("listing {shown}")))?;
+    let prefix_parts = dir.parts().count();
+    Ok(listed
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|p| {
+            !p.parts()
+                .skip(prefix_parts)
+                .any(|s| s.as_ref().starts_with(['_', '.']))
+        })
+        .collect())
+}
+
+async fn delete_all(store: Arc<dyn ObjectStore>, paths: Vec<Path>, step: String) {
+    for p in paths {
+        if let Err(e) = store.delete(&p).await {
+            tracing::warn!(step = %step, path = %p, error = %e, "could not delete");
+        }
+    }
+}
+
+async fn delete_prefix(store: Arc<dyn ObjectStore>, prefix: Path, step: String) {
+    let listed: Vec<Path> = store
+        .list(Some(&prefix))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .unwrap_or_default();
+    delete_all(store, listed, step).await;
+}
+
+#[async_trait]
+impl Sink for ObjectSink {
+    async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        self.rows += df.height() as u64;
+        if self.options.partition_by.is_empty() {
+            return self.write_part(String::new(), df).await;
+        }
+        let cols = self.options.partition_by.clone();
+        for c in &cols {
+            if df.column(c).is_err() {
+                return Err(StepError::user(format!(
+                    "step \"{}\": partition column \"{c}\" is not in the data",
+                    self.step
+                )));
+            }
+        }
+        let parts = df
+            .partition_by_stable(cols.iter().map(String::as_str), true)
+            .map_err(|e| StepError::internal(format!("partitioning: {e}")))?;
+        for part in parts {
+            let dir = partition_dir(&part, &cols)?;
+            let data = part.drop_many(cols.iter().map(String::as_str));
+            self.write_part(dir, data).await?;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self) -> Result<(), StepError> {
+        let dirs: Vec<String> = self.open.keys().cloned().collect();
+        for d in dirs {
+            self.close(&d).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), StepError> {
+        let store = self.loc.store.clone();
+        let replaced = if self.options.mode == ObjectWriteMode::Overwrite && self.single.is_none() {
+            existing_files(store.clone(), &self.dir, self.loc.display(&self.dir)).await?
+        } else {
+            Vec::new()
+        };
+        for s in &self.staged {
+            let result = store.copy(&s.staged, &s.published).await;
+            if let Err(e) = result {
+                let err = store_error(
+                    e,
+                    &format!(
+                        "step \"{}\": publishing {}",
+                        self.step,
+                        self.loc.display(&s.published)
+                    ),
+                );
+                let copied = std::mem::take(&mut self.copied);
+                delete_all(store.clone(), copied, self.step.clone()).await;
+                return Err(err);
+            }
+            self.copied.push(s.published.clone());
+        }
+        let new: std::collections::HashSet<&Path> = self.copied.iter().collect();
+        let old: Vec<Path> = replaced.into_iter().filter(|p| !new.contains(p)).collect();
+        delete_all(store.clone(), old, self.step.clone()).await;
+        delete_prefix(store.clone(), self.staging.clone(), self.step.clone()).await;
+        if self.single.is_none() {
+            let manifest = serde_json::json!({
+                "run_id": self.run_id,
+                "format": self.format.extension(),
+                "rows": self.rows,
+                "files": self.copied.iter().map(|p| self.loc.display(p)).collect::<Vec<_>>(),
+            });
+            let marker = self.dir.clone().join("_SUCCESS");
+            store
+                .put(&marker, manifest.to_string().into_bytes().into())
+                .await
+                .map_err(|e| store_error(e, &format!("writing {}", self.loc.display(&marker))))?;
+        }
+        tracing::info!(step = %self.step, files = self.copied.len(), rows = self.rows, bytes = self.bytes, to = %self.loc.display(&self.dir), "published");
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        for (_, file) in std::mem::take(&mut self.open) {
+            file.writer.abort().await;
+        }
+        let store = self.loc.store.clone();
+        let copied = std::mem::take(&mut self.copied);
+        delete_all(store.clone(), copied, self.step.clone()).await;
+        delete_prefix(store, self.staging.clone(), self.step.clone()).await;
+    }
+
+    fn metrics(&self) -> Metrics {
+        vec![
+            ("files_written", self.staged.len() as u64),
+            ("bytes_written", self.bytes),
+        ]
+    }
+}
+
+/// A run id unique across processes: milliseconds since the epoch, pid and a counter.
+pub(crate) fn run_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "{ms}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl LoadMethods {
+    /// Writes files to S3 (or a local directory), published when the run succeeds.
+    pub async fn s3(options: S3LoadOptions, setup: StepSetup) -> Result<Box<dyn Sink>, StepError> {
+        let loc = locate(&setup, &options.path)?;
+        let single = single_object(&options.path);
+        let (dir, name) = if single {
+            let mut parts: Vec<String> = loc.key.parts().map(|p| p.as_ref().to_string()).collect();
+            let name = parts.pop().unwrap_or_default();
+            (Path::from_iter(parts), Some(name))
+        } else {
+            (loc.key.clone(), None)
+        };
+        let format = options
+            .format
+            .or_else(|| name.as_deref().and_then(FileFormat::from_name))
+            .unwrap_or(FileFormat::Parquet);
+        let run_id = run_id();
+        let staging = dir.clone().join("_pipectl_staging").join(run_id.as_str());
+        Ok(Box::new(ObjectSink {
+            step: setup.step.clone(),
+            loc,
+            format,
+            options,
+            run_id,
+            dir,
+            staging,
+            single: name,
+            open: BTreeMap::new(),
+            staged: Vec::new(),
+            copied: Vec::new(),
+            seq: 0,
+            rows: 0,
+            bytes: 0,
+        }))
+    }
+}

@@ -1,0 +1,282 @@
+//! `ExtractMethods::s3`: reads Parquet, Avro, CSV or JSON lines from one object, every data file
+//! under a prefix, or the keys matching a glob; S3 or local. Hidden names (`_…`, `.…`, such as
+//! `_SUCCESS` and pipectl's staging prefix) are skipped; hive-style `col=value` directories add
+//! their columns (as strings).
+
+use super::format::FileFormat;
+use super::store_error;
+use super::target::{Location, locate};
+use crate::ExtractMethods;
+use crate::arrow_bridge::arrow_to_frame;
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use pipeline_base::StepError;
+use pipeline_data::method::MethodOptions;
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{AvroBatch, Batch, OptionsError, Source, StepSetup, blocking};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Options of the `s3` extract.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3ExtractOptions {
+    /// One object (`s3://b/k.parquet`), a prefix (`s3://b/dir/`), or a glob
+    /// (`s3://b/dir/*/part-*.parquet`; `*` within a name, `**` across directories). Local paths
+    /// and `file://` URLs work the same without a connection.
+    pub path: String,
+    /// `parquet`, `avro`, `csv` or `json` (lines); default: from the file names.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// Rows per batch handed to the next step (default 131072).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_batch_size() -> usize {
+    131_072
+}
+
+impl MethodOptions for S3ExtractOptions {
+    fn check(&self) -> Result<(), OptionsError> {
+        if self.batch_size == 0 {
+            return Err(OptionsError::new(
+                "/batch_size",
+                "batch_size must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `*` matches within one path segment, `**` any number of segments, `?` one character.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    fn rec(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) if p.get(1) == Some(&b'*') => {
+                let rest = p[2..].strip_prefix(b"/").unwrap_or(&p[2..]);
+                (0..=t.len()).any(|i| rec(rest, &t[i..]))
+            }
+            (Some(b'*'), _) => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != b'/')
+                .any(|i| rec(&p[1..], &t[i..])),
+            (Some(b'?'), Some(c)) if *c != b'/' => rec(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    rec(pattern.as_bytes(), text.as_bytes())
+}
+
+fn hidden(p: &Path, skip: usize) -> bool {
+    p.parts()
+        .skip(skip)
+        .any(|s| s.as_ref().starts_with(['_', '.']))
+}
+
+/// The files a path names, sorted by key.
+async fn files(
+    loc: &Location,
+    path: &str,
+    format: Option<FileFormat>,
+) -> Result<Vec<Path>, StepError> {
+    let key = loc.key.as_ref().to_string();
+    let wildcard = key.find(['*', '?']);
+    let base = match wildcard {
+        Some(i) => Path::from(key[..i].rsplit_once('/').map(|(b, _)| b).unwrap_or("")),
+        None => loc.key.clone(),
+    };
+    // One object?
+    if wildcard.is_none() && !loc.is_dir {
+        match loc.store.head(&loc.key).await {
+            Ok(_) => return Ok(vec![loc.key.clone()]),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_error(e, &format!("reading {path}"))),
+        }
+    }
+    let skip = base.parts().count();
+    let mut listed: Vec<Path> = loc
+        .store
+        .list(Some(&base))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .map_err(|e| store_error(e, &format!("listing {path}")))?;
+    listed.retain(|p| {
+        !hidden(p, skip)
+            && wildcard.is_none_or(|_| glob_match(&key, p.as_ref()))
+            && match format {
+                Some(f) => FileFormat::from_name(p.as_ref()).is_none_or(|g| g == f),
+                None => FileFormat::from_name(p.as_ref()).is_some(),
+            }
+    });
+    listed.sort();
+    if listed.is_empty() {
+        return Err(
+            StepError::user(format!("no data files at {path}")).with_hint(
+                "check the path; a prefix must hold .parquet, .avro, .csv or .jsonl files",
+            ),
+        );
+    }
+    Ok(listed)
+}
+
+/// `col=value` directories of a key, below the listing base.
+fn hive_columns(p: &Path, skip: usize) -> Vec<(String, String)> {
+    let parts: Vec<String> = p.parts().map(|s| s.as_ref().to_string()).collect();
+    let n = parts.len().saturating_sub(1);
+    parts[skip.min(n)..n]
+        .iter()
+        .filter_map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn decode(bytes: bytes::Bytes, format: FileFormat, what: &str) -> Result<DataFrame, StepError> {
+    let bad = |e: &dyn std::fmt::Display| StepError::user(format!("reading {what}: {e}"));
+    match format {
+        FileFormat::Parquet => ParquetReader::new(std::io::Cursor::new(bytes))
+            .finish()
+            .map_err(|e| bad(&e)),
+        FileFormat::Avro => pipeline_data::avro::avro_to_frame(&AvroBatch::new(bytes.to_vec(), 0)),
+        FileFormat::Csv => {
+            let (schema, _) = arrow::csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(std::io::Cursor::new(&bytes), Some(10_000))
+                .map_err(|e| bad(&e))?;
+            let reader = arrow::csv::ReaderBuilder::new(Arc::new(schema))
+                .with_header(true)
+                .with_batch_size(65_536)
+                .build(std::io::Cursor::new(bytes))
+                .map_err(|e| bad(&e))?;
+            let batches: Vec<_> = reader.collect::<Result<_, _>>().map_err(|e| bad(&e))?;
+            arrow_to_frame(&batches)
+        }
+        FileFormat::Json => {
+            let (schema, _) =
+                arrow::json::reader::infer_json_schema(std::io::Cursor::new(&bytes), Some(10_000))
+                    .map_err(|e| bad(&e))?;
+            let reader = arrow::json::ReaderBuilder::new(Arc::new(schema))
+                .with_batch_size(65_536)
+                .build(std::io::Cursor::new(bytes))
+                .map_err(|e| bad(&e))?;
+            let batches: Vec<_> = reader.collect::<Result<_, _>>().map_err(|e| bad(&e))?;
+            arrow_to_frame(&batches)
+        }
+    }
+}
+
+struct ObjectSource {
+    loc: Location,
+    files: VecDeque<Path>,
+    skip: usize,
+    format: Option<FileFormat>,
+    batch_size: usize,
+    pending: VecDeque<DataFrame>,
+}
+
+#[async_trait]
+impl Source for ObjectSource {
+    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
+        loop {
+            if let Some(df) = self.pending.pop_front() {
+                return Ok(Some(Batch::Frame(df)));
+            }
+            let Some(file) = self.files.pop_front() else {
+                return Ok(None);
+            };
+            let what = self.loc.display(&file);
+            let format = self
+                .format
+                .or_else(|| FileFormat::from_name(file.as_ref()))
+                .unwrap_or(FileFormat::Parquet);
+            let bytes = self
+                .loc
+                .store
+                .get(&file)
+                .await
+                .map_err(|e| store_error(e, &format!("reading {what}")))?
+                .bytes()
+                .await
+                .map_err(|e| store_error(e, &format!("reading {what}")))?;
+            let hive = hive_columns(&file, self.skip);
+            let batch_size = self.batch_size;
+            let frames = blocking(move || {
+                let mut df = decode(bytes, format, &what)?;
+                let n = df.height();
+                for (k, v) in hive {
+                    if df.column(&k).is_err() {
+                        df.with_column(Column::new_scalar(
+                            k.into(),
+                            Scalar::from(PlSmallStr::from(v.as_str())),
+                            n,
+                        ))
+                        .map_err(|e| {
+                            StepError::internal(format!("adding partition column: {e}"))
+                        })?;
+                    }
+                }
+                let mut out = Vec::new();
+                let mut offset = 0;
+                while offset < n {
+                    out.push(df.slice(offset as i64, batch_size));
+                    offset += batch_size;
+                }
+                Ok(out)
+            })
+            .await?;
+            self.pending.extend(frames);
+        }
+    }
+}
+
+impl ExtractMethods {
+    /// Reads files from S3 (or a local directory).
+    pub async fn s3(
+        options: S3ExtractOptions,
+        setup: StepSetup,
+    ) -> Result<Box<dyn Source>, StepError> {
+        let loc = locate(&setup, &options.path)?;
+        let list = files(&loc, &options.path, options.format)
+            .await
+            .map_err(|e| e.context(format!("step \"{}\"", setup.step)))?;
+        let key = loc.key.as_ref().to_string();
+        let skip = match key.find(['*', '?']) {
+            Some(i) => Path::from(key[..i].rsplit_once('/').map(|(b, _)| b).unwrap_or(""))
+                .parts()
+                .count(),
+            None if list.len() == 1 && list[0] == loc.key => loc.key.parts().count(),
+            None => loc.key.parts().count(),
+        };
+        tracing::debug!(step = %setup.step, files = list.len(), "files to read");
+        Ok(Box::new(ObjectSource {
+            loc,
+            files: list.into(),
+            skip,
+            format: options.format,
+            batch_size: options.batch_size,
+            pending: VecDeque::new(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("a/*.parquet", "a/x.parquet"));
+        assert!(!glob_match("a/*.parquet", "a/b/x.parquet"));
+        assert!(glob_match("a/**/*.parquet", "a/b/c/x.parquet"));
+        assert!(glob_match("a/**/*.parquet", "a/x.parquet"));
+        assert!(glob_match("a/part-?.csv", "a/part-1.csv"));
+    }
+}
