@@ -22,7 +22,9 @@ pub use delta::{
     DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, read_delta_table,
 };
 pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
-pub use postgres::{NumericMode, PartitionOptions, PostgresExtractOptions};
+pub use postgres::{
+    NumericMode, PartitionOptions, PgWriteMode, PostgresExtractOptions, PostgresLoadOptions,
+};
 pub use s3::{FileFormat, ObjectWriteMode, ParquetCompression, S3ExtractOptions, S3LoadOptions};
 
 /// Every connector method, in the order `pipectl methods` lists them.
@@ -57,6 +59,12 @@ pub fn entries() -> Vec<MethodEntry> {
             "Write a Delta Lake table, atomically at the end of the run",
             ConnectionUse::Optional(&["delta"]),
             LoadMethods::delta,
+        ),
+        MethodEntry::load(
+            "postgres",
+            "Write a PostgreSQL table by binary COPY through a staging table (append, overwrite, upsert), in one transaction",
+            ConnectionUse::Required(&["postgres"]),
+            LoadMethods::postgres,
         ),
         MethodEntry::load(
             "s3",

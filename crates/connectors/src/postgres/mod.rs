@@ -2,10 +2,13 @@
 //! `load`) binary-COPY reads and writes.
 
 mod decode;
+mod encode;
 mod extract;
+mod load;
 mod partition;
 
 pub use extract::{NumericMode, PartitionOptions, PostgresExtractOptions};
+pub use load::{PgWriteMode, PostgresLoadOptions};
 
 use pipeline_base::StepError;
 use pipeline_credentials::{ExposeSecret, JdbcConfig};

@@ -1,0 +1,245 @@
+//! Encodes DataFrame rows in PostgreSQL's binary COPY format for the target table's column
+//! types: each column is first cast (strictly) to the Polars type matching the PostgreSQL type,
+//! then written value by value from its Arrow buffers.
+
+use pipeline_base::StepError;
+use pipeline_data::polars::prelude::*;
+use tokio_postgres::types::Type;
+
+pub(crate) const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+pub(crate) const TRAILER: &[u8] = &[0xff, 0xff];
+
+const PG_EPOCH_DAYS: i32 = 10_957;
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// The Polars type a value must have to be written into a PostgreSQL column of type `ty`.
+pub(crate) fn polars_type_for(ty: &Type, column: &str) -> Result<DataType, StepError> {
+    Ok(match *ty {
+        Type::BOOL => DataType::Boolean,
+        Type::INT2 => DataType::Int16,
+        Type::INT4 => DataType::Int32,
+        Type::INT8 => DataType::Int64,
+        Type::FLOAT4 => DataType::Float32,
+        Type::FLOAT8 => DataType::Float64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::JSONB
+        | Type::UUID | Type::NUMERIC => DataType::String,
+        Type::BYTEA => DataType::Binary,
+        Type::DATE => DataType::Date,
+        Type::TIMESTAMP => DataType::Datetime(TimeUnit::Microseconds, None),
+        Type::TIMESTAMPTZ => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+        _ => {
+            return Err(StepError::user(format!(
+                "column \"{column}\" of the target table has type {}, which the postgres load cannot write",
+                ty.name()
+            )));
+        }
+    })
+}
+
+/// One column ready to encode: its values cast and rechunked.
+pub(crate) struct ColumnEncoder {
+    ty: Type,
+    series: Series,
+}
+
+impl ColumnEncoder {
+    pub fn new(column: &Column, ty: &Type) -> Result<Self, StepError> {
+        let name = column.name().to_string();
+        let target = polars_type_for(ty, &name)?;
+        let series = column.as_materialized_series();
+        if *ty == Type::NUMERIC && series.dtype().is_float() {
+            // Rust prints floats without exponents, which numeric's text form needs.
+            let f = series
+                .cast(&DataType::Float64)
+                .map_err(|e| StepError::internal(format!("encoding {name}: {e}")))?;
+            let f = f
+                .f64()
+                .map_err(|e| StepError::internal(format!("encoding {name}: {e}")))?;
+            let text: StringChunked = f
+                .iter()
+                .map(|o| o.filter(|v| v.is_finite()).map(|v| v.to_string()))
+                .collect();
+            return Ok(ColumnEncoder {
+                ty: ty.clone(),
+                series: text.with_name(name.into()).into_series(),
+            });
+        }
+        let cast = if *series.dtype() == target {
+            series.clone()
+        } else {
+            series.strict_cast(&target).map_err(|e| {
+                StepError::user(format!(
+                    "column \"{name}\" ({}) cannot be written to a {} column: {e}",
+                    series.dtype(),
+                    ty.name()
+                ))
+            })?
+        };
+        Ok(ColumnEncoder {
+            ty: ty.clone(),
+            series: cast.rechunk(),
+        })
+    }
+
+    /// Appends the field (length + value) of row `i`.
+    pub fn encode(&self, i: usize, out: &mut Vec<u8>) -> Result<(), StepError> {
+        macro_rules! fixed {
+            ($ca:expr, $conv:expr) => {{
+                match $ca.get(i) {
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(v) => {
+                        let bytes = $conv(v).to_be_bytes();
+                        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                        out.extend_from_slice(&bytes);
+                    }
+                }
+            }};
+        }
+        let s = &self.series;
+        let err = |e: PolarsError| StepError::internal(format!("encoding: {e}"));
+        match self.ty {
+            Type::BOOL => fixed!(s.bool().map_err(err)?, |v: bool| v as u8),
+            Type::INT2 => fixed!(s.i16().map_err(err)?, |v: i16| v),
+            Type::INT4 => fixed!(s.i32().map_err(err)?, |v: i32| v),
+            Type::INT8 => fixed!(s.i64().map_err(err)?, |v: i64| v),
+            Type::FLOAT4 => fixed!(s.f32().map_err(err)?, |v: f32| v),
+            Type::FLOAT8 => fixed!(s.f64().map_err(err)?, |v: f64| v),
+            Type::DATE => fixed!(s.date().map_err(err)?.physical(), |v: i32| v - PG_EPOCH_DAYS),
+            Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+                fixed!(s.datetime().map_err(err)?.physical(), |v: i64| v - PG_EPOCH_US)
+            }
+            Type::BYTEA => match s.binary().map_err(err)?.get(i) {
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(b) => {
+                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    out.extend_from_slice(b);
+                }
+            },
+            _ => {
+                let Some(text) = s.str().map_err(err)?.get(i) else {
+                    out.extend_from_slice(&(-1i32).to_be_bytes());
+                    return Ok(());
+                };
+                match self.ty {
+                    Type::UUID => {
+                        let bytes = uuid_bytes(text).ok_or_else(|| {
+                            StepError::user(format!(
+                                "column \"{}\": \"{text}\" is not a UUID",
+                                s.name()
+                            ))
+                        })?;
+                        out.extend_from_slice(&16i32.to_be_bytes());
+                        out.extend_from_slice(&bytes);
+                    }
+                    Type::NUMERIC => {
+                        let bytes = numeric_bytes(text).ok_or_else(|| {
+                            StepError::user(format!(
+                                "column \"{}\": \"{text}\" is not a number",
+                                s.name()
+                            ))
+                        })?;
+                        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                        out.extend_from_slice(&bytes);
+                    }
+                    Type::JSONB => {
+                        out.extend_from_slice(&(text.len() as i32 + 1).to_be_bytes());
+                        out.push(1);
+                        out.extend_from_slice(text.as_bytes());
+                    }
+                    _ => {
+                        out.extend_from_slice(&(text.len() as i32).to_be_bytes());
+                        out.extend_from_slice(text.as_bytes());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A decimal string (`-123.4500`, `1e3` not accepted) in numeric's binary form.
+fn numeric_bytes(text: &str) -> Option<Vec<u8>> {
+    let t = text.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    if t.eq_ignore_ascii_case("nan") {
+        let mut v = Vec::with_capacity(8);
+        v.extend(0i16.to_be_bytes());
+        v.extend(0i16.to_be_bytes());
+        v.extend(0xC000u16.to_be_bytes());
+        v.extend(0u16.to_be_bytes());
+        return Some(v);
+    }
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let dscale = frac.len() as u16;
+    // Pad the integer part on the left and the fraction on the right to groups of 4 digits.
+    let int = int.trim_start_matches('0');
+    let pad_left = (4 - int.len() % 4) % 4;
+    let int_digits = format!("{}{int}", "0".repeat(pad_left));
+    let pad_right = (4 - frac.len() % 4) % 4;
+    let frac_digits = format!("{frac}{}", "0".repeat(pad_right));
+    let mut groups: Vec<i16> = int_digits
+        .as_bytes()
+        .chunks(4)
+        .chain(frac_digits.as_bytes().chunks(4))
+        .map(|c| std::str::from_utf8(c).ok().and_then(|s| s.parse().ok()).unwrap_or(0))
+        .collect();
+    let mut weight = (int_digits.len() / 4) as i16 - 1;
+    // Strip leading and trailing zero groups.
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let mut v = Vec::with_capacity(8 + 2 * groups.len());
+    v.extend((groups.len() as i16).to_be_bytes());
+    v.extend(weight.to_be_bytes());
+    v.extend((if neg && !groups.is_empty() { 0x4000u16 } else { 0 }).to_be_bytes());
+    v.extend(dscale.to_be_bytes());
+    for g in groups {
+        v.extend(g.to_be_bytes());
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numerics_encode_like_postgres() {
+        // 12345.678 -> digits [1, 2345, 6780], weight 1, dscale 3
+        let v = numeric_bytes("12345.678").unwrap();
+        assert_eq!(&v[..8], &[0, 3, 0, 1, 0, 0, 0, 3]);
+        assert_eq!(&v[8..], &[0, 1, 0x09, 0x29, 0x1a, 0x7c]);
+        let v = numeric_bytes("-0.0005").unwrap(); // [5], weight -1
+        assert_eq!(&v[..8], &[0, 1, 0xff, 0xff, 0x40, 0, 0, 4]);
+        assert!(numeric_bytes("1e3").is_none());
+        assert_eq!(uuid_bytes("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap()[0], 0xa0);
+    }
+}
