@@ -21,8 +21,14 @@ pub(crate) fn polars_type_for(ty: &Type, column: &str) -> Result<DataType, StepE
         Type::INT8 => DataType::Int64,
         Type::FLOAT4 => DataType::Float32,
         Type::FLOAT8 => DataType::Float64,
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::JSONB
-        | Type::UUID | Type::NUMERIC => DataType::String,
+        Type::TEXT
+        | Type::VARCHAR
+        | Type::BPCHAR
+        | Type::NAME
+        | Type::JSON
+        | Type::JSONB
+        | Type::UUID
+        | Type::NUMERIC => DataType::String,
         Type::BYTEA => DataType::Binary,
         Type::DATE => DataType::Date,
         Type::TIMESTAMP => DataType::Datetime(TimeUnit::Microseconds, None),
@@ -104,9 +110,11 @@ impl ColumnEncoder {
             Type::INT8 => fixed!(s.i64().map_err(err)?, |v: i64| v),
             Type::FLOAT4 => fixed!(s.f32().map_err(err)?, |v: f32| v),
             Type::FLOAT8 => fixed!(s.f64().map_err(err)?, |v: f64| v),
-            Type::DATE => fixed!(s.date().map_err(err)?.physical(), |v: i32| v - PG_EPOCH_DAYS),
+            Type::DATE => fixed!(s.date().map_err(err)?.physical(), |v: i32| v
+                - PG_EPOCH_DAYS),
             Type::TIMESTAMP | Type::TIMESTAMPTZ => {
-                fixed!(s.datetime().map_err(err)?.physical(), |v: i64| v - PG_EPOCH_US)
+                fixed!(s.datetime().map_err(err)?.physical(), |v: i64| v
+                    - PG_EPOCH_US)
             }
             Type::BYTEA => match s.binary().map_err(err)?.get(i) {
                 None => out.extend_from_slice(&(-1i32).to_be_bytes()),
@@ -202,7 +210,12 @@ fn numeric_bytes(text: &str) -> Option<Vec<u8>> {
         .as_bytes()
         .chunks(4)
         .chain(frac_digits.as_bytes().chunks(4))
-        .map(|c| std::str::from_utf8(c).ok().and_then(|s| s.parse().ok()).unwrap_or(0))
+        .map(|c| {
+            std::str::from_utf8(c)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0)
+        })
         .collect();
     let mut weight = (int_digits.len() / 4) as i16 - 1;
     // Strip leading and trailing zero groups.
@@ -219,7 +232,14 @@ fn numeric_bytes(text: &str) -> Option<Vec<u8>> {
     let mut v = Vec::with_capacity(8 + 2 * groups.len());
     v.extend((groups.len() as i16).to_be_bytes());
     v.extend(weight.to_be_bytes());
-    v.extend((if neg && !groups.is_empty() { 0x4000u16 } else { 0 }).to_be_bytes());
+    v.extend(
+        (if neg && !groups.is_empty() {
+            0x4000u16
+        } else {
+            0
+        })
+        .to_be_bytes(),
+    );
     v.extend(dscale.to_be_bytes());
     for g in groups {
         v.extend(g.to_be_bytes());
@@ -240,6 +260,9 @@ mod tests {
         let v = numeric_bytes("-0.0005").unwrap(); // [5], weight -1
         assert_eq!(&v[..8], &[0, 1, 0xff, 0xff, 0x40, 0, 0, 4]);
         assert!(numeric_bytes("1e3").is_none());
-        assert_eq!(uuid_bytes("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap()[0], 0xa0);
+        assert_eq!(
+            uuid_bytes("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap()[0],
+            0xa0
+        );
     }
 }

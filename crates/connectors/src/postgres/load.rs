@@ -58,7 +58,10 @@ impl MethodOptions for PostgresLoadOptions {
                 .with_hint("e.g. \"key\": [\"order_id\"]"));
         }
         if self.mode != PgWriteMode::Upsert && !self.key.is_empty() {
-            return Err(OptionsError::new("/key", "\"key\" is only used by mode \"upsert\""));
+            return Err(OptionsError::new(
+                "/key",
+                "\"key\" is only used by mode \"upsert\"",
+            ));
         }
         Ok(())
     }
@@ -106,7 +109,10 @@ struct PgSink {
 
 impl PgSink {
     fn fail(&self, e: tokio_postgres::Error, doing: &str) -> StepError {
-        pg_error(e, &format!("step \"{}\": {doing} {}", self.step, self.table))
+        pg_error(
+            e,
+            &format!("step \"{}\": {doing} {}", self.step, self.table),
+        )
     }
 
     /// The target's columns and types, or `None` when the table does not exist.
@@ -146,11 +152,18 @@ impl PgSink {
                 let defs = df
                     .columns()
                     .iter()
-                    .map(|c| Ok(format!("{} {}", quote_ident(c.name()), sql_type(c.dtype(), c.name())?)))
+                    .map(|c| {
+                        Ok(format!(
+                            "{} {}",
+                            quote_ident(c.name()),
+                            sql_type(c.dtype(), c.name())?
+                        ))
+                    })
                     .collect::<Result<Vec<_>, StepError>>()?;
                 let mut ddl = format!("CREATE TABLE {} ({}", self.table, defs.join(", "));
                 if self.options.mode == PgWriteMode::Upsert {
-                    let keys: Vec<String> = self.options.key.iter().map(|k| quote_ident(k)).collect();
+                    let keys: Vec<String> =
+                        self.options.key.iter().map(|k| quote_ident(k)).collect();
                     ddl.push_str(&format!(", PRIMARY KEY ({})", keys.join(", ")));
                 }
                 ddl.push(')');
@@ -193,7 +206,11 @@ impl PgSink {
                 )));
             }
         }
-        let list = columns.iter().map(|(n, _)| quote_ident(n)).collect::<Vec<_>>().join(", ");
+        let list = columns
+            .iter()
+            .map(|(n, _)| quote_ident(n))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut stage = format!(
             "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {list} FROM {} WITH NO DATA",
             self.table
@@ -205,10 +222,16 @@ impl PgSink {
             .batch_execute(&format!("DROP TABLE IF EXISTS {STAGE}; {stage}"))
             .await
             .map_err(|e| self.fail(e, "staging rows for"))?;
-        let seq = if self.options.mode == PgWriteMode::Upsert { format!(", {SEQ}") } else { String::new() };
+        let seq = if self.options.mode == PgWriteMode::Upsert {
+            format!(", {SEQ}")
+        } else {
+            String::new()
+        };
         let sink = self
             .client
-            .copy_in::<_, Bytes>(&format!("COPY {STAGE} ({list}{seq}) FROM STDIN (FORMAT binary)"))
+            .copy_in::<_, Bytes>(&format!(
+                "COPY {STAGE} ({list}{seq}) FROM STDIN (FORMAT binary)"
+            ))
             .await
             .map_err(|e| self.fail(e, "starting COPY for"))?;
         let mut sink = Box::pin(sink);
@@ -240,7 +263,8 @@ impl Sink for PgSink {
                         self.step
                     ))
                 })?;
-                ColumnEncoder::new(column, ty).map_err(|e| e.context(format!("step \"{}\"", self.step)))
+                ColumnEncoder::new(column, ty)
+                    .map_err(|e| e.context(format!("step \"{}\"", self.step)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let upsert = self.options.mode == PgWriteMode::Upsert;
@@ -261,7 +285,10 @@ impl Sink for PgSink {
             Ok(out)
         })
         .await?;
-        let sink = self.copy.as_mut().ok_or_else(|| StepError::internal("COPY not started"))?;
+        let sink = self
+            .copy
+            .as_mut()
+            .ok_or_else(|| StepError::internal("COPY not started"))?;
         if let Err(e) = sink.send(Bytes::from(bytes)).await {
             return Err(self.fail(e, "writing COPY data for"));
         }
@@ -280,15 +307,29 @@ impl Sink for PgSink {
             .finish()
             .await
             .map_err(|e| self.fail(e, "finishing COPY for"))?;
-        let list = self.columns.iter().map(|(n, _)| quote_ident(n)).collect::<Vec<_>>().join(", ");
+        let list = self
+            .columns
+            .iter()
+            .map(|(n, _)| quote_ident(n))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = match self.options.mode {
-            PgWriteMode::Append => format!("INSERT INTO {} ({list}) SELECT {list} FROM {STAGE}", self.table),
+            PgWriteMode::Append => format!(
+                "INSERT INTO {} ({list}) SELECT {list} FROM {STAGE}",
+                self.table
+            ),
             PgWriteMode::Overwrite => format!(
                 "TRUNCATE {t}; INSERT INTO {t} ({list}) SELECT {list} FROM {STAGE}",
                 t = self.table
             ),
             PgWriteMode::Upsert => {
-                let keys = self.options.key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+                let keys = self
+                    .options
+                    .key
+                    .iter()
+                    .map(|k| quote_ident(k))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let updates: Vec<String> = self
                     .columns
                     .iter()
@@ -309,7 +350,9 @@ impl Sink for PgSink {
         self.client.batch_execute(&sql).await.map_err(|e| {
             let err = self.fail(e, "moving staged rows into");
             if err.message().contains("ON CONFLICT specification") {
-                err.with_hint("upsert needs a primary key or unique index on exactly the key columns")
+                err.with_hint(
+                    "upsert needs a primary key or unique index on exactly the key columns",
+                )
             } else {
                 err
             }

@@ -52,10 +52,15 @@ pub(crate) async fn connect(setup: &ConnectionSetup) -> Result<tokio_postgres::C
         }
     }
     let where_ = format!("PostgreSQL at {}:{}/{}", c.host, c.port, c.database);
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| pg_error(e, &format!("connecting to {where_} as {}", c.username)))?;
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        pg_error(
+            e,
+            &format!(
+                "connection \"{}\": connecting to {where_} as {}",
+                setup.name, c.username
+            ),
+        )
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection closed");

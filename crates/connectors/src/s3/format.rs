@@ -183,10 +183,9 @@ impl FileWriter {
     /// Finishes the file; returns its size in bytes.
     pub async fn close(self, what: &str) -> Result<u64, StepError> {
         match self {
-            FileWriter::Parquet(w) => {
-                let bytes = w.bytes_written();
-                w.close().await.map_err(|e| io_error(e, what))?;
-                Ok(bytes as u64)
+            FileWriter::Parquet(mut w) => {
+                w.finish().await.map_err(|e| io_error(e, what))?;
+                Ok(w.bytes_written() as u64)
             }
             FileWriter::Text { mut out, bytes, .. } => {
                 out.shutdown().await.map_err(|e| io_error(e, what))?;
