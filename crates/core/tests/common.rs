@@ -63,8 +63,36 @@ async fn flaky(o: FlakyOptions, _: StepSetup) -> Result<Box<dyn Source>, StepErr
     Ok(Box::new(Once(Some(df!("id" => [1i64, 2, 3]).unwrap()))))
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRowsOptions {}
+
+impl MethodOptions for SecretRowsOptions {}
+
+/// A source that needs its connection's `password` and yields one row saying it had it.
+async fn secret_rows(_: SecretRowsOptions, setup: StepSetup) -> Result<Box<dyn Source>, StepError> {
+    let conn = setup.connection_setup()?;
+    let has = conn
+        .credentials
+        .as_ref()
+        .and_then(|f| f.get("password"))
+        .is_some();
+    if !has {
+        return Err(StepError::internal(
+            "the step did not get its connection's password",
+        ));
+    }
+    Ok(Box::new(Once(Some(df!("had_password" => [has]).unwrap()))))
+}
+
 pub fn registry() -> Arc<Registry> {
     let mut r = Registry::standard();
+    r.register(MethodEntry::extract(
+        "secret_rows",
+        "needs a postgres connection's credentials",
+        ConnectionUse::Required(&["postgres"]),
+        secret_rows,
+    ));
     r.register(MethodEntry::extract(
         "flaky",
         "fails then works",

@@ -364,5 +364,25 @@ async fn postgres_down_is_retried_then_named_and_a_missing_bucket_is_clear() {
         text.contains("after 1 attempt"),
         "a user error is not retried: {text}"
     );
+
+    // validate --connect reports each connection; one without its secret fails the command.
+    let out = pipectl(&[
+        "validate",
+        "--connect",
+        &example(),
+        "--set",
+        "/connections/shop/credentials/vault_path=secret/pipectl/nothing",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    assert!(
+        stdout.contains("ok      lake  s3        S3 bucket s3://pipectl-lake"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAILED  shop  postgres  connection \"shop\": no secret at secret/pipectl/nothing (mount secret/, KV v"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 of 2 connections failed"), "{stdout}");
     let _ = env;
 }
