@@ -20,10 +20,7 @@ fn text(o: &Output) -> (String, String) {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    pipeline_testkit::repo_root()
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {

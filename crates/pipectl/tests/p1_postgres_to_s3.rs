@@ -9,14 +9,11 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjPath};
 use pipeline_data::polars::prelude::*;
 use pipeline_testkit::{Cleanup, Env, Service, service, unique, vault_secret};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    pipeline_testkit::repo_root()
 }
 
 fn example() -> String {
@@ -160,29 +157,19 @@ async fn p1_example_moves_100k_rows_exactly_and_prints_no_secret() {
             env.get("S3_BUCKET")
         ),
     ];
-    let mut args = vec!["run", &example()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>();
+    let mut args: Vec<String> = vec!["run".into(), example()];
     for s in &sets {
         args.push("--set".into());
         args.push(s.clone());
     }
-    let human = pipectl(
-        &[
-            args.iter().map(String::as_str).collect::<Vec<_>>(),
-            vec!["--report", report.to_str().unwrap(), "--log-level", "debug"],
-        ]
-        .concat(),
-    );
+    let with = |extra: &[&str]| -> Output {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        pipectl(&all)
+    };
+    let human = with(&["--report", report.to_str().unwrap(), "--log-level", "debug"]);
     assert_eq!(human.status.code(), Some(0), "{}", all_output(&human));
-    let json_logs = pipectl(
-        &[
-            args.iter().map(String::as_str).collect::<Vec<_>>(),
-            vec!["--log-format", "json", "--log-level", "debug"],
-        ]
-        .concat(),
-    );
+    let json_logs = with(&["--log-format", "json", "--log-level", "debug"]);
     assert_eq!(
         json_logs.status.code(),
         Some(0),

@@ -95,6 +95,21 @@ pub fn service(s: Service) -> Option<Env> {
     None
 }
 
+/// The repository root of the checkout under test. Read at run time (cargo sets
+/// `CARGO_MANIFEST_DIR` for test processes): test binaries in a target directory shared by
+/// several clones must look at the clone that runs them, not the one that compiled them.
+pub fn repo_root() -> std::path::PathBuf {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let mut dir = std::path::PathBuf::from(manifest);
+    while !dir.join(".env.example").exists() {
+        if !dir.pop() {
+            panic!("no repository root (with .env.example) above CARGO_MANIFEST_DIR");
+        }
+    }
+    dir
+}
+
 /// A name unique to this test process and call: `prefix_<pid>_<n>_<nanos>` (lower case, `[a-z0-9_]`).
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

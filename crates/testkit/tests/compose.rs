@@ -6,7 +6,7 @@ use std::process::Command;
 
 #[test]
 fn compose_file_is_valid_and_mirrors_the_native_environment() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = pipeline_testkit::repo_root();
     let cache = std::env::var("PIPECTL_CACHE").unwrap_or_else(|_| {
         format!(
             "{}/.cache/pipectl",

@@ -4,10 +4,7 @@
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    pipeline_testkit::repo_root()
 }
 
 /// Values of `.env.example` keys that name a credential.
