@@ -5,7 +5,6 @@
 //! any output, PostgreSQL down at start is retried then named, and a missing bucket is clear.
 
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjPath};
 use pipeline_data::polars::prelude::*;
 use pipeline_testkit::{Cleanup, Env, Service, service, unique, vault_secret};
@@ -40,17 +39,7 @@ fn all_output(o: &Output) -> String {
 }
 
 async fn pg(env: &Env) -> tokio_postgres::Client {
-    let c = vault_secret(env, "pipectl/postgres").await;
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&c["host"])
-        .port(c["port"].parse().unwrap())
-        .dbname(&c["database"])
-        .user(&c["username"])
-        .password(&c["password"]);
-    let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
+    pipeline_testkit::postgres_client(env).await
 }
 
 /// A fresh 100,000-row orders table (same generator as the seed), dropped at the end.
@@ -88,20 +77,6 @@ async fn source_table(env: &Env) -> (String, Cleanup<impl FnOnce()>) {
         }
     });
     (table, cleanup)
-}
-
-async fn lake(env: &Env) -> impl ObjectStore {
-    let c = vault_secret(env, "pipectl/s3").await;
-    AmazonS3Builder::new()
-        .with_endpoint(&c["endpoint"])
-        .with_region(&c["region"])
-        .with_bucket_name(env.get("S3_BUCKET"))
-        .with_access_key_id(&c["access_key_id"])
-        .with_secret_access_key(&c["secret_access_key"])
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .build()
-        .unwrap()
 }
 
 /// Every Parquet object under `prefix`, stacked.
@@ -178,7 +153,7 @@ async fn p1_example_moves_100k_rows_exactly_and_prints_no_secret() {
     );
 
     // Read the Parquet back and compare with the source, column by column.
-    let store = lake(&env).await;
+    let store = pipeline_testkit::s3_store(&env).await;
     let (df, keys) = read_back(&store, &prefix).await;
     assert!(keys.iter().any(|k| k.ends_with("/_SUCCESS")), "{keys:?}");
     assert!(

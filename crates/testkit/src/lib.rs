@@ -271,3 +271,36 @@ impl Env {
         self
     }
 }
+
+/// A PostgreSQL client logged in with the seeded credentials (`pipectl/postgres` in Vault).
+pub async fn postgres_client(env: &Env) -> tokio_postgres::Client {
+    let c = vault_secret(env, "pipectl/postgres").await;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&c["host"])
+        .port(c["port"].parse().expect("a port in Vault"))
+        .dbname(&c["database"])
+        .user(&c["username"])
+        .password(&c["password"]);
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// The environment's bucket with the seeded credentials (`pipectl/s3` in Vault).
+pub async fn s3_store(env: &Env) -> object_store::aws::AmazonS3 {
+    let c = vault_secret(env, "pipectl/s3").await;
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&c["endpoint"])
+        .with_region(&c["region"])
+        .with_bucket_name(env.get("S3_BUCKET"))
+        .with_access_key_id(&c["access_key_id"])
+        .with_secret_access_key(&c["secret_access_key"])
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .expect("an S3 client")
+}

@@ -145,23 +145,12 @@ async fn kafka_round_trip_with_vault_settings() {
 #[tokio::test]
 async fn s3_round_trip_with_vault_credentials() {
     use futures::TryStreamExt;
-    use object_store::aws::AmazonS3Builder;
     use object_store::path::Path;
     use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
     let Some(env) = service(Service::S3) else {
         return;
     };
-    let c = vault_secret(&env, "pipectl/s3").await;
-    let store = AmazonS3Builder::new()
-        .with_endpoint(&c["endpoint"])
-        .with_region(&c["region"])
-        .with_bucket_name(env.get("S3_BUCKET"))
-        .with_access_key_id(&c["access_key_id"])
-        .with_secret_access_key(&c["secret_access_key"])
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .build()
-        .unwrap();
+    let store = pipeline_testkit::s3_store(&env).await;
     let prefix = unique("rt_s3");
     let key = Path::from(format!("{prefix}/hello.txt"));
     store

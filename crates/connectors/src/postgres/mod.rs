@@ -72,16 +72,15 @@ pub(crate) async fn connect(setup: &ConnectionSetup) -> Result<tokio_postgres::C
 /// Classifies a PostgreSQL error: refused connections and serialization failures can be
 /// retried; authentication, missing objects and bad SQL are the user's to fix.
 pub(crate) fn pg_error(e: tokio_postgres::Error, context: &str) -> StepError {
-    let text = match e.as_db_error() {
-        Some(db) => format!("{context}: {} ({})", db.message(), db.code().code()),
-        None => format!("{context}: {}", full_chain(&e)),
+    let Some(db) = e.as_db_error() else {
+        // No SQLSTATE: the connection itself failed (refused, reset, timed out); the cause
+        // (e.g. "Connection refused") follows in the error's source chain.
+        return StepError::transient(format!("{context}: {e}"))
+            .with_hint("check that PostgreSQL is running and reachable from here")
+            .with_source(e);
     };
-    let Some(code) = e.code() else {
-        // No SQLSTATE: the connection itself failed (refused, reset, timed out).
-        return StepError::transient(text)
-            .with_hint("check that PostgreSQL is running and reachable from here");
-    };
-    match *code {
+    let text = format!("{context}: {} ({})", db.message(), db.code().code());
+    match *db.code() {
         SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
             StepError::external(text)
                 .with_hint("check the username and password stored in Vault for this connection")
@@ -95,20 +94,6 @@ pub(crate) fn pg_error(e: tokio_postgres::Error, context: &str) -> StepError {
         | SqlState::QUERY_CANCELED => StepError::transient(text),
         _ => StepError::user(text),
     }
-}
-
-fn full_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 /// `validate --connect`: log in and ask the server's version.

@@ -7,7 +7,7 @@ use pipeline_config::{ConnectionConfig, CredentialsRef};
 use pipeline_credentials::{CredentialProvider, SecretRef, VaultProvider, VaultSettings};
 use pipeline_data::polars::prelude::*;
 use pipeline_data::{Batch, Runtime, StepSetup};
-use pipeline_testkit::{Env, vault_secret};
+use pipeline_testkit::Env;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -74,20 +74,7 @@ pub async fn read_all(runtime: Runtime) -> DataFrame {
 
 /// A PostgreSQL client with the seeded credentials.
 pub async fn pg(env: &Env) -> tokio_postgres::Client {
-    let c = vault_secret(env, "pipectl/postgres").await;
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&c["host"])
-        .port(c["port"].parse().unwrap())
-        .dbname(&c["database"])
-        .user(&c["username"])
-        .password(&c["password"]);
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(connection);
-    client
+    pipeline_testkit::postgres_client(env).await
 }
 
 /// Drops a table when the test ends, pass or fail.
