@@ -73,11 +73,11 @@ impl Auth {
     }
 
     /// A token good for the next request.
-    pub async fn token(&self, http: &Http) -> Result<SecretString, CredentialError> {
+    pub async fn token(&self, http: &Http, what: &str) -> Result<SecretString, CredentialError> {
         let mut state = self.state.lock().await;
         match state.as_ref() {
-            None => *state = Some(self.start(http).await?),
-            Some(s) if s.near_expiry() => *state = Some(self.refresh(http, s.clone()).await?),
+            None => *state = Some(self.start(http, what).await?),
+            Some(s) if s.near_expiry() => *state = Some(self.refresh(http, s.clone(), what).await?),
             Some(_) => {}
         }
         state
@@ -87,18 +87,18 @@ impl Auth {
     }
 
     /// The token was refused: with AppRole, log in again (returns true); a fixed token cannot be.
-    pub async fn refused(&self, http: &Http) -> Result<bool, CredentialError> {
+    pub async fn refused(&self, http: &Http, what: &str) -> Result<bool, CredentialError> {
         if let VaultAuth::AppRole { .. } = self.method {
             let mut state = self.state.lock().await;
-            *state = Some(self.login(http).await?);
+            *state = Some(self.login(http, what).await?);
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn start(&self, http: &Http) -> Result<TokenState, CredentialError> {
+    async fn start(&self, http: &Http, what: &str) -> Result<TokenState, CredentialError> {
         match &self.method {
-            VaultAuth::AppRole { .. } => self.login(http).await,
+            VaultAuth::AppRole { .. } => self.login(http, what).await,
             VaultAuth::Token(token) => {
                 let mut state = TokenState {
                     token: token.clone(),
@@ -113,7 +113,7 @@ impl Auth {
                         "auth/token/lookup-self",
                         None,
                         Some(token),
-                        "auth/token/lookup-self",
+                        what,
                     )
                     .await?;
                 if reply.status.is_success() {
@@ -131,9 +131,10 @@ impl Auth {
         &self,
         http: &Http,
         current: TokenState,
+        what: &str,
     ) -> Result<TokenState, CredentialError> {
         match &self.method {
-            VaultAuth::AppRole { .. } => self.login(http).await,
+            VaultAuth::AppRole { .. } => self.login(http, what).await,
             VaultAuth::Token(_) if current.renewable => {
                 let reply = http
                     .call(
@@ -141,7 +142,7 @@ impl Auth {
                         "auth/token/renew-self",
                         Some(&json!({})),
                         Some(&current.token),
-                        "auth/token/renew-self",
+                        what,
                     )
                     .await?;
                 if !reply.status.is_success() {
@@ -167,7 +168,7 @@ impl Auth {
         }
     }
 
-    async fn login(&self, http: &Http) -> Result<TokenState, CredentialError> {
+    async fn login(&self, http: &Http, what: &str) -> Result<TokenState, CredentialError> {
         let VaultAuth::AppRole {
             mount,
             role_id,
@@ -182,7 +183,7 @@ impl Auth {
         let body =
             json!({"role_id": role_id.expose_secret(), "secret_id": secret_id.expose_secret()});
         let reply = http
-            .call(Method::POST, &path, Some(&body), None, &path)
+            .call(Method::POST, &path, Some(&body), None, what)
             .await?;
         if !reply.status.is_success() {
             let mut reason = reply.reason();

@@ -82,17 +82,13 @@ impl VaultProvider {
         path: &str,
         what: &str,
     ) -> Result<Reply, CredentialError> {
-        let token = self
-            .auth
-            .token(&self.http)
-            .await
-            .map_err(|e| for_path(e, what))?;
+        let token = self.auth.token(&self.http, what).await?;
         let reply = self
             .http
             .call(method.clone(), path, None, Some(&token), what)
             .await?;
-        if reply.status == StatusCode::FORBIDDEN && self.auth.refused(&self.http).await? {
-            let token = self.auth.token(&self.http).await?;
+        if reply.status == StatusCode::FORBIDDEN && self.auth.refused(&self.http, what).await? {
+            let token = self.auth.token(&self.http, what).await?;
             return self.http.call(method, path, None, Some(&token), what).await;
         }
         Ok(reply)
@@ -205,24 +201,6 @@ impl VaultProvider {
             fields.insert(k.clone(), text);
         }
         Ok(Read::Found(fields))
-    }
-}
-
-/// A login-time failure to reach Vault is reported against the secret being read.
-fn for_path(e: CredentialError, what: &str) -> CredentialError {
-    match e {
-        CredentialError::Unreachable {
-            addr,
-            attempts,
-            reason,
-            ..
-        } => CredentialError::Unreachable {
-            addr,
-            path: what.to_string(),
-            attempts,
-            reason,
-        },
-        other => other,
     }
 }
 
