@@ -5,6 +5,9 @@
 mod common;
 
 use common::{read_all, step};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path as ObjPath;
 use pipeline_base::{OnFailure, StepKind};
 use pipeline_connectors::{ExtractMethods, GenerateOptions, LoadMethods, entries, generate_frame};
 use pipeline_data::polars::prelude::*;
@@ -91,19 +94,22 @@ async fn every_format_round_trips_locally_and_publishes_only_at_commit() {
         s.write(data.slice(3000, 2000)).await.unwrap();
         s.prepare().await.unwrap();
         let target = dir.path().join(format!("out_{format}"));
+        // Before the commit only the local store's temporary files exist: no data file, and
+        // a reader finds nothing.
         assert!(
-            tree(&target)
-                .iter()
-                .all(|k| k.starts_with("_pipectl_staging/")),
+            tree(&target).iter().all(|k| k.contains('#')),
             "nothing published before commit: {:?}",
             tree(&target)
         );
+        let early = ExtractMethods::s3(
+            serde_json::from_value(json!({"path": format!("out_{format}/")})).unwrap(),
+            local(dir.path(), json!({})),
+        )
+        .await;
+        assert!(early.is_err(), "a reader sees no data before the commit");
         s.commit().await.unwrap();
         let keys = tree(&target);
-        assert!(
-            keys.iter().all(|k| !k.starts_with("_pipectl_staging")),
-            "{keys:?}"
-        );
+        assert!(keys.iter().all(|k| !k.contains('#')), "{keys:?}");
         assert!(keys.contains(&"_SUCCESS".to_string()));
         let back = read(local(dir.path(), json!({"path": format!("out_{format}/")}))).await;
         assert_eq!(back.height(), 5000, "{format}");
@@ -217,7 +223,9 @@ async fn s3_round_trip_multipart_concurrent_appends_and_missing_bucket() {
         return;
     };
     let bucket = env.get("S3_BUCKET").to_string();
-    let prefix = format!("s3://{bucket}/{}/", unique("it_orders"));
+    let prefix_key = unique("it_orders");
+    let prefix = format!("s3://{bucket}/{prefix_key}/");
+    let store = pipeline_testkit::s3_store(&env).await;
     let conn = json!({"bucket": bucket});
     // 600k rows of Parquet is over one 8 MiB part: a multipart upload.
     let big = orders(0, 600_000);
@@ -237,6 +245,15 @@ async fn s3_round_trip_multipart_concurrent_appends_and_missing_bucket() {
     b.write(orders(600_000, 1000)).await.unwrap();
     a.prepare().await.unwrap();
     b.prepare().await.unwrap();
+    let listed: Vec<_> = store
+        .list(Some(&ObjPath::from(prefix_key.as_str())))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        listed.is_empty(),
+        "uploads stay invisible until the commit: {listed:?}"
+    );
     let (ra, rb) = tokio::join!(a.commit(), b.commit());
     ra.unwrap();
     rb.unwrap();
@@ -252,8 +269,11 @@ async fn s3_round_trip_multipart_concurrent_appends_and_missing_bucket() {
 
     let missing = "s3://no-such-bucket-pipectl/x/";
     let mut s = sink(step(&env, "s3", "s3", json!({}), json!({"path": missing})).await).await;
-    s.write(orders(0, 10)).await.unwrap();
-    let err = s.prepare().await.unwrap_err();
+    // The upload starts with the first file, so the first write already finds out.
+    let err = match s.write(orders(0, 10)).await {
+        Err(e) => e,
+        Ok(()) => s.prepare().await.unwrap_err(),
+    };
     assert!(
         err.message().contains("the bucket does not exist"),
         "{}",

@@ -1,11 +1,12 @@
 //! File formats of the S3 connector (Parquet, Avro, CSV, JSON lines): names, extensions, and a
 //! streaming writer per file. Parquet and the text formats stream to the store (multipart above
-//! the buffer size); an Avro file is one object container written when the file closes.
+//! the buffer size); an Avro file is one object container written when the file closes. Every
+//! file is a deferred multipart upload: invisible until the sink completes it at commit.
 
+use super::upload::{DeferredUpload, ParquetPart};
 use crate::arrow_bridge::frame_to_arrow;
-use object_store::buffered::BufWriter;
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -14,12 +15,7 @@ use pipeline_data::polars::prelude::*;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 
-/// Size of the parts of a multipart upload (S3's minimum is 5 MiB).
-const PART_BYTES: usize = 8 << 20;
-/// Parts in flight per file.
-const PARTS_IN_FLIGHT: usize = 2;
 /// Rows per Parquet row group (bounds the writer's buffer).
 const ROW_GROUP_ROWS: usize = 131_072;
 
@@ -71,18 +67,16 @@ fn io_error(e: impl std::fmt::Display, what: &str) -> StepError {
     super::classify(format!("{what}: {e}"), what)
 }
 
-/// One file being written.
+/// One file being written; its object becomes visible only when the returned upload completes.
 pub(crate) enum FileWriter {
-    Parquet(Box<AsyncArrowWriter<BufWriter>>),
+    Parquet(Box<AsyncArrowWriter<ParquetPart>>),
     Text {
-        out: BufWriter,
+        out: DeferredUpload,
         csv: bool,
         first: bool,
-        bytes: usize,
     },
     Avro {
-        store: Arc<dyn ObjectStore>,
-        path: Path,
+        out: DeferredUpload,
         frames: Vec<DataFrame>,
         bytes: usize,
     },
@@ -90,14 +84,16 @@ pub(crate) enum FileWriter {
 
 impl FileWriter {
     pub async fn open(
-        store: Arc<dyn ObjectStore>,
-        path: Path,
+        store: &Arc<dyn ObjectStore>,
+        path: &Path,
         format: FileFormat,
         compression: ParquetCompression,
         schema_of: &DataFrame,
+        what: &str,
     ) -> Result<Self, StepError> {
-        let out = BufWriter::with_capacity(store.clone(), path.clone(), PART_BYTES)
-            .with_max_concurrency(PARTS_IN_FLIGHT);
+        let out = DeferredUpload::start(store, path)
+            .await
+            .map_err(|e| super::store_error(e, what))?;
         Ok(match format {
             FileFormat::Parquet => {
                 let schema = frame_to_arrow(&schema_of.slice(0, 0))?
@@ -112,7 +108,7 @@ impl FileWriter {
                     })
                     .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .build();
-                let writer = AsyncArrowWriter::try_new(out, schema, Some(props))
+                let writer = AsyncArrowWriter::try_new(ParquetPart(Some(out)), schema, Some(props))
                     .map_err(|e| StepError::internal(format!("opening a Parquet writer: {e}")))?;
                 FileWriter::Parquet(Box::new(writer))
             }
@@ -120,11 +116,9 @@ impl FileWriter {
                 out,
                 csv: format == FileFormat::Csv,
                 first: true,
-                bytes: 0,
             },
             FileFormat::Avro => FileWriter::Avro {
-                store,
-                path,
+                out,
                 frames: Vec::new(),
                 bytes: 0,
             },
@@ -135,7 +129,8 @@ impl FileWriter {
     pub fn size(&self) -> usize {
         match self {
             FileWriter::Parquet(w) => w.bytes_written() + w.in_progress_size(),
-            FileWriter::Text { bytes, .. } | FileWriter::Avro { bytes, .. } => *bytes,
+            FileWriter::Text { out, .. } => out.bytes() as usize,
+            FileWriter::Avro { bytes, .. } => *bytes,
         }
     }
 
@@ -146,12 +141,7 @@ impl FileWriter {
                     w.write(&batch).await.map_err(|e| io_error(e, what))?;
                 }
             }
-            FileWriter::Text {
-                out,
-                csv,
-                first,
-                bytes,
-            } => {
+            FileWriter::Text { out, csv, first } => {
                 let mut buf = Vec::with_capacity(df.estimated_size());
                 for batch in frame_to_arrow(df)? {
                     if *csv {
@@ -169,8 +159,9 @@ impl FileWriter {
                             .map_err(|e| StepError::user(format!("{what}: {e}")))?;
                     }
                 }
-                *bytes += buf.len();
-                out.write_all(&buf).await.map_err(|e| io_error(e, what))?;
+                out.write(&buf)
+                    .await
+                    .map_err(|e| super::store_error(e, what))?;
             }
             FileWriter::Avro { frames, bytes, .. } => {
                 *bytes += df.estimated_size();
@@ -180,22 +171,27 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Finishes the file; returns its size in bytes.
-    pub async fn close(self, what: &str) -> Result<u64, StepError> {
+    /// Finishes the file's content and uploads it; returns the upload (to complete at commit)
+    /// and the file's size in bytes.
+    pub async fn close(self, what: &str) -> Result<(DeferredUpload, u64), StepError> {
+        let fail = |e: object_store::Error| super::store_error(e, what);
         match self {
             FileWriter::Parquet(mut w) => {
                 w.finish().await.map_err(|e| io_error(e, what))?;
-                Ok(w.bytes_written() as u64)
+                let bytes = w.bytes_written() as u64;
+                let upload = (*w)
+                    .into_inner()
+                    .0
+                    .ok_or_else(|| StepError::internal("the Parquet upload vanished"))?;
+                Ok((upload, bytes))
             }
-            FileWriter::Text { mut out, bytes, .. } => {
-                out.shutdown().await.map_err(|e| io_error(e, what))?;
-                Ok(bytes as u64)
+            FileWriter::Text { mut out, .. } => {
+                out.flush().await.map_err(fail)?;
+                let n = out.bytes();
+                Ok((out, n))
             }
             FileWriter::Avro {
-                store,
-                path,
-                frames,
-                ..
+                mut out, frames, ..
             } => {
                 let mut all = frames.into_iter();
                 let mut df = all.next().unwrap_or_default();
@@ -204,28 +200,22 @@ impl FileWriter {
                         .map_err(|e| StepError::internal(format!("{what}: {e}")))?;
                 }
                 let avro = pipeline_data::avro::frame_to_avro(&df, "row")?;
-                let bytes = avro.into_bytes();
-                let n = bytes.len() as u64;
-                store
-                    .put(&path, bytes.into())
-                    .await
-                    .map_err(|e| super::store_error(e, what))?;
-                Ok(n)
+                out.write(avro.bytes()).await.map_err(fail)?;
+                out.flush().await.map_err(fail)?;
+                let n = out.bytes();
+                Ok((out, n))
             }
         }
     }
 
-    /// Abandons the file (an unfinished multipart upload is aborted).
+    /// Abandons the file: its upload is aborted, nothing appears.
     pub async fn abort(self) {
-        match self {
-            FileWriter::Parquet(w) => {
-                let mut inner = (*w).into_inner();
-                let _ = inner.abort().await;
-            }
-            FileWriter::Text { mut out, .. } => {
-                let _ = out.abort().await;
-            }
-            FileWriter::Avro { .. } => {}
+        let upload = match self {
+            FileWriter::Parquet(w) => (*w).into_inner().0,
+            FileWriter::Text { out, .. } | FileWriter::Avro { out, .. } => Some(out),
+        };
+        if let Some(u) = upload {
+            u.abort().await;
         }
     }
 }

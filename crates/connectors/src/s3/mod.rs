@@ -5,6 +5,7 @@ mod format;
 mod sink;
 mod source;
 mod target;
+mod upload;
 
 pub use format::{FileFormat, ParquetCompression};
 pub use sink::{ObjectWriteMode, S3LoadOptions};

@@ -1,16 +1,19 @@
 //! `LoadMethods::s3`: writes Parquet, Avro, CSV or JSON lines to S3 (or a local directory), one
 //! object or a dataset directory with optional hive-style partitions.
 //!
-//! Publishing: every file is first written under `PREFIX/_pipectl_staging/RUN_ID/` (a hidden
-//! prefix that readers skip). When the whole run has succeeded, `commit` copies each complete
-//! file to its final key (server-side), removes the files an `overwrite` replaces, deletes the
-//! staging objects and writes `PREFIX/_SUCCESS` (naming the run's files) last. A failed run
-//! deletes its staging objects and leaves the destination untouched. File names carry the run
-//! id, so concurrent runs appending to one prefix never collide.
+//! Publishing: every file is a multipart upload to its final key whose parts stream while the
+//! run writes, but which is completed only when the whole run has succeeded. An incomplete
+//! upload is invisible (S3 lists and serves only completed objects; the local store writes to
+//! a temporary file and renames it), so readers see nothing of a run before its commit. At
+//! commit each file's upload is completed (a cheap request, no copy), the files an `overwrite`
+//! replaces are deleted, and `PREFIX/_SUCCESS` (naming the run's files) is written last. A
+//! failed run aborts its uploads and leaves the destination untouched. File names carry the
+//! run id, so concurrent runs appending to one prefix never collide.
 
 use super::format::{FileFormat, FileWriter, ParquetCompression};
 use super::store_error;
 use super::target::{Location, locate};
+use super::upload::DeferredUpload;
 use crate::LoadMethods;
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -98,13 +101,12 @@ pub(crate) fn single_object(path: &str) -> bool {
 
 struct OpenFile {
     writer: FileWriter,
-    staged: Path,
     published: Path,
-    rows: u64,
 }
 
+/// A finished file waiting for the commit.
 struct Staged {
-    staged: Path,
+    upload: DeferredUpload,
     published: Path,
 }
 
@@ -116,14 +118,15 @@ struct ObjectSink {
     run_id: String,
     /// The directory of the data (the parent of a single object).
     dir: Path,
-    staging: Path,
     single: Option<String>,
     open: BTreeMap<String, OpenFile>,
     staged: Vec<Staged>,
-    copied: Vec<Path>,
+    /// Files made visible by a commit that then failed (removed by `abort`).
+    completed: Vec<Path>,
     seq: u64,
     rows: u64,
     bytes: u64,
+    files: u64,
 }
 
 /// `col=value` directory names for a partition's key values.
@@ -183,25 +186,18 @@ impl ObjectSink {
             } else {
                 format!("{dir}/{name}")
             };
-            let staged = child(&self.staging, &rel);
             let published = child(&self.dir, &rel);
             let writer = FileWriter::open(
-                self.loc.store.clone(),
-                staged.clone(),
+                &self.loc.store,
+                &published,
                 self.format,
                 self.options.compression,
                 &df,
+                &self.what(&published),
             )
             .await?;
-            self.open.insert(
-                dir.clone(),
-                OpenFile {
-                    writer,
-                    staged,
-                    published,
-                    rows: 0,
-                },
-            );
+            self.open
+                .insert(dir.clone(), OpenFile { writer, published });
         }
         let what = self.what(&self.open[&dir].published);
         let file = self
@@ -209,7 +205,6 @@ impl ObjectSink {
             .get_mut(&dir)
             .ok_or_else(|| StepError::internal("file vanished"))?;
         file.writer.write(&df, &what).await?;
-        file.rows += df.height() as u64;
         let full = file.writer.size() as u64 >= self.options.target_file_size_mb << 20;
         if full && self.single.is_none() {
             self.close(&dir).await?;
@@ -220,9 +215,11 @@ impl ObjectSink {
     async fn close(&mut self, dir: &str) -> Result<(), StepError> {
         if let Some(file) = self.open.remove(dir) {
             let what = self.what(&file.published);
-            self.bytes += file.writer.close(&what).await?;
+            let (upload, bytes) = file.writer.close(&what).await?;
+            self.bytes += bytes;
+            self.files += 1;
             self.staged.push(Staged {
-                staged: file.staged,
+                upload,
                 published: file.published,
             });
         }
@@ -259,16 +256,6 @@ async fn delete_all(store: Arc<dyn ObjectStore>, paths: Vec<Path>, step: String)
             tracing::warn!(step = %step, path = %p, error = %e, "could not delete");
         }
     }
-}
-
-async fn delete_prefix(store: Arc<dyn ObjectStore>, prefix: Path, step: String) {
-    let listed: Vec<Path> = store
-        .list(Some(&prefix))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .unwrap_or_default();
-    delete_all(store, listed, step).await;
 }
 
 #[async_trait]
@@ -316,33 +303,32 @@ impl Sink for ObjectSink {
         } else {
             Vec::new()
         };
-        for s in &self.staged {
-            let result = store.copy(&s.staged, &s.published).await;
-            if let Err(e) = result {
-                let err = store_error(
+        while let Some(s) = self.staged.pop() {
+            let published = s.published.clone();
+            if let Err(e) = s.upload.complete().await {
+                return Err(store_error(
                     e,
                     &format!(
                         "step \"{}\": publishing {}",
                         self.step,
-                        self.loc.display(&s.published)
+                        self.loc.display(&published)
                     ),
-                );
-                let copied = std::mem::take(&mut self.copied);
-                delete_all(store.clone(), copied, self.step.clone()).await;
-                return Err(err);
+                ));
             }
-            self.copied.push(s.published.clone());
+            self.completed.push(published);
         }
-        let new: std::collections::HashSet<&Path> = self.copied.iter().collect();
+        let new: std::collections::HashSet<&Path> = self.completed.iter().collect();
         let old: Vec<Path> = replaced.into_iter().filter(|p| !new.contains(p)).collect();
         delete_all(store.clone(), old, self.step.clone()).await;
-        delete_prefix(store.clone(), self.staging.clone(), self.step.clone()).await;
         if self.single.is_none() {
+            let mut files: Vec<String> =
+                self.completed.iter().map(|p| self.loc.display(p)).collect();
+            files.sort();
             let manifest = serde_json::json!({
                 "run_id": self.run_id,
                 "format": self.format.extension(),
                 "rows": self.rows,
-                "files": self.copied.iter().map(|p| self.loc.display(p)).collect::<Vec<_>>(),
+                "files": files,
             });
             let marker = self.dir.clone().join("_SUCCESS");
             store
@@ -350,7 +336,8 @@ impl Sink for ObjectSink {
                 .await
                 .map_err(|e| store_error(e, &format!("writing {}", self.loc.display(&marker))))?;
         }
-        tracing::info!(step = %self.step, files = self.copied.len(), rows = self.rows, bytes = self.bytes, to = %self.loc.display(&self.dir), "published");
+        tracing::info!(step = %self.step, files = self.completed.len(), rows = self.rows, bytes = self.bytes, to = %self.loc.display(&self.dir), "published");
+        self.completed.clear();
         Ok(())
     }
 
@@ -358,17 +345,15 @@ impl Sink for ObjectSink {
         for (_, file) in std::mem::take(&mut self.open) {
             file.writer.abort().await;
         }
-        let store = self.loc.store.clone();
-        let copied = std::mem::take(&mut self.copied);
-        delete_all(store.clone(), copied, self.step.clone()).await;
-        delete_prefix(store, self.staging.clone(), self.step.clone()).await;
+        for s in std::mem::take(&mut self.staged) {
+            s.upload.abort().await;
+        }
+        let completed = std::mem::take(&mut self.completed);
+        delete_all(self.loc.store.clone(), completed, self.step.clone()).await;
     }
 
     fn metrics(&self) -> Metrics {
-        vec![
-            ("files_written", self.staged.len() as u64),
-            ("bytes_written", self.bytes),
-        ]
+        vec![("files_written", self.files), ("bytes_written", self.bytes)]
     }
 }
 
@@ -403,23 +388,21 @@ impl LoadMethods {
             .format
             .or_else(|| name.as_deref().and_then(FileFormat::from_name))
             .unwrap_or(FileFormat::Parquet);
-        let run_id = run_id();
-        let staging = dir.clone().join("_pipectl_staging").join(run_id.as_str());
         Ok(Box::new(ObjectSink {
             step: setup.step.clone(),
             loc,
             format,
             options,
-            run_id,
+            run_id: run_id(),
             dir,
-            staging,
             single: name,
             open: BTreeMap::new(),
             staged: Vec::new(),
-            copied: Vec::new(),
+            completed: Vec::new(),
             seq: 0,
             rows: 0,
             bytes: 0,
+            files: 0,
         }))
     }
 }
