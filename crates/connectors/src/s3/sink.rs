@@ -58,7 +58,7 @@ pub struct S3LoadOptions {
     /// Start a new file when one reaches this size in MiB (default 128).
     #[serde(default = "default_file_mb")]
     pub target_file_size_mb: u64,
-    /// Parquet compression: `snappy` (default), `zstd` or `uncompressed`.
+    /// Parquet compression: `zstd` (default, level 1), `snappy` or `uncompressed`.
     #[serde(default)]
     pub compression: ParquetCompression,
 }
@@ -297,6 +297,7 @@ impl Sink for ObjectSink {
     }
 
     async fn commit(&mut self) -> Result<(), StepError> {
+        let started = std::time::Instant::now();
         let store = self.loc.store.clone();
         let replaced = if self.options.mode == ObjectWriteMode::Overwrite && self.single.is_none() {
             existing_files(store.clone(), &self.dir, self.loc.display(&self.dir)).await?
@@ -317,6 +318,7 @@ impl Sink for ObjectSink {
             }
             self.completed.push(published);
         }
+        let completed_ms = started.elapsed().as_millis() as u64;
         let new: std::collections::HashSet<&Path> = self.completed.iter().collect();
         let old: Vec<Path> = replaced.into_iter().filter(|p| !new.contains(p)).collect();
         delete_all(store.clone(), old, self.step.clone()).await;
@@ -336,7 +338,7 @@ impl Sink for ObjectSink {
                 .await
                 .map_err(|e| store_error(e, &format!("writing {}", self.loc.display(&marker))))?;
         }
-        tracing::info!(step = %self.step, files = self.completed.len(), rows = self.rows, bytes = self.bytes, to = %self.loc.display(&self.dir), "published");
+        tracing::info!(step = %self.step, files = self.completed.len(), rows = self.rows, bytes = self.bytes, to = %self.loc.display(&self.dir), completed_ms, elapsed_ms = started.elapsed().as_millis() as u64, "published");
         self.completed.clear();
         Ok(())
     }
