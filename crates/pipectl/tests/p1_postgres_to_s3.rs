@@ -349,3 +349,60 @@ async fn postgres_down_is_retried_then_named_and_a_missing_bucket_is_clear() {
     assert!(stdout.contains("1 of 2 connections failed"), "{stdout}");
     let _ = env;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vault_unreachable_during_a_run_is_retried_then_exit_1_without_the_token() {
+    let Some(_env) = service(Service::Vault) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipectl"))
+        .args([
+            "run",
+            &example(),
+            "--no-progress",
+            "--set",
+            "/retry/max_retries=1",
+            "--set",
+            "/retry/delay_seconds=0.1",
+        ])
+        .env_remove("RUST_LOG")
+        .env("VAULT_ADDR", &addr)
+        .env("VAULT_TOKEN", "token-that-must-not-print-42")
+        .env("VAULT_MAX_RETRIES", "1")
+        .output()
+        .unwrap();
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("connection \"shop\": Vault at {addr} is unreachable while reading secret/pipectl/postgres (2 attempts)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("after 2 attempts"),
+        "the pipeline's retry policy applied too: {text}"
+    );
+    assert!(!text.contains("token-that-must-not-print-42"));
+
+    // Skipping TLS verification is explicit and loud.
+    let out = Command::new(env!("CARGO_BIN_EXE_pipectl"))
+        .args([
+            "validate",
+            "--connect",
+            "--vault-skip-tls-verify",
+            &example(),
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        all_output(&out).contains("TLS certificate verification for Vault is OFF (--vault-skip-tls-verify): for local development only"),
+        "{}",
+        all_output(&out)
+    );
+}

@@ -73,13 +73,18 @@ impl Http {
                     path.display()
                 ))
             })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                CredentialError::Settings(format!(
-                    "VAULT_CACERT ({}) is not a PEM certificate: {e}",
-                    path.display()
-                ))
-            })?;
-            builder = builder.add_root_certificate(cert);
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    CredentialError::Settings(format!(
+                        "VAULT_CACERT ({}) holds no PEM certificate",
+                        path.display()
+                    ))
+                })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         if settings.skip_tls_verify {
             tracing::warn!(

@@ -319,4 +319,33 @@ mod tests {
         );
         assert_eq!(mount_of(&json!({"type": "pki"}), Some("pki/")), None);
     }
+
+    #[test]
+    fn a_bad_ca_certificate_or_vault_path_is_explained() {
+        let mut s = VaultSettings::token("https://vault.example:8200", "t");
+        s.ca_cert = Some("/nonexistent/ca.pem".into());
+        let err = VaultProvider::new(s).err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read VAULT_CACERT (/nonexistent/ca.pem)"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, "not a certificate").unwrap();
+        let mut s = VaultSettings::token("https://vault.example:8200", "t");
+        s.ca_cert = Some(pem);
+        assert!(VaultProvider::new(s).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_path_without_a_mount_is_refused_before_any_request() {
+        let vault = VaultProvider::new(VaultSettings::token("http://127.0.0.1:1", "t")).unwrap();
+        let err = vault.fetch(&SecretRef::new("postgres")).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("vault_path \"postgres\" names no secret under a mount"),
+            "{err}"
+        );
+    }
 }
