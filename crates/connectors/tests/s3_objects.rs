@@ -8,7 +8,7 @@ use common::{read_all, step};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjPath;
-use pipeline_base::{OnFailure, StepKind};
+use pipeline_base::StepKind;
 use pipeline_connectors::{ExtractMethods, GenerateOptions, LoadMethods, entries, generate_frame};
 use pipeline_data::polars::prelude::*;
 use pipeline_data::{Sink, StepSetup};
@@ -16,19 +16,7 @@ use pipeline_testkit::{Service, service, unique};
 use serde_json::{Value, json};
 
 fn local(dir: &std::path::Path, options: Value) -> StepSetup {
-    StepSetup {
-        pipeline: "test".into(),
-        step: "files".into(),
-        options,
-        connection: None,
-        credentials: None,
-        on_failure: OnFailure::Fail,
-        quarantine: None,
-        max_invalid_fraction: None,
-        main_input: None,
-        side_inputs: vec![],
-        base_dir: dir.to_path_buf(),
-    }
+    common::local_step(dir, options)
 }
 
 fn orders(start: u64, len: u64) -> DataFrame {

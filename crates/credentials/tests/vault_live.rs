@@ -26,13 +26,9 @@ async fn seed(env: &Env, fields: &[(&str, &str)]) -> (String, Cleanup<impl FnOnc
     let cleanup = Cleanup::new({
         let (env, mount, rel) = (env.clone(), mount.clone(), rel.clone());
         move || {
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map(|rt| rt.block_on(vault_client(&env).delete(&mount, &rel)))
+            pipeline_testkit::run_to_completion(async move {
+                let _ = vault_client(&env).delete(&mount, &rel).await;
             })
-            .join();
         }
     });
     (format!("{mount}/{rel}"), cleanup)
@@ -224,11 +220,7 @@ async fn missing_path_field_and_wrong_version_each_say_so() {
 #[tokio::test]
 async fn an_unreachable_vault_is_retried_then_named_without_the_token() {
     // A port nobody listens on: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pipeline_testkit::closed_port();
     let addr = format!("http://127.0.0.1:{port}");
     let mut s = VaultSettings::token(&addr, "token-that-must-not-show-3");
     s.backoff = Backoff {

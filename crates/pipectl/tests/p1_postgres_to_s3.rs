@@ -43,7 +43,7 @@ async fn pg(env: &Env) -> tokio_postgres::Client {
 }
 
 /// A fresh 100,000-row orders table (same generator as the seed), dropped at the end.
-async fn source_table(env: &Env) -> (String, Cleanup<impl FnOnce()>) {
+async fn source_table(env: &Env) -> (String, Cleanup<impl FnOnce() + use<>>) {
     let table = unique("p1_orders");
     pg(env)
         .await
@@ -57,25 +57,7 @@ async fn source_table(env: &Env) -> (String, Cleanup<impl FnOnce()>) {
         ))
         .await
         .unwrap();
-    let cleanup = Cleanup::new({
-        let (env, table) = (env.clone(), table.clone());
-        move || {
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map(|rt| {
-                        rt.block_on(async {
-                            pg(&env)
-                                .await
-                                .batch_execute(&format!("DROP TABLE {table}"))
-                                .await
-                        })
-                    })
-            })
-            .join();
-        }
-    });
+    let cleanup = pipeline_testkit::drop_table_on_exit(env, &table);
     (table, cleanup)
 }
 
@@ -277,11 +259,7 @@ async fn postgres_down_is_retried_then_named_and_a_missing_bucket_is_clear() {
         return;
     };
     // A port nobody listens on: the connection block's non-secret port overrides Vault's.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pipeline_testkit::closed_port();
     let out = pipectl(&[
         "run",
         &example(),
@@ -355,11 +333,7 @@ async fn vault_unreachable_during_a_run_is_retried_then_exit_1_without_the_token
     let Some(_env) = service(Service::Vault) else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pipeline_testkit::closed_port();
     let addr = format!("http://127.0.0.1:{port}");
     let out = Command::new(env!("CARGO_BIN_EXE_pipectl"))
         .args([

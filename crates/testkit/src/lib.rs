@@ -138,6 +138,44 @@ impl<F: FnOnce()> Drop for Cleanup<F> {
     }
 }
 
+/// Runs an async clean-up to completion from a `Drop`, on its own thread and runtime, so that it
+/// works whether or not the dropping code runs inside a tokio runtime. Failures are ignored.
+pub fn run_to_completion<F>(future: F)
+where
+    F: std::future::Future + Send + 'static,
+{
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(future);
+        }
+    })
+    .join();
+}
+
+/// Drops a PostgreSQL table when the guard drops (the test passed or not).
+pub fn drop_table_on_exit(env: &Env, table: &str) -> Cleanup<impl FnOnce() + use<>> {
+    let (env, table) = (env.clone(), table.to_string());
+    Cleanup::new(move || {
+        run_to_completion(async move {
+            let _ = postgres_client(&env)
+                .await
+                .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+                .await;
+        })
+    })
+}
+
+/// A loopback port nobody listens on (bound, noted, released).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// A minimal Vault HTTP API client for tests.
 pub struct Vault {
     addr: String,

@@ -78,21 +78,23 @@ pub async fn pg(env: &Env) -> tokio_postgres::Client {
 }
 
 /// Drops a table when the test ends, pass or fail.
-pub fn drop_table(env: &Env, table: &str) -> pipeline_testkit::Cleanup<impl FnOnce()> {
-    let (env, table) = (env.clone(), table.to_string());
-    pipeline_testkit::Cleanup::new(move || {
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map(|rt| {
-                    rt.block_on(async {
-                        let c = pg(&env).await;
-                        c.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
-                            .await
-                    })
-                })
-        })
-        .join();
-    })
+pub fn drop_table(env: &Env, table: &str) -> pipeline_testkit::Cleanup<impl FnOnce() + use<>> {
+    pipeline_testkit::drop_table_on_exit(env, table)
+}
+
+/// A step without a connection whose relative paths start at `dir`.
+pub fn local_step(dir: &std::path::Path, options: Value) -> StepSetup {
+    StepSetup {
+        pipeline: "test".into(),
+        step: "files".into(),
+        options,
+        connection: None,
+        credentials: None,
+        on_failure: OnFailure::Fail,
+        quarantine: None,
+        max_invalid_fraction: None,
+        main_input: None,
+        side_inputs: vec![],
+        base_dir: dir.to_path_buf(),
+    }
 }
