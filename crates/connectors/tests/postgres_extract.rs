@@ -168,3 +168,43 @@ async fn a_query_and_an_unsupported_type() {
         Some(300_000 * 300_001 / 2)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_read_reports_the_planner_estimate_for_progress() {
+    let Some(env) = service(Service::Postgres) else {
+        return;
+    };
+    let table = unique("ex_estimate");
+    let _drop = drop_table(&env, &table);
+    pg(&env)
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {table} AS SELECT g AS id FROM generate_series(1, 5000) g; ANALYZE {table};"
+        ))
+        .await
+        .unwrap();
+    let setup = step(
+        &env,
+        "postgres",
+        "postgres",
+        json!({}),
+        json!({"table": table}),
+    )
+    .await;
+    let pipeline_data::Runtime::Source(source) = extract().open(setup).await.unwrap() else {
+        panic!("not a source");
+    };
+    assert_eq!(source.total_rows(), Some(5000));
+    let setup = step(
+        &env,
+        "postgres",
+        "postgres",
+        json!({}),
+        json!({"query": format!("SELECT * FROM {table}")}),
+    )
+    .await;
+    let pipeline_data::Runtime::Source(source) = extract().open(setup).await.unwrap() else {
+        panic!("not a source");
+    };
+    assert_eq!(source.total_rows(), None, "a query has no estimate");
+}

@@ -140,6 +140,8 @@ pub(crate) fn quote_table(name: &str) -> String {
 
 struct PgSource {
     rx: mpsc::Receiver<Result<DataFrame, StepError>>,
+    /// The planner's row estimate of a table read, for the progress bar.
+    estimate: Option<u64>,
     /// Holds the exported snapshot open until every partition has started.
     _coordinator: Option<tokio_postgres::Client>,
 }
@@ -153,6 +155,24 @@ impl Source for PgSource {
             None => Ok(None),
         }
     }
+
+    fn total_rows(&self) -> Option<u64> {
+        self.estimate
+    }
+}
+
+/// The planner's row count of a table (`reltuples`), when it has one.
+async fn estimate(client: &tokio_postgres::Client, table: Option<&str>) -> Option<u64> {
+    let table = quote_table(table?);
+    let row = client
+        .query_one(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)",
+            &[&table],
+        )
+        .await
+        .ok()?;
+    let n: i64 = row.get(0);
+    (n > 0).then_some(n as u64)
 }
 
 /// Streams one COPY into frames of `batch_size` rows.
@@ -236,11 +256,13 @@ impl ExtractMethods {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.context(format!("step \"{step}\"")))?;
+        let estimate = estimate(&client, options.table.as_deref()).await;
         let (tx, rx) = mpsc::channel(2);
         let Some(partition) = options.partition.clone().filter(|p| p.partitions > 1) else {
             tokio::spawn(stream(client, sql, columns, options.batch_size, tx));
             return Ok(Box::new(PgSource {
                 rx,
+                estimate,
                 _coordinator: None,
             }));
         };
@@ -286,6 +308,7 @@ impl ExtractMethods {
         tracing::debug!(step = %step, partitions = partition.partitions, column = %partition.column, "partitioned read started");
         Ok(Box::new(PgSource {
             rx,
+            estimate,
             _coordinator: Some(client),
         }))
     }

@@ -111,7 +111,10 @@ impl PgSink {
     fn fail(&self, e: tokio_postgres::Error, doing: &str) -> StepError {
         pg_error(
             e,
-            &format!("step \"{}\": {doing} {}", self.step, self.table),
+            &format!(
+                "step \"{}\": {doing} table {}",
+                self.step, self.options.table
+            ),
         )
     }
 
