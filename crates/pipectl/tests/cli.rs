@@ -1,23 +1,10 @@
 //! End-to-end tests of the `pipectl` binary: the quickstart on the embedded default, exit codes,
 //! located configuration errors, the retry policy, JSON logs and the report.
 
+mod common;
+
+use common::{pipectl, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn pipectl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pipectl"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("pipectl runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn repo() -> PathBuf {
     pipeline_testkit::repo_root()

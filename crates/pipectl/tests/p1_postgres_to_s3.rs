@@ -4,12 +4,15 @@
 //! s3 extract) and compared with the source column by column. Also: no seeded secret appears in
 //! any output, PostgreSQL down at start is retried then named, and a missing bucket is clear.
 
+mod common;
+
+use common::{all_output, pipectl, pipectl_with_env};
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjPath};
 use pipeline_data::polars::prelude::*;
 use pipeline_testkit::{Cleanup, Env, Service, service, unique, vault_secret};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn repo() -> PathBuf {
     pipeline_testkit::repo_root()
@@ -20,22 +23,6 @@ fn example() -> String {
         .join("configs/examples/postgres_to_s3.json")
         .display()
         .to_string()
-}
-
-fn pipectl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pipectl"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("pipectl runs")
-}
-
-fn all_output(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 async fn pg(env: &Env) -> tokio_postgres::Client {
@@ -335,8 +322,8 @@ async fn vault_unreachable_during_a_run_is_retried_then_exit_1_without_the_token
     };
     let port = pipeline_testkit::closed_port();
     let addr = format!("http://127.0.0.1:{port}");
-    let out = Command::new(env!("CARGO_BIN_EXE_pipectl"))
-        .args([
+    let out = pipectl_with_env(
+        &[
             "run",
             &example(),
             "--no-progress",
@@ -344,13 +331,13 @@ async fn vault_unreachable_during_a_run_is_retried_then_exit_1_without_the_token
             "/retry/max_retries=1",
             "--set",
             "/retry/delay_seconds=0.1",
-        ])
-        .env_remove("RUST_LOG")
-        .env("VAULT_ADDR", &addr)
-        .env("VAULT_TOKEN", "token-that-must-not-print-42")
-        .env("VAULT_MAX_RETRIES", "1")
-        .output()
-        .unwrap();
+        ],
+        &[
+            ("VAULT_ADDR", &addr),
+            ("VAULT_TOKEN", "token-that-must-not-print-42"),
+            ("VAULT_MAX_RETRIES", "1"),
+        ],
+    );
     let text = all_output(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
@@ -364,16 +351,12 @@ async fn vault_unreachable_during_a_run_is_retried_then_exit_1_without_the_token
     assert!(!text.contains("token-that-must-not-print-42"));
 
     // Skipping TLS verification is explicit and loud.
-    let out = Command::new(env!("CARGO_BIN_EXE_pipectl"))
-        .args([
-            "validate",
-            "--connect",
-            "--vault-skip-tls-verify",
-            &example(),
-        ])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = pipectl(&[
+        "validate",
+        "--connect",
+        "--vault-skip-tls-verify",
+        &example(),
+    ]);
     assert!(
         all_output(&out).contains("TLS certificate verification for Vault is OFF (--vault-skip-tls-verify): for local development only"),
         "{}",
