@@ -11,6 +11,17 @@ const DEFAULT_PORT: u16 = 3306;
 pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
     let c = JdbcConfig::from_sources(setup.sources(), DEFAULT_PORT)
         .map_err(|e| StepError::from(e).context(format!("connection \"{}\"", setup.name)))?;
+    if let Some(mode) = c
+        .tls_mode
+        .as_deref()
+        .filter(|m| !matches!(*m, "disable" | "prefer"))
+    {
+        return Err(StepError::user(format!(
+            "connection \"{}\": tls_mode \"{mode}\" is not supported for MySQL yet",
+            setup.name
+        ))
+        .with_hint("use \"disable\" or \"prefer\" (plain connection) on a trusted network"));
+    }
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(c.host.clone())
         .tcp_port(c.port)

@@ -125,8 +125,11 @@ pub struct JdbcConfig {
     pub database: String,
     pub username: String,
     pub password: SecretString,
-    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    /// `disable`, `prefer` (the default), `require`, `verify-ca` or `verify-full` (libpq's
+    /// `sslmode` meanings).
     pub tls_mode: Option<String>,
+    /// A PEM file of CA certificates for `verify-ca` / `verify-full` (else the system's roots).
+    pub ca_cert: Option<String>,
     /// Extra connection parameters (`application_name`, `connect_timeout`, ...).
     pub params: BTreeMap<String, String>,
 }
@@ -160,6 +163,7 @@ impl JdbcConfig {
             username: src.require_plain("username", kind)?,
             password: src.require_secret("password", kind)?,
             tls_mode: src.one_of("tls_mode", kind, Self::TLS_MODES)?,
+            ca_cert: src.plain("ca_cert"),
             params,
         })
     }

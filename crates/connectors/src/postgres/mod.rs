@@ -6,6 +6,7 @@ mod encode;
 mod extract;
 mod load;
 mod partition;
+mod tls;
 
 pub use extract::{NumericMode, PartitionOptions, PostgresExtractOptions};
 pub use load::{PgWriteMode, PostgresLoadOptions};
@@ -36,23 +37,13 @@ pub(crate) async fn connect(setup: &ConnectionSetup) -> Result<tokio_postgres::C
         .password(c.password.expose_secret())
         .application_name("pipectl")
         .connect_timeout(Duration::from_secs(10));
-    match c.tls_mode.as_deref() {
-        None | Some("disable") | Some("prefer") => {}
-        Some(mode) => {
-            return Err(StepError::user(format!(
-                "connection \"{}\": tls_mode \"{mode}\" needs TLS to PostgreSQL, which this build does not support yet",
-                setup.name
-            ))
-            .with_hint("use tls_mode \"disable\" or \"prefer\" on a trusted network"));
-        }
-    }
     for (k, v) in &c.params {
         if k == "options" {
             config.options(v);
         }
     }
     let where_ = format!("PostgreSQL at {}:{}/{}", c.host, c.port, c.database);
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
+    let fail = |e| {
         pg_error(
             e,
             &format!(
@@ -60,18 +51,49 @@ pub(crate) async fn connect(setup: &ConnectionSetup) -> Result<tokio_postgres::C
                 setup.name, c.username
             ),
         )
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "PostgreSQL connection closed");
+    };
+    let client = match tls::for_mode(c.tls_mode.as_deref(), c.ca_cert.as_deref(), &setup.name)? {
+        tls::Tls::Off => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(fail)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection closed");
+                }
+            });
+            client
         }
-    });
+        tls::Tls::On(mode, connector) => {
+            config.ssl_mode(mode);
+            let (client, connection) = config.connect(connector).await.map_err(fail)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection closed");
+                }
+            });
+            client
+        }
+    };
     Ok(client)
 }
 
 /// Classifies a PostgreSQL error: refused connections and serialization failures can be
 /// retried; authentication, missing objects and bad SQL are the user's to fix.
 pub(crate) fn pg_error(e: tokio_postgres::Error, context: &str) -> StepError {
+    let chain = {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
+    };
+    if chain.contains("certificate") {
+        // A TLS verification failure: retrying will not change the certificate.
+        return StepError::external(format!("{context}: {chain}"))
+            .with_hint("check tls_mode and ca_cert: verify-full needs the CA that signed the server's certificate and a host name the certificate names");
+    }
     let Some(db) = e.as_db_error() else {
         // No SQLSTATE: the connection itself failed (refused, reset, timed out); the cause
         // (e.g. "Connection refused") follows in the error's source chain.
