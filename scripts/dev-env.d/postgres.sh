@@ -47,10 +47,10 @@ postgres_stop() {
 # psql as the superuser over the local socket (seeding).
 postgres_psql() { pg_as psql -h "$STATE/run/pg" -p "$POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
 
-# TLS: a local CA and a server certificate for "localhost" (made once, in $STATE/postgres-tls),
+# After every `up` (started now or already running). TLS: a local CA and a server certificate for "localhost" (made once, in $STATE/postgres-tls),
 # switched on with ALTER SYSTEM and a reload, so that a server already running picks it up too.
 # Plain connections keep working (tls_mode "prefer" is the default, "disable" opts out).
-postgres_configure() {
+postgres_post_start() {
   local dir="$STATE/postgres-tls" log="$STATE/logs/postgres.log"
   if [ ! -f "$dir/server.crt" ]; then
     command -v openssl >/dev/null || apt_install openssl
