@@ -1,26 +1,15 @@
 //! The Delta connector against a real local table: created by the first commit, appended,
 //! overwritten, read back with deltalake; an aborted load leaves the table as it was.
 
-use pipeline_base::OnFailure;
+mod common;
+
 use pipeline_connectors::{GenerateOptions, LoadMethods, generate_frame, read_delta_table};
 use pipeline_data::StepSetup;
 use serde_json::json;
 use std::path::Path;
 
 fn setup(dir: &Path, options: serde_json::Value) -> StepSetup {
-    StepSetup {
-        pipeline: "test".into(),
-        step: "to_lake".into(),
-        options,
-        connection: None,
-        credentials: None,
-        on_failure: OnFailure::Fail,
-        quarantine: None,
-        max_invalid_fraction: None,
-        main_input: None,
-        side_inputs: vec![],
-        base_dir: dir.to_path_buf(),
-    }
+    common::local_step(dir, "to_lake", options)
 }
 
 fn rows(start: u64, len: u64) -> pipeline_data::polars::prelude::DataFrame {

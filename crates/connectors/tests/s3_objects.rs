@@ -16,7 +16,7 @@ use pipeline_testkit::{Service, service, unique};
 use serde_json::{Value, json};
 
 fn local(dir: &std::path::Path, options: Value) -> StepSetup {
-    common::local_step(dir, options)
+    common::local_step(dir, "files", options)
 }
 
 fn orders(start: u64, len: u64) -> DataFrame {

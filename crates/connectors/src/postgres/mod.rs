@@ -80,26 +80,18 @@ pub(crate) async fn connect(setup: &ConnectionSetup) -> Result<tokio_postgres::C
 /// Classifies a PostgreSQL error: refused connections and serialization failures can be
 /// retried; authentication, missing objects and bad SQL are the user's to fix.
 pub(crate) fn pg_error(e: tokio_postgres::Error, context: &str) -> StepError {
-    let chain = {
-        let mut text = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            text.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-        text
-    };
-    if chain.contains("certificate") {
-        // A TLS verification failure: retrying will not change the certificate.
-        return StepError::external(format!("{context}: {chain}"))
-            .with_hint("check tls_mode and ca_cert: verify-full needs the CA that signed the server's certificate and a host name the certificate names");
-    }
     let Some(db) = e.as_db_error() else {
-        // No SQLSTATE: the connection itself failed (refused, reset, timed out); the cause
+        // No SQLSTATE: the connection itself failed (refused, reset, timed out, TLS); the cause
         // (e.g. "Connection refused") follows in the error's source chain.
-        return StepError::transient(format!("{context}: {e}"))
-            .with_hint("check that PostgreSQL is running and reachable from here")
-            .with_source(e);
+        let err = StepError::transient(format!("{context}: {e}")).with_source(e);
+        let full = err.full_message();
+        if full.contains("certificate") {
+            // A TLS verification failure: retrying will not change the certificate.
+            return StepError::external(full).with_hint(
+                "check tls_mode and ca_cert: verify-full needs the CA that signed the server's certificate and a host name the certificate names",
+            );
+        }
+        return err.with_hint("check that PostgreSQL is running and reachable from here");
     };
     let text = format!("{context}: {} ({})", db.message(), db.code().code());
     match *db.code() {

@@ -79,27 +79,28 @@ fn hidden(p: &Path, skip: usize) -> bool {
         .any(|s| s.as_ref().starts_with(['_', '.']))
 }
 
-/// The files a path names, sorted by key.
+/// The files a path names, sorted by key, and how many leading path parts form the listing
+/// base (parts below it may be hive `col=value` directories).
 async fn files(
     loc: &Location,
     path: &str,
     format: Option<FileFormat>,
-) -> Result<Vec<Path>, StepError> {
+) -> Result<(Vec<Path>, usize), StepError> {
     let key = loc.key.as_ref().to_string();
     let wildcard = key.find(['*', '?']);
     let base = match wildcard {
         Some(i) => Path::from(key[..i].rsplit_once('/').map(|(b, _)| b).unwrap_or("")),
         None => loc.key.clone(),
     };
+    let skip = base.parts().count();
     // One object?
     if wildcard.is_none() && !loc.is_dir {
         match loc.store.head(&loc.key).await {
-            Ok(_) => return Ok(vec![loc.key.clone()]),
+            Ok(_) => return Ok((vec![loc.key.clone()], skip)),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(store_error(e, &format!("reading {path}"))),
         }
     }
-    let skip = base.parts().count();
     let mut listed: Vec<Path> = loc
         .store
         .list(Some(&base))
@@ -123,7 +124,7 @@ async fn files(
             ),
         );
     }
-    Ok(listed)
+    Ok((listed, skip))
 }
 
 /// `col=value` directories of a key, below the listing base.
@@ -244,17 +245,9 @@ impl ExtractMethods {
         setup: StepSetup,
     ) -> Result<Box<dyn Source>, StepError> {
         let loc = locate(&setup, &options.path)?;
-        let list = files(&loc, &options.path, options.format)
+        let (list, skip) = files(&loc, &options.path, options.format)
             .await
             .map_err(|e| e.context(format!("step \"{}\"", setup.step)))?;
-        let key = loc.key.as_ref().to_string();
-        let skip = match key.find(['*', '?']) {
-            Some(i) => Path::from(key[..i].rsplit_once('/').map(|(b, _)| b).unwrap_or(""))
-                .parts()
-                .count(),
-            None if list.len() == 1 && list[0] == loc.key => loc.key.parts().count(),
-            None => loc.key.parts().count(),
-        };
         tracing::debug!(step = %setup.step, files = list.len(), "files to read");
         Ok(Box::new(ObjectSource {
             loc,

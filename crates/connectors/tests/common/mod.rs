@@ -83,10 +83,10 @@ pub fn drop_table(env: &Env, table: &str) -> pipeline_testkit::Cleanup<impl FnOn
 }
 
 /// A step without a connection whose relative paths start at `dir`.
-pub fn local_step(dir: &std::path::Path, options: Value) -> StepSetup {
+pub fn local_step(dir: &std::path::Path, step: &str, options: Value) -> StepSetup {
     StepSetup {
         pipeline: "test".into(),
-        step: "files".into(),
+        step: step.into(),
         options,
         connection: None,
         credentials: None,
