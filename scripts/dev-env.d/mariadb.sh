@@ -19,10 +19,16 @@ mariadb_start() {
     mariadb-install-db --user="$(id -un)" --datadir="$dir" --auth-root-authentication-method=socket \
       --skip-test-db >>"$log" 2>&1 || die "mariadb: install-db failed; see $log"
   fi
+  # TLS from the local CA (a copy of the key the server's user can read); LOAD DATA LOCAL on.
+  local_tls_certs "$log"
+  mkdir -p "$STATE/mariadb-tls"
+  cp "$STATE/postgres-tls/server.crt" "$STATE/postgres-tls/server.key" "$STATE/postgres-tls/ca.crt" "$STATE/mariadb-tls/"
   if ! pid_alive mariadb; then
     nohup /usr/sbin/mariadbd --no-defaults --user="$(id -un)" --datadir="$dir" --port="$MYSQL_PORT" \
       --bind-address=127.0.0.1 --socket="$(mariadb_sock)" --pid-file="$STATE/run/mariadb.pid" \
-      --log-error="$log" --skip-name-resolve --innodb-buffer-pool-size=256M >>"$log" 2>&1 &
+      --log-error="$log" --skip-name-resolve --innodb-buffer-pool-size=256M --local-infile=1 \
+      --ssl-ca="$STATE/mariadb-tls/ca.crt" --ssl-cert="$STATE/mariadb-tls/server.crt" \
+      --ssl-key="$STATE/mariadb-tls/server.key" >>"$log" 2>&1 &
     echo $! >"$STATE/run/mariadb.pid"
   fi
   wait_for mariadb "$log" 60 mariadb-admin --socket="$(mariadb_sock)" -u root ping
@@ -34,6 +40,17 @@ GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'%';
 FLUSH PRIVILEGES;
 SQL
   wait_for mariadb "$log" 30 mariadb_ready
+}
+
+# After every `up`: a server started before TLS was configured here is restarted with it.
+mariadb_post_start() {
+  local ssl
+  ssl="$(mariadb_root -N -e 'SELECT @@have_ssl' 2>/dev/null || true)"
+  if [ "$ssl" != "YES" ]; then
+    say "mariadb: restarting with TLS (have_ssl was '${ssl:-?}')"
+    mariadb_stop
+    mariadb_start
+  fi
 }
 
 mariadb_stop() {

@@ -47,26 +47,15 @@ postgres_stop() {
 # psql as the superuser over the local socket (seeding).
 postgres_psql() { pg_as psql -h "$STATE/run/pg" -p "$POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
 
-# After every `up` (started now or already running). TLS: a local CA and a server certificate for "localhost" (made once, in $STATE/postgres-tls),
-# switched on with ALTER SYSTEM and a reload, so that a server already running picks it up too.
-# Plain connections keep working (tls_mode "prefer" is the default, "disable" opts out).
+# After every `up` (started now or already running): TLS with the local CA's certificate for
+# "localhost" (local_tls_certs), switched on with ALTER SYSTEM and a reload, so that a server
+# already running picks it up too. Plain connections keep working (tls_mode "prefer" is the
+# default, "disable" opts out).
 postgres_post_start() {
-  local dir="$STATE/postgres-tls" log="$STATE/logs/postgres.log"
-  if [ ! -f "$dir/server.crt" ]; then
-    command -v openssl >/dev/null || apt_install openssl
-    mkdir -p "$dir"
-    (cd "$dir" && umask 077 \
-      && openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=pipectl local CA" \
-           -keyout ca.key -out ca.crt \
-      && openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr \
-      && printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext \
-      && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-           -extfile server.ext -out server.crt) >>"$log" 2>&1 \
-      || die "postgres: making the TLS certificates failed; see $log"
-    chmod 644 "$dir/ca.crt" "$dir/server.crt"
-    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir/server.key" "$dir/server.crt"; fi
-  fi
-  chmod 755 "$dir"
+  local dir log="$STATE/logs/postgres.log"
+  local_tls_certs "$log"
+  dir="$STATE/postgres-tls"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir/server.key" "$dir/server.crt"; fi
   postgres_psql -d postgres >>"$log" 2>&1 <<SQL || die "postgres: switching TLS on failed; see $log"
 ALTER SYSTEM SET ssl = on;
 ALTER SYSTEM SET ssl_cert_file = '$dir/server.crt';

@@ -22,6 +22,7 @@ pub use delta::{
     DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, read_delta_table,
 };
 pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
+pub use mysql::{MysqlExtractOptions, MysqlLoadOptions, MysqlWriteMode};
 pub use postgres::{
     NumericMode, PartitionOptions, PgWriteMode, PostgresExtractOptions, PostgresLoadOptions,
 };
@@ -49,6 +50,12 @@ pub fn entries() -> Vec<MethodEntry> {
             ExtractMethods::postgres,
         ),
         MethodEntry::extract(
+            "mysql",
+            "Read a MySQL/MariaDB table or query with the binary protocol (optionally in parallel ranges)",
+            ConnectionUse::Required(&["mysql"]),
+            ExtractMethods::mysql,
+        ),
+        MethodEntry::extract(
             "s3",
             "Read Parquet, Avro, CSV or JSON lines from S3 or a local directory (object, prefix or glob)",
             ConnectionUse::Optional(&["s3"]),
@@ -65,6 +72,12 @@ pub fn entries() -> Vec<MethodEntry> {
             "Write a PostgreSQL table by binary COPY through a staging table (append, overwrite, upsert), in one transaction",
             ConnectionUse::Required(&["postgres"]),
             LoadMethods::postgres,
+        ),
+        MethodEntry::load(
+            "mysql",
+            "Write a MySQL/MariaDB InnoDB table by LOAD DATA LOCAL INFILE (append, overwrite, upsert), in one transaction",
+            ConnectionUse::Required(&["mysql"]),
+            LoadMethods::mysql,
         ),
         MethodEntry::load(
             "s3",

@@ -31,7 +31,7 @@ fn ca(env: &Env) -> Option<String> {
     if pipeline_testkit::in_ci() {
         panic!("{message}");
     }
-    eprintln!("SKIPPED: {message}");
+    pipeline_testkit::skip(message);
     None
 }
 

@@ -89,10 +89,15 @@ pub fn service(s: Service) -> Option<Env> {
     if in_ci() {
         panic!("{message}");
     }
-    // Straight to the stderr handle: libtest captures `eprintln!`, and a skip must be seen.
+    skip(&message);
+    None
+}
+
+/// Prints `SKIPPED: message` straight to the stderr handle: libtest captures `eprintln!`, and a
+/// skip must be seen (scripts/test counts these lines as skipped, not passed).
+pub fn skip(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
-    None
 }
 
 /// The repository root of the checkout under test. Read at run time (cargo sets
@@ -326,6 +331,72 @@ pub async fn postgres_client(env: &Env) -> tokio_postgres::Client {
         .expect("connect to PostgreSQL");
     tokio::spawn(connection);
     client
+}
+
+/// A MySQL connection with the seeded credentials (`pipectl/mysql` in Vault), plain TCP, UTC.
+pub async fn mysql_client(env: &Env) -> mysql_async::Conn {
+    let c = vault_secret(env, "pipectl/mysql").await;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(c["host"].clone())
+        .tcp_port(c["port"].parse().expect("a port in Vault"))
+        .db_name(Some(c["database"].clone()))
+        .user(Some(c["username"].clone()))
+        .pass(Some(c["password"].clone()))
+        .prefer_socket(false)
+        .init(vec!["SET time_zone = '+00:00'"]);
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("connect to MySQL")
+}
+
+/// Drops a MySQL table when the guard drops (the test passed or not).
+pub fn drop_mysql_table_on_exit(env: &Env, table: &str) -> Cleanup<impl FnOnce() + use<>> {
+    let (env, table) = (env.clone(), table.to_string());
+    Cleanup::new(move || {
+        run_to_completion(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = mysql_client(&env).await;
+            let _ = conn
+                .query_drop(format!("DROP TABLE IF EXISTS {table}"))
+                .await;
+            let _ = conn.disconnect().await;
+        })
+    })
+}
+
+/// The server speaking at `MYSQL_PORT`: MariaDB in the native environment, MySQL 8.4 under
+/// compose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MysqlFlavor {
+    MariaDb,
+    Mysql,
+}
+
+/// The MySQL environment when the server at `MYSQL_PORT` is `want`. Tests run once per flavor:
+/// the case for the flavor that is not there prints a visible `SKIPPED:` line (never a
+/// failure, even under CI, since one environment serves one of them).
+pub async fn mysql_service(want: MysqlFlavor) -> Option<Env> {
+    use mysql_async::prelude::Queryable;
+    let env = service(Service::Mysql)?;
+    let mut conn = mysql_client(&env).await;
+    let version: String = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .expect("the server version")
+        .unwrap_or_default();
+    let _ = conn.disconnect().await;
+    let have = if version.contains("MariaDB") {
+        MysqlFlavor::MariaDb
+    } else {
+        MysqlFlavor::Mysql
+    };
+    if have == want {
+        return Some(env);
+    }
+    skip(&format!(
+        "the {want:?} case needs that server at MYSQL_PORT, which serves {version} (MySQL 8.4 is the compose environment's)"
+    ));
+    None
 }
 
 /// The environment's bucket with the seeded credentials (`pipectl/s3` in Vault).

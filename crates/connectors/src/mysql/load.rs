@@ -1,0 +1,567 @@
+//! `LoadMethods::mysql`: rows go in by `LOAD DATA LOCAL INFILE`, fed from memory batch by
+//! batch, inside one InnoDB transaction that commits only when the whole run succeeds.
+//! `append` and `overwrite` (DELETE, then load) load into the target directly — one pass, and
+//! still invisible to others until the commit; `upsert` loads into a temporary staging table and
+//! moves the last row of each key with `INSERT … SELECT … ON DUPLICATE KEY UPDATE` at prepare.
+//!
+//! `LOAD DATA LOCAL` turns conversion errors, truncation and duplicate keys into warnings and
+//! goes on; here any warning (or a row count that does not match) fails the load with the
+//! server's first warnings quoted, and the transaction is rolled back. When the server refuses
+//! local infile, batched multi-row INSERTs (strict sql_mode) take over, logged once.
+
+use super::encode::{FrameEncoder, is_binary};
+use super::{connect, my_error, quote_ident, quote_table, table_parts};
+use crate::LoadMethods;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Value};
+use pipeline_base::StepError;
+use pipeline_data::method::MethodOptions;
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{Metrics, OptionsError, Sink, StepSetup};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// How rows land in the target table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MysqlWriteMode {
+    /// Add the rows.
+    #[default]
+    Append,
+    /// Replace the table's rows (DELETE and load, in the same transaction).
+    Overwrite,
+    /// Insert, or update the row with the same `key` (`ON DUPLICATE KEY UPDATE`); within the
+    /// load the last row of a key wins.
+    Upsert,
+}
+
+/// Options of the `mysql` load.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlLoadOptions {
+    /// The target table (`customers` or `shop.customers`); it must use InnoDB.
+    pub table: String,
+    /// `append` (default), `overwrite` or `upsert`.
+    #[serde(default)]
+    pub mode: MysqlWriteMode,
+    /// Key columns for `upsert` (a primary key or unique index must cover exactly them).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Create the table (InnoDB, utf8mb4) from the data's columns when it does not exist.
+    #[serde(default)]
+    pub create_table: bool,
+}
+
+impl MethodOptions for MysqlLoadOptions {
+    fn check(&self) -> Result<(), OptionsError> {
+        if self.table.trim().is_empty() {
+            return Err(OptionsError::new("/table", "the table name is empty"));
+        }
+        if self.mode == MysqlWriteMode::Upsert && self.key.is_empty() {
+            return Err(OptionsError::new("/key", "upsert needs the key columns")
+                .with_hint("e.g. \"key\": [\"customer_id\"]"));
+        }
+        if self.mode != MysqlWriteMode::Upsert && !self.key.is_empty() {
+            return Err(OptionsError::new(
+                "/key",
+                "\"key\" is only used by mode \"upsert\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+const STAGE: &str = "`pipectl_stage`";
+const SEQ: &str = "`_pipectl_seq`";
+/// Server errors meaning "LOAD DATA LOCAL is switched off".
+const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 4166];
+/// Bytes per LOCAL INFILE chunk sent to the server.
+const CHUNK: usize = 1 << 20;
+
+/// The column type a new table gets for a Polars type (`key`: part of the primary key).
+fn sql_type(dtype: &DataType, column: &str, key: bool) -> Result<String, StepError> {
+    Ok(match dtype {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 => "TINYINT UNSIGNED".into(),
+        DataType::UInt16 => "SMALLINT UNSIGNED".into(),
+        DataType::UInt32 => "INT UNSIGNED".into(),
+        DataType::UInt64 => "BIGINT UNSIGNED".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::String if key => "VARCHAR(255)".into(),
+        DataType::String => "LONGTEXT".into(),
+        DataType::Binary if key => "VARBINARY(255)".into(),
+        DataType::Binary => "LONGBLOB".into(),
+        DataType::Date => "DATE".into(),
+        // TIMESTAMP ends in 2038; zoned values are stored as their UTC wall time.
+        DataType::Datetime(_, _) => "DATETIME(6)".into(),
+        DataType::Time => "TIME(6)".into(),
+        other => {
+            return Err(StepError::user(format!(
+                "column \"{column}\" has type {other}, for which the mysql load has no column type"
+            ))
+            .with_hint("cast it first (a cast step), or create the table yourself"));
+        }
+    })
+}
+
+/// Where rows go.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    LoadData,
+    Inserts,
+}
+
+struct MysqlSink {
+    step: String,
+    /// Quoted target.
+    table: String,
+    options: MysqlLoadOptions,
+    conn: Option<Conn>,
+    /// Data columns in load order (set by the first batch).
+    columns: Vec<String>,
+    /// The LOAD DATA statement (set by the first batch).
+    load_sql: String,
+    path: Path,
+    in_transaction: bool,
+    /// The table was created by this load (dropped again on abort).
+    created: bool,
+    rows: u64,
+    /// Rows written by the INSERT fallback.
+    inserted: u64,
+    batches: u64,
+}
+
+impl MysqlSink {
+    fn conn(&mut self) -> Result<&mut Conn, StepError> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StepError::internal("the MySQL connection is gone"))
+    }
+
+    fn fail(&self, e: mysql_async::Error, doing: &str) -> StepError {
+        my_error(
+            e,
+            &format!(
+                "step \"{}\": {doing} table {}",
+                self.step, self.options.table
+            ),
+        )
+    }
+
+    async fn run(&mut self, sql: &str, doing: &str) -> Result<(), StepError> {
+        let result = self.conn()?.query_drop(sql).await;
+        result.map_err(|e| self.fail(e, doing))
+    }
+
+    /// `(engine, columns)` of the target, or `None` when it does not exist.
+    async fn target(&mut self) -> Result<Option<(String, Vec<String>)>, StepError> {
+        let (schema, table) = table_parts(&self.options.table);
+        let engine: Option<Option<String>> = {
+            let sql = format!(
+                "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {table}"
+            );
+            let r = self.conn()?.query_first(sql).await;
+            r.map_err(|e| self.fail(e, "looking up"))?
+        };
+        let Some(engine) = engine else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} ORDER BY ORDINAL_POSITION"
+        );
+        let r = self.conn()?.query(sql).await;
+        let columns: Vec<String> = r.map_err(|e| self.fail(e, "reading the columns of"))?;
+        Ok(Some((engine.unwrap_or_default(), columns)))
+    }
+
+    /// Whether a primary key or unique index covers exactly the key columns.
+    async fn key_is_unique(&mut self) -> Result<bool, StepError> {
+        let (schema, table) = table_parts(&self.options.table);
+        let sql = format!(
+            "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY COLUMN_NAME SEPARATOR '\\n') FROM information_schema.STATISTICS
+             WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} AND NON_UNIQUE = 0 GROUP BY INDEX_NAME"
+        );
+        let r = self.conn()?.query(sql).await;
+        let indexes: Vec<(String, String)> =
+            r.map_err(|e| self.fail(e, "reading the indexes of"))?;
+        let mut want = self.options.key.clone();
+        want.sort();
+        let want = want.join("\n");
+        Ok(indexes.iter().any(|(_, cols)| *cols == want))
+    }
+
+    /// First batch: create the table if asked, check it, stage, begin.
+    async fn start(&mut self, df: &DataFrame) -> Result<(), StepError> {
+        let upsert = self.options.mode == MysqlWriteMode::Upsert;
+        let (engine, target) = match self.target().await? {
+            Some(t) => t,
+            None if self.options.create_table => {
+                let defs = df
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        let key = self.options.key.iter().any(|k| k == c.name().as_str());
+                        Ok(format!(
+                            "{} {}{}",
+                            quote_ident(c.name()),
+                            sql_type(c.dtype(), c.name(), key)?,
+                            if key { " NOT NULL" } else { "" }
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, StepError>>()?;
+                let mut ddl = format!("CREATE TABLE {} ({}", self.table, defs.join(", "));
+                if upsert {
+                    let keys: Vec<String> =
+                        self.options.key.iter().map(|k| quote_ident(k)).collect();
+                    ddl.push_str(&format!(", PRIMARY KEY ({})", keys.join(", ")));
+                }
+                ddl.push_str(") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+                self.run(&ddl, "creating").await?;
+                self.created = true;
+                tracing::info!(step = %self.step, table = %self.table, "created the table");
+                self.target().await?.unwrap_or_default()
+            }
+            None => {
+                return Err(StepError::user(format!(
+                    "step \"{}\": table {} does not exist",
+                    self.step, self.options.table
+                ))
+                .with_hint("create it, or set \"create_table\": true"));
+            }
+        };
+        if !engine.eq_ignore_ascii_case("InnoDB") {
+            let engine = if engine.is_empty() {
+                "no storage engine (a view?)".to_string()
+            } else {
+                format!("the {engine} engine")
+            };
+            return Err(StepError::user(format!(
+                "step \"{}\": table {} uses {engine}, which cannot roll back a failed load",
+                self.step, self.options.table
+            ))
+            .with_hint(format!(
+                "the mysql load needs InnoDB for its all-or-nothing guarantee: ALTER TABLE {} ENGINE=InnoDB",
+                self.table
+            )));
+        }
+        for c in df.columns() {
+            if !target.iter().any(|t| t.eq_ignore_ascii_case(c.name())) {
+                return Err(StepError::user(format!(
+                    "step \"{}\": column \"{}\" is not in table {}",
+                    self.step,
+                    c.name(),
+                    self.options.table
+                ))
+                .with_hint("add the column to the table, or drop it with a select/drop step"));
+            }
+        }
+        for k in &self.options.key {
+            if df.column(k).is_err() {
+                return Err(StepError::user(format!(
+                    "step \"{}\": key column \"{k}\" is not in the data",
+                    self.step
+                )));
+            }
+        }
+        if upsert && !self.key_is_unique().await? {
+            return Err(StepError::user(format!(
+                "step \"{}\": table {} has no primary key or unique index on exactly ({})",
+                self.step,
+                self.options.table,
+                self.options.key.join(", ")
+            ))
+            .with_hint("upsert needs one, or the rows would be inserted twice"));
+        }
+        self.columns = df.columns().iter().map(|c| c.name().to_string()).collect();
+        let list = self
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let into = if upsert {
+            // No keys in the stage: duplicates within the load are collapsed at prepare.
+            self.run(
+                &format!("DROP TEMPORARY TABLE IF EXISTS {STAGE}"),
+                "staging rows for",
+            )
+            .await?;
+            self.run(
+                &format!(
+                    "CREATE TEMPORARY TABLE {STAGE} ({SEQ} BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY) SELECT {list} FROM {} LIMIT 0",
+                    self.table
+                ),
+                "staging rows for",
+            )
+            .await?;
+            STAGE.to_string()
+        } else {
+            self.table.clone()
+        };
+        // LOAD DATA's defaults: tab-separated, backslash escapes, `\N` for NULL, one row a line.
+        let mut fields = Vec::new();
+        let mut sets = Vec::new();
+        for (i, c) in df.columns().iter().enumerate() {
+            if is_binary(c.dtype()) {
+                fields.push(format!("@pipectl_b{i}"));
+                sets.push(format!("{} = UNHEX(@pipectl_b{i})", quote_ident(c.name())));
+            } else {
+                fields.push(quote_ident(c.name()));
+            }
+        }
+        self.load_sql = format!(
+            "LOAD DATA LOCAL INFILE 'pipectl' INTO TABLE {into} CHARACTER SET utf8mb4 ({})",
+            fields.join(", ")
+        );
+        if !sets.is_empty() {
+            self.load_sql.push_str(&format!(" SET {}", sets.join(", ")));
+        }
+        self.run("START TRANSACTION", "starting a transaction for")
+            .await?;
+        self.in_transaction = true;
+        if self.options.mode == MysqlWriteMode::Overwrite {
+            // DELETE, not TRUNCATE: TRUNCATE would commit at once.
+            self.run(&format!("DELETE FROM {}", self.table), "emptying")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The server's first warnings, quoted.
+    async fn warnings(&mut self) -> String {
+        let Ok(conn) = self.conn() else {
+            return String::new();
+        };
+        let rows: Vec<(String, u32, String)> = conn
+            .query("SHOW WARNINGS LIMIT 5")
+            .await
+            .unwrap_or_default();
+        rows.iter()
+            .map(|(level, code, message)| format!("{level} {code}: {message}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// One batch by LOAD DATA; `Ok(false)` when the server refuses local infile.
+    async fn load_data(&mut self, encoder: Arc<FrameEncoder>) -> Result<bool, StepError> {
+        let rows = encoder.rows();
+        let data = pipeline_data::blocking(move || {
+            let mut out = Vec::with_capacity(rows * 64);
+            encoder.tsv(0..encoder.rows(), &mut out);
+            Ok(Bytes::from(out))
+        })
+        .await?;
+        let chunks: Vec<std::io::Result<Bytes>> = (0..data.len())
+            .step_by(CHUNK)
+            .map(|at| Ok(data.slice(at..(at + CHUNK).min(data.len()))))
+            .collect();
+        let sql = self.load_sql.clone();
+        let conn = self.conn()?;
+        conn.set_infile_handler(async move {
+            Ok(futures::stream::iter(chunks).boxed() as mysql_async::InfileData)
+        });
+        match conn.query_drop(sql).await {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(s)) if LOCAL_INFILE_REFUSED.contains(&s.code) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(self.fail(e, "loading rows into")),
+        }
+        let (warnings, affected) = {
+            let conn = self.conn()?;
+            (conn.get_warnings(), conn.affected_rows())
+        };
+        if warnings > 0 || affected != rows as u64 {
+            let quoted = self.warnings().await;
+            return Err(StepError::user(format!(
+                "step \"{}\": loading batch {} ({rows} rows) into table {}: the server reported {warnings} warnings and took {affected} rows; any warning fails the load, and nothing was written: {quoted}",
+                self.step,
+                self.batches + 1,
+                self.options.table
+            ))
+            .with_hint("row numbers count from the start of the batch; fix the data or widen the column (a cast or filter step), or check the table's keys"));
+        }
+        Ok(true)
+    }
+
+    /// One batch by multi-row prepared INSERTs (local infile refused).
+    async fn insert_rows(&mut self, encoder: Arc<FrameEncoder>) -> Result<(), StepError> {
+        let ncols = self.columns.len().max(1);
+        let per_statement = (60_000 / ncols).clamp(1, 1000);
+        let list = self
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let into = if self.options.mode == MysqlWriteMode::Upsert {
+            STAGE.to_string()
+        } else {
+            self.table.clone()
+        };
+        let tuple = format!("({})", vec!["?"; ncols].join(", "));
+        let statement = |n: usize| {
+            format!(
+                "INSERT INTO {into} ({list}) VALUES {}",
+                vec![tuple.as_str(); n].join(", ")
+            )
+        };
+        let rows = encoder.rows();
+        let mut at = 0;
+        while at < rows {
+            let n = per_statement.min(rows - at);
+            let mut values: Vec<Value> = Vec::with_capacity(n * ncols);
+            for i in at..at + n {
+                encoder.values(i, &mut values);
+            }
+            let sql = statement(n);
+            let result = self
+                .conn()?
+                .exec_drop(sql, Params::Positional(values))
+                .await;
+            result.map_err(|e| self.fail(e, "inserting rows into"))?;
+            at += n;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for MysqlSink {
+    async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        if self.columns.is_empty() {
+            self.start(&df).await?;
+        }
+        let encoder = FrameEncoder::new(&df, &self.columns)
+            .map_err(|e| e.context(format!("step \"{}\"", self.step)))?;
+        let encoder = Arc::new(encoder);
+        if self.path == Path::LoadData && !self.load_data(encoder.clone()).await? {
+            tracing::warn!(
+                step = %self.step,
+                "the server refuses LOAD DATA LOCAL INFILE: loading with batched INSERTs, which is several times slower; enable it with SET GLOBAL local_infile = 1 (MySQL 8 turns it off by default)"
+            );
+            self.path = Path::Inserts;
+        }
+        if self.path == Path::Inserts {
+            self.insert_rows(encoder).await?;
+            self.inserted += df.height() as u64;
+        }
+        self.rows += df.height() as u64;
+        self.batches += 1;
+        Ok(())
+    }
+
+    async fn prepare(&mut self) -> Result<(), StepError> {
+        if self.options.mode != MysqlWriteMode::Upsert || self.columns.is_empty() {
+            return Ok(());
+        }
+        let list = self
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let keys = self
+            .options
+            .key
+            .iter()
+            .map(|k| quote_ident(k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut updates: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| !self.options.key.contains(c))
+            .map(|c| format!("{q} = VALUES({q})", q = quote_ident(c)))
+            .collect();
+        if updates.is_empty() {
+            let k = quote_ident(&self.options.key[0]);
+            updates.push(format!("{k} = {k}"));
+        }
+        // The last staged row of each key wins (one reference to the temporary table: MySQL
+        // cannot open it twice in one statement).
+        let sql = format!(
+            "INSERT INTO {t} ({list}) SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS `_pipectl_rn` FROM {STAGE}) AS s WHERE `_pipectl_rn` = 1 ON DUPLICATE KEY UPDATE {}",
+            updates.join(", "),
+            t = self.table
+        );
+        self.run(&sql, "moving staged rows into").await?;
+        self.run(
+            &format!("DROP TEMPORARY TABLE {STAGE}"),
+            "dropping the stage of",
+        )
+        .await
+    }
+
+    async fn commit(&mut self) -> Result<(), StepError> {
+        if self.in_transaction {
+            self.run("COMMIT", "committing").await?;
+            self.in_transaction = false;
+            tracing::info!(step = %self.step, table = %self.table, rows = self.rows, mode = ?self.options.mode, "committed");
+        }
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.disconnect().await;
+        }
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        if self.in_transaction {
+            let _ = self.run("ROLLBACK", "rolling back").await;
+            self.in_transaction = false;
+        }
+        if self.created {
+            let drop = format!("DROP TABLE IF EXISTS {}", self.table);
+            let _ = self.run(&drop, "dropping").await;
+            self.created = false;
+        }
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.disconnect().await;
+        }
+    }
+
+    fn metrics(&self) -> Metrics {
+        vec![
+            ("rows_loaded", self.rows),
+            ("rows_by_insert", self.inserted),
+        ]
+    }
+}
+
+impl LoadMethods {
+    /// Writes rows into a MySQL table, atomically at the end of the run.
+    pub async fn mysql(
+        options: MysqlLoadOptions,
+        setup: StepSetup,
+    ) -> Result<Box<dyn Sink>, StepError> {
+        let conn_setup = setup.connection_setup()?;
+        let conn = connect(&conn_setup, true).await?;
+        Ok(Box::new(MysqlSink {
+            step: setup.step.clone(),
+            table: quote_table(&options.table),
+            options,
+            conn: Some(conn),
+            columns: Vec::new(),
+            load_sql: String::new(),
+            path: Path::LoadData,
+            in_transaction: false,
+            created: false,
+            rows: 0,
+            inserted: 0,
+            batches: 0,
+        }))
+    }
+}

@@ -1,0 +1,262 @@
+//! TLS to MySQL with the `tls_mode` meanings of the PostgreSQL connector (libpq's `sslmode`):
+//! `disable` (plain), `prefer` (the default: TLS when the server offers it, unverified),
+//! `require` (TLS, unverified), `verify-ca` (the chain must lead to `ca_cert` or a system
+//! root) and `verify-full` (also the host name). mysql_async's rustls back end, ring provider.
+//!
+//! `verify-ca`: mysql_async's "skip domain validation" does not recognise the name errors of
+//! current rustls, so the name check cannot simply be switched off. Instead a first handshake
+//! (the server's greeting, MySQL's SSLRequest, TLS, no login) reads the DNS names of the
+//! certificate the server presents, and the real connection is then fully verified against the
+//! CA for one of those names: any certificate the CA signed is accepted, whatever host name it
+//! carries, which is what verify-ca means.
+
+use mysql_async::SslOpts;
+use pipeline_base::StepError;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How a connection uses TLS.
+pub(crate) enum Tls {
+    Off,
+    On {
+        opts: SslOpts,
+        /// `prefer`: fall back to a plain connection when the server offers no TLS.
+        prefer: bool,
+        /// `verify-ca`: verify against a name read from the server's certificate first.
+        any_name: bool,
+    },
+}
+
+/// The TLS set-up for a `tls_mode`.
+pub(crate) fn for_mode(
+    mode: Option<&str>,
+    ca_cert: Option<&str>,
+    connection: &str,
+) -> Result<Tls, StepError> {
+    // mysql_async builds its rustls config with the process's default provider; make it ring's
+    // (the only one this build uses) unless one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let roots = || -> Result<SslOpts, StepError> {
+        let opts = SslOpts::default();
+        Ok(match ca_cert {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    StepError::user(format!(
+                        "connection \"{connection}\": cannot read the CA certificate {path}: {e}"
+                    ))
+                })?;
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(StepError::user(format!(
+                        "connection \"{connection}\": {path} holds no PEM certificate"
+                    )));
+                }
+                opts.with_root_certs(vec![PathBuf::from(path).into()])
+                    .with_disable_built_in_roots(true)
+            }
+            None => opts,
+        })
+    };
+    Ok(match mode.unwrap_or("prefer") {
+        "disable" => Tls::Off,
+        m @ ("prefer" | "require") => Tls::On {
+            opts: SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+            prefer: m == "prefer",
+            any_name: false,
+        },
+        "verify-ca" => Tls::On {
+            opts: roots()?,
+            prefer: false,
+            any_name: true,
+        },
+        "verify-full" => Tls::On {
+            opts: roots()?,
+            prefer: false,
+            any_name: false,
+        },
+        other => {
+            return Err(StepError::user(format!(
+                "connection \"{connection}\": unknown tls_mode \"{other}\""
+            ))
+            .with_hint("use disable, prefer, require, verify-ca or verify-full"));
+        }
+    })
+}
+
+/// Accepts any certificate and keeps the end entity (signatures are still checked).
+#[derive(Debug)]
+struct Capture {
+    seen: Arc<Mutex<Option<CertificateDer<'static>>>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(end_entity.clone().into_owned());
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+const CLIENT_LONG_PASSWORD: u32 = 0x1;
+const CLIENT_PROTOCOL_41: u32 = 0x200;
+const CLIENT_SSL: u32 = 0x800;
+const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
+const UTF8MB4: u8 = 45;
+
+/// A DNS name the server's certificate is valid for, read by a handshake without login.
+pub(crate) async fn certificate_name(
+    host: &str,
+    port: u16,
+    connection: &str,
+) -> Result<String, StepError> {
+    let fail = |what: String| {
+        StepError::transient(format!(
+            "connection \"{connection}\": reading the certificate of MySQL at {host}:{port}: {what}"
+        ))
+    };
+    let io = |e: std::io::Error| fail(e.to_string());
+    let handshake = async {
+        let mut tcp = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(io)?;
+        let mut head = [0u8; 4];
+        tcp.read_exact(&mut head).await.map_err(io)?;
+        let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
+        let mut greeting = vec![0u8; len];
+        tcp.read_exact(&mut greeting).await.map_err(io)?;
+        // protocol version, server version (NUL-terminated), connection id (4), scramble (8),
+        // filler (1), then the low two bytes of the capability flags.
+        let caps = greeting
+            .get(1..)
+            .and_then(|rest| rest.iter().position(|&b| b == 0))
+            .map(|nul| nul + 2 + 4 + 8 + 1)
+            .and_then(|at| greeting.get(at..at + 2))
+            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
+            .ok_or_else(|| fail("the server's greeting is not MySQL's".into()))?;
+        if caps & CLIENT_SSL == 0 {
+            return Err(StepError::external(format!(
+                "connection \"{connection}\": MySQL at {host}:{port} does not offer TLS, which tls_mode verify-ca asks for"
+            )));
+        }
+        let mut request = vec![32, 0, 0, 1];
+        request.extend(
+            (CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION)
+                .to_le_bytes(),
+        );
+        request.extend((16u32 << 20).to_le_bytes());
+        request.push(UTF8MB4);
+        request.extend([0u8; 23]);
+        tcp.write_all(&request).await.map_err(io)?;
+        let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
+        let seen = Arc::new(Mutex::new(None));
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StepError::internal(format!("TLS set-up: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Capture {
+                seen: seen.clone(),
+                algorithms: provider.signature_verification_algorithms,
+            }))
+            .with_no_client_auth();
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| fail(format!("{host} is not a host name: {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let _ = connector.connect(name, tcp).await;
+        let cert = seen.lock().ok().and_then(|mut s| s.take());
+        Ok(cert)
+    };
+    let cert = tokio::time::timeout(Duration::from_secs(10), handshake)
+        .await
+        .map_err(|_| fail("timed out after 10 s".into()))??
+        .ok_or_else(|| fail("the server presented no certificate".into()))?;
+    let parsed = webpki::EndEntityCert::try_from(&cert).map_err(|e| {
+        StepError::external(format!(
+            "connection \"{connection}\": the certificate of MySQL at {host}:{port} cannot be parsed: {e}"
+        ))
+    })?;
+    let name = parsed.valid_dns_names().next().ok_or_else(|| {
+        StepError::external(format!(
+            "connection \"{connection}\": the certificate of MySQL at {host}:{port} names no DNS host"
+        ))
+        .with_hint("use tls_mode verify-full with the host name the certificate names")
+    })?;
+    // A wildcard name is matched by any name under it.
+    Ok(match name.strip_prefix("*.") {
+        Some(domain) => format!("pipectl-verify-ca.{domain}"),
+        None => name.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_map_to_ssl_options() {
+        assert!(matches!(
+            for_mode(Some("disable"), None, "c").unwrap(),
+            Tls::Off
+        ));
+        let Tls::On { opts, prefer, .. } = for_mode(None, None, "c").unwrap() else {
+            panic!("prefer is TLS")
+        };
+        assert!(prefer && opts.accept_invalid_certs());
+        let Tls::On {
+            opts,
+            prefer,
+            any_name,
+        } = for_mode(Some("verify-full"), None, "c").unwrap()
+        else {
+            panic!("verify-full is TLS")
+        };
+        assert!(!prefer && !any_name && !opts.accept_invalid_certs());
+        assert!(matches!(
+            for_mode(Some("verify-ca"), None, "c").unwrap(),
+            Tls::On { any_name: true, .. }
+        ));
+        let err = for_mode(Some("verify-full"), Some("/nonexistent/ca.pem"), "c")
+            .err()
+            .unwrap();
+        assert!(err.message().contains("/nonexistent/ca.pem"));
+        let err = for_mode(Some("sometimes"), None, "c").err().unwrap();
+        assert!(err.message().contains("unknown tls_mode"));
+    }
+}
