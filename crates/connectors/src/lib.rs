@@ -2,12 +2,15 @@
 //! Each connector lives in its own module; [`entries`] is the one registry list.
 
 mod arrow_bridge;
+mod columns;
 mod delta;
 mod generate;
 mod kafka;
 mod mysql;
 mod postgres;
 mod s3;
+mod sql;
+mod tls;
 
 use pipeline_data::{ConnectionUse, MethodEntry, SystemEntry};
 
@@ -23,10 +26,9 @@ pub use delta::{
 };
 pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
 pub use mysql::{MysqlExtractOptions, MysqlLoadOptions, MysqlWriteMode};
-pub use postgres::{
-    NumericMode, PartitionOptions, PgWriteMode, PostgresExtractOptions, PostgresLoadOptions,
-};
+pub use postgres::{NumericMode, PgWriteMode, PostgresExtractOptions, PostgresLoadOptions};
 pub use s3::{FileFormat, ObjectWriteMode, ParquetCompression, S3ExtractOptions, S3LoadOptions};
+pub use sql::PartitionOptions;
 
 /// Every connector method, in the order `pipectl methods` lists them.
 pub fn entries() -> Vec<MethodEntry> {

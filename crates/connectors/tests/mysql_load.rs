@@ -9,8 +9,8 @@ mod common;
 use common::step;
 use mysql_async::prelude::Queryable;
 use pipeline_connectors::LoadMethods;
+use pipeline_data::Metrics;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Metrics, Sink};
 use pipeline_testkit::{
     Env, MysqlFlavor, drop_mysql_table_on_exit, mysql_client, mysql_service, unique,
 };
@@ -78,22 +78,8 @@ async fn load(
     frames: Vec<DataFrame>,
 ) -> Result<Metrics, pipeline_base::StepError> {
     let s = step(env, "mysql", "mysql", json!({}), options).await;
-    let mut sink: Box<dyn Sink> = LoadMethods::mysql(s.options().unwrap(), s).await?;
-    let result = async {
-        for f in frames {
-            sink.write(f).await?;
-        }
-        sink.prepare().await?;
-        sink.commit().await
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(sink.metrics()),
-        Err(e) => {
-            sink.abort().await;
-            Err(e)
-        }
-    }
+    let sink = LoadMethods::mysql(s.options().unwrap(), s).await?;
+    common::load_frames(sink, frames).await
 }
 
 type Row = (
@@ -437,6 +423,43 @@ async fn tables_the_load_cannot_guarantee_are_refused(#[case] flavor: MysqlFlavo
         "{}",
         err.message()
     );
+    // A unique index on a prefix of the column is not unique on the column.
+    let prefix = unique("myld_prefix");
+    let _drop3 = drop_mysql_table_on_exit(&env, &prefix);
+    sql(
+        &env,
+        &format!("CREATE TABLE {prefix} (id BIGINT, name VARCHAR(50), UNIQUE KEY (name(3))) ENGINE=InnoDB"),
+    )
+    .await;
+    let err = load(
+        &env,
+        json!({"table": prefix, "mode": "upsert", "key": ["name"]}),
+        vec![data.clone()],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message().contains("no primary key or unique index"),
+        "{}",
+        err.message()
+    );
+    // A composite key matches whatever the order and case of its names.
+    let composite = unique("myld_composite");
+    let _drop4 = drop_mysql_table_on_exit(&env, &composite);
+    sql(
+        &env,
+        &format!("CREATE TABLE {composite} (Tenant_ID BIGINT, user_id BIGINT, name TEXT, PRIMARY KEY (Tenant_ID, user_id)) ENGINE=InnoDB"),
+    )
+    .await;
+    let rows = df!("user_id" => [1i64, 1], "tenant_id" => [7i64, 7], "name" => ["a", "b"]).unwrap();
+    load(
+        &env,
+        json!({"table": composite, "mode": "upsert", "key": ["user_id", "tenant_id"]}),
+        vec![rows],
+    )
+    .await
+    .unwrap();
+    assert_eq!(table_count(&env, &composite).await, 1);
     let err = load(
         &env,
         json!({"table": nokey}),

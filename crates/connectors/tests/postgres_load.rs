@@ -7,8 +7,8 @@ mod common;
 use common::{drop_table, pg, read_all, step};
 use pipeline_base::StepKind;
 use pipeline_connectors::{GenerateOptions, LoadMethods, entries, generate_frame};
+use pipeline_data::StepSetup;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Sink, StepSetup};
 use pipeline_testkit::{Env, Service, service, unique};
 use serde_json::{Value, json};
 
@@ -33,19 +33,8 @@ async fn load(
     frames: Vec<DataFrame>,
 ) -> Result<(), pipeline_base::StepError> {
     let s = setup(env, options).await;
-    let mut sink: Box<dyn Sink> = LoadMethods::postgres(s.options().unwrap(), s).await?;
-    let result = async {
-        for f in frames {
-            sink.write(f).await?;
-        }
-        sink.prepare().await?;
-        sink.commit().await
-    }
-    .await;
-    if result.is_err() {
-        sink.abort().await;
-    }
-    result
+    let sink = LoadMethods::postgres(s.options().unwrap(), s).await?;
+    common::load_frames(sink, frames).await.map(|_| ())
 }
 
 async fn read(env: &Env, table: &str) -> DataFrame {

@@ -2,15 +2,16 @@
 //! column's kind is fixed from the result's metadata, and every value is moved into a typed
 //! buffer with a validity bitmap (no per-row AnyValue or intermediate frame).
 //!
-//! Zero dates (`0000-00-00`, or a zero month or day) have no calendar meaning: they are read as
-//! NULL and counted, and the extract logs the count once.
+//! Zero dates (`0000-00-00`, or a zero month or day) and invalid ones (`2024-02-31`, stored
+//! under `ALLOW_INVALID_DATES`) have no calendar meaning: they are read as NULL and counted, and
+//! the extract logs the count once.
 
+use crate::columns::{ColumnBuffer, Logical, Values, take_frame};
 use mysql_async::Value;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
 use polars_arrow::array::MutableBinaryViewArray;
-use polars_arrow::bitmap::MutableBitmap;
 
 /// How a MySQL column lands in Polars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,48 +112,36 @@ pub(crate) fn kind_of(c: &mysql_async::Column) -> Result<Kind, StepError> {
     })
 }
 
-enum Values {
-    Bool(Vec<bool>),
-    I8(Vec<i8>),
-    I16(Vec<i16>),
-    I32(Vec<i32>),
-    I64(Vec<i64>),
-    U64(Vec<u64>),
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    I128(Vec<i128>),
-    Str(MutableBinaryViewArray<str>),
-    Bin(MutableBinaryViewArray<[u8]>),
-}
-
-struct ColumnBuffer {
-    name: PlSmallStr,
-    kind: Kind,
-    values: Values,
-    validity: MutableBitmap,
-}
-
 /// Rows in, frames out.
 pub(crate) struct Decoder {
     columns: Vec<ColumnBuffer>,
+    kinds: Vec<Kind>,
     rows: usize,
     /// Zero dates read as NULL so far.
     pub zero_dates: u64,
 }
 
-fn empty(kind: Kind) -> Values {
+/// The buffer a kind is decoded into, and what its values mean.
+fn buffer(kind: Kind) -> (Values, Logical) {
     match kind {
-        Kind::Bool => Values::Bool(Vec::new()),
-        Kind::I8 => Values::I8(Vec::new()),
-        Kind::I16 | Kind::Year => Values::I16(Vec::new()),
-        Kind::I32 | Kind::Date => Values::I32(Vec::new()),
-        Kind::I64 | Kind::DateTime | Kind::Timestamp | Kind::Time => Values::I64(Vec::new()),
-        Kind::U64 | Kind::Bit => Values::U64(Vec::new()),
-        Kind::F32 => Values::F32(Vec::new()),
-        Kind::F64 => Values::F64(Vec::new()),
-        Kind::Decimal { .. } => Values::I128(Vec::new()),
-        Kind::Text | Kind::Null => Values::Str(MutableBinaryViewArray::new()),
-        Kind::Binary => Values::Bin(MutableBinaryViewArray::new()),
+        Kind::Bool => (Values::Bool(Vec::new()), Logical::Plain),
+        Kind::I8 => (Values::I8(Vec::new()), Logical::Plain),
+        Kind::I16 | Kind::Year => (Values::I16(Vec::new()), Logical::Plain),
+        Kind::I32 => (Values::I32(Vec::new()), Logical::Plain),
+        Kind::Date => (Values::I32(Vec::new()), Logical::Date),
+        Kind::I64 => (Values::I64(Vec::new()), Logical::Plain),
+        Kind::DateTime => (Values::I64(Vec::new()), Logical::Datetime { utc: false }),
+        Kind::Timestamp => (Values::I64(Vec::new()), Logical::Datetime { utc: true }),
+        Kind::Time => (Values::I64(Vec::new()), Logical::Time),
+        Kind::U64 | Kind::Bit => (Values::U64(Vec::new()), Logical::Plain),
+        Kind::F32 => (Values::F32(Vec::new()), Logical::Plain),
+        Kind::F64 => (Values::F64(Vec::new()), Logical::Plain),
+        Kind::Decimal { precision, scale } => (
+            Values::I128(Vec::new()),
+            Logical::Decimal { precision, scale },
+        ),
+        Kind::Text | Kind::Null => (Values::Str(MutableBinaryViewArray::new()), Logical::Plain),
+        Kind::Binary => (Values::Bin(MutableBinaryViewArray::new()), Logical::Plain),
     }
 }
 
@@ -165,6 +154,20 @@ pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Whether a date exists: MySQL stores zero dates (`0000-00-00`, a zero month or day) and,
+/// under `ALLOW_INVALID_DATES`, days past the month's end (`2024-02-31`).
+pub(crate) fn calendar_date(y: u16, m: u8, d: u8) -> bool {
+    let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
 }
 
 /// A DECIMAL's text (`-123.4500`) as an integer scaled by `10^scale`.
@@ -206,13 +209,12 @@ impl Decoder {
         Decoder {
             columns: columns
                 .iter()
-                .map(|(name, kind)| ColumnBuffer {
-                    name: name.as_str().into(),
-                    kind: *kind,
-                    values: empty(*kind),
-                    validity: MutableBitmap::new(),
+                .map(|(name, kind)| {
+                    let (values, logical) = buffer(*kind);
+                    ColumnBuffer::new(name, values, logical)
                 })
                 .collect(),
+            kinds: columns.iter().map(|(_, k)| *k).collect(),
             rows: 0,
             zero_dates: 0,
         }
@@ -231,25 +233,19 @@ impl Decoder {
                 self.columns.len()
             )));
         }
-        for (col, value) in self.columns.iter_mut().zip(row) {
-            let value = match value {
-                None | Some(Value::NULL) => None,
-                Some(v) => Some(v),
-            };
-            let valid = match value {
-                None => {
-                    push_default(&mut col.values);
-                    false
-                }
+        for ((col, kind), value) in self.columns.iter_mut().zip(&self.kinds).zip(row) {
+            match value {
+                None | Some(Value::NULL) => col.push_null(),
                 Some(v) => {
-                    let ok = push_value(col, v)?;
-                    if !ok {
+                    if push_value(col, *kind, v)? {
+                        col.validity.push(true);
+                    } else {
+                        // A zero date: no calendar value.
+                        col.push_null();
                         self.zero_dates += 1;
                     }
-                    ok
                 }
-            };
-            col.validity.push(valid);
+            }
         }
         self.rows += 1;
         Ok(())
@@ -258,82 +254,7 @@ impl Decoder {
     /// Hands over the rows decoded so far as a frame.
     pub fn take_frame(&mut self) -> Result<DataFrame, StepError> {
         let rows = std::mem::take(&mut self.rows);
-        let mut out = Vec::with_capacity(self.columns.len());
-        for col in &mut self.columns {
-            let values = std::mem::replace(&mut col.values, empty(col.kind));
-            let validity = std::mem::take(&mut col.validity);
-            let validity = (validity.unset_bits() > 0).then(|| validity.freeze());
-            let name = col.name.clone();
-            let series = match values {
-                Values::Bool(v) => {
-                    let arr = polars_arrow::array::BooleanArray::new(
-                        ArrowDataType::Boolean,
-                        v.into_iter().collect(),
-                        validity,
-                    );
-                    BooleanChunked::with_chunk(name, arr).into_series()
-                }
-                Values::I8(v) => Int8Chunked::from_vec_validity(name, v, validity).into_series(),
-                Values::I16(v) => Int16Chunked::from_vec_validity(name, v, validity).into_series(),
-                Values::I32(v) => {
-                    let ca = Int32Chunked::from_vec_validity(name, v, validity);
-                    if col.kind == Kind::Date {
-                        ca.into_date().into_series()
-                    } else {
-                        ca.into_series()
-                    }
-                }
-                Values::I64(v) => {
-                    let ca = Int64Chunked::from_vec_validity(name, v, validity);
-                    match col.kind {
-                        Kind::DateTime => {
-                            ca.into_datetime(TimeUnit::Microseconds, None).into_series()
-                        }
-                        Kind::Timestamp => ca
-                            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-                            .into_series(),
-                        Kind::Time => ca.into_time().into_series(),
-                        _ => ca.into_series(),
-                    }
-                }
-                Values::U64(v) => UInt64Chunked::from_vec_validity(name, v, validity).into_series(),
-                Values::F32(v) => {
-                    Float32Chunked::from_vec_validity(name, v, validity).into_series()
-                }
-                Values::F64(v) => {
-                    Float64Chunked::from_vec_validity(name, v, validity).into_series()
-                }
-                Values::I128(v) => {
-                    let Kind::Decimal { precision, scale } = col.kind else {
-                        return Err(StepError::internal("decimal buffer without decimal kind"));
-                    };
-                    Int128Chunked::from_vec_validity(name, v, validity)
-                        .into_decimal_unchecked(precision, scale)
-                        .into_series()
-                }
-                Values::Str(v) => StringChunked::with_chunk(name, v.freeze()).into_series(),
-                Values::Bin(v) => BinaryChunked::with_chunk(name, v.freeze()).into_series(),
-            };
-            out.push(series.into_column());
-        }
-        DataFrame::new(rows, out)
-            .map_err(|e| StepError::internal(format!("assembling a decoded batch: {e}")))
-    }
-}
-
-fn push_default(values: &mut Values) {
-    match values {
-        Values::Bool(v) => v.push(false),
-        Values::I8(v) => v.push(0),
-        Values::I16(v) => v.push(0),
-        Values::I32(v) => v.push(0),
-        Values::I64(v) => v.push(0),
-        Values::U64(v) => v.push(0),
-        Values::F32(v) => v.push(0.0),
-        Values::F64(v) => v.push(0.0),
-        Values::I128(v) => v.push(0),
-        Values::Str(v) => v.push_null(),
-        Values::Bin(v) => v.push_null(),
+        take_frame(&mut self.columns, rows)
     }
 }
 
@@ -370,11 +291,12 @@ fn int_of(col: Ctx<'_>, v: &Value) -> Result<i128, StepError> {
     }
 }
 
-/// Pushes a non-NULL value; `Ok(false)` when it was a zero date pushed as NULL.
-fn push_value(buffer: &mut ColumnBuffer, v: Value) -> Result<bool, StepError> {
+/// Pushes a non-NULL value (not its validity); `Ok(false)` when it was a zero date, of which
+/// nothing was pushed.
+fn push_value(buffer: &mut ColumnBuffer, kind: Kind, v: Value) -> Result<bool, StepError> {
     let col = Ctx {
         name: buffer.name.as_str(),
-        kind: buffer.kind,
+        kind,
     };
     macro_rules! int {
         ($vec:expr, $t:ty) => {{
@@ -392,8 +314,7 @@ fn push_value(buffer: &mut ColumnBuffer, v: Value) -> Result<bool, StepError> {
         (Values::I16(vec), _) => int!(vec, i16),
         (Values::I32(vec), Kind::Date) => match v {
             Value::Date(y, m, d, ..) => {
-                if m == 0 || d == 0 {
-                    vec.push(0);
+                if !calendar_date(y, m, d) {
                     return Ok(false);
                 }
                 vec.push(days_from_civil(i64::from(y), u32::from(m), u32::from(d)) as i32);
@@ -403,8 +324,7 @@ fn push_value(buffer: &mut ColumnBuffer, v: Value) -> Result<bool, StepError> {
         (Values::I32(vec), _) => int!(vec, i32),
         (Values::I64(vec), Kind::DateTime | Kind::Timestamp) => match v {
             Value::Date(y, m, d, h, mi, s, us) => {
-                if m == 0 || d == 0 {
-                    vec.push(0);
+                if !calendar_date(y, m, d) {
                     return Ok(false);
                 }
                 let days = days_from_civil(i64::from(y), u32::from(m), u32::from(d));
@@ -502,6 +422,16 @@ mod tests {
         assert_eq!(days_from_civil(2024, 2, 29), 19_782);
         assert_eq!(days_from_civil(1969, 12, 31), -1);
         assert_eq!(days_from_civil(1000, 1, 1), -354_285);
+    }
+
+    #[test]
+    fn only_calendar_dates_are_dates() {
+        assert!(calendar_date(2024, 2, 29));
+        assert!(!calendar_date(2023, 2, 29));
+        assert!(!calendar_date(2024, 2, 31));
+        assert!(!calendar_date(0, 0, 0));
+        assert!(!calendar_date(2024, 4, 31));
+        assert!(calendar_date(2000, 2, 29) && !calendar_date(1900, 2, 29));
     }
 
     #[test]

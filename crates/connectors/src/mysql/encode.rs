@@ -42,6 +42,15 @@ pub(crate) fn is_binary(dtype: &DataType) -> bool {
     matches!(dtype, DataType::Binary | DataType::BinaryOffset)
 }
 
+fn binary(s: &Series) -> Result<BinaryChunked, StepError> {
+    let s = if *s.dtype() == DataType::Binary {
+        s.clone()
+    } else {
+        s.cast(&DataType::Binary).map_err(internal)?
+    };
+    Ok(s.binary().map_err(internal)?.clone())
+}
+
 impl FrameEncoder {
     /// Prepares `names` of `df` (every one must exist).
     pub fn new(df: &DataFrame, names: &[String]) -> Result<Self, StepError> {
@@ -74,7 +83,7 @@ impl FrameEncoder {
                     Col::Decimal(ca.physical().clone(), *scale)
                 }
                 DataType::String => Col::Str(s.str().map_err(internal)?.clone()),
-                DataType::Binary => Col::Bin(s.binary().map_err(internal)?.clone()),
+                DataType::Binary | DataType::BinaryOffset => Col::Bin(binary(&s)?),
                 DataType::Date => Col::Date(s.date().map_err(internal)?.physical().clone()),
                 DataType::Datetime(unit, _) => {
                     let ca = s.datetime().map_err(internal)?.physical().clone();

@@ -5,7 +5,7 @@
 use super::decode::{Decoder, Kind, kind_of};
 use super::{connect, my_error, quote_ident, quote_table, table_parts};
 use crate::ExtractMethods;
-use crate::postgres::PartitionOptions;
+use crate::sql::{PartitionOptions, SourceShape};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use pipeline_base::StepError;
@@ -48,66 +48,32 @@ fn default_batch_size() -> usize {
 
 impl MethodOptions for MysqlExtractOptions {
     fn check(&self) -> Result<(), OptionsError> {
-        match (&self.table, &self.query) {
-            (None, None) => return Err(OptionsError::new("", "give \"table\" or \"query\"")),
-            (Some(_), Some(_)) => {
-                return Err(OptionsError::new(
-                    "/query",
-                    "give \"table\" or \"query\", not both",
-                ));
-            }
-            (None, Some(_)) if !self.columns.is_empty() => {
-                return Err(
-                    OptionsError::new("/columns", "\"columns\" goes with \"table\"")
-                        .with_hint("list the columns in the query's SELECT instead"),
-                );
-            }
-            _ => {}
-        }
-        if self.batch_size == 0 {
+        self.shape().check()?;
+        if self.consistent && self.partition.as_ref().is_some_and(|p| p.partitions > 1) {
             return Err(OptionsError::new(
-                "/batch_size",
-                "batch_size must be at least 1",
-            ));
-        }
-        if let Some(p) = &self.partition {
-            if !(1..=64).contains(&p.partitions) {
-                return Err(OptionsError::new(
-                    "/partition/partitions",
-                    "partitions must be between 1 and 64",
-                ));
-            }
-            if self.consistent && p.partitions > 1 {
-                return Err(OptionsError::new(
-                    "/consistent",
-                    "\"consistent\" reads on one connection, which \"partition\" splits",
-                )
-                .with_hint("MySQL cannot share one snapshot across connections: choose one"));
-            }
+                "/consistent",
+                "\"consistent\" reads on one connection, which \"partition\" splits",
+            )
+            .with_hint("MySQL cannot share one snapshot across connections: choose one"));
         }
         Ok(())
     }
 }
 
 impl MysqlExtractOptions {
+    fn shape(&self) -> SourceShape<'_> {
+        SourceShape {
+            table: self.table.as_deref(),
+            columns: &self.columns,
+            query: self.query.as_deref(),
+            batch_size: self.batch_size,
+            partition: self.partition.as_ref(),
+        }
+    }
+
     /// The SELECT this extract reads.
     fn select(&self) -> String {
-        match (&self.query, &self.table) {
-            (Some(q), _) => q.trim().trim_end_matches(';').to_string(),
-            (None, Some(t)) => {
-                let cols = if self.columns.is_empty() {
-                    "*".to_string()
-                } else {
-                    self.columns
-                        .iter()
-                        .map(|c| quote_ident(c))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                format!("SELECT {cols} FROM {}", quote_table(t))
-            }
-            (None, None) => String::new(),
-        }
+        self.shape().select(quote_ident, quote_table)
     }
 }
 
@@ -116,6 +82,8 @@ type Frames = mpsc::Receiver<Result<DataFrame, StepError>>;
 struct MysqlSource {
     rx: Frames,
     estimate: Option<u64>,
+    /// The reader tasks: a task that panicked must not look like the end of the data.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 #[async_trait]
@@ -124,7 +92,10 @@ impl Source for MysqlSource {
         match self.rx.recv().await {
             Some(Ok(df)) => Ok(Some(Batch::Frame(df))),
             Some(Err(e)) => Err(e),
-            None => Ok(None),
+            None => {
+                crate::sql::join_readers(&mut self.readers).await?;
+                Ok(None)
+            }
         }
     }
 
@@ -206,7 +177,7 @@ async fn stream(
     match result {
         Ok(0) => {}
         Ok(n) => {
-            tracing::warn!(step = %step, zero_dates = n, "zero dates (0000-00-00) were read as NULL")
+            tracing::warn!(step = %step, zero_dates = n, "zero or invalid dates (0000-00-00, 2024-02-31) were read as NULL")
         }
         Err(e) => {
             let _ = tx.send(Err(e)).await;
@@ -232,8 +203,12 @@ impl ExtractMethods {
             .consistent
             .then_some("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
         let Some(partition) = options.partition.clone().filter(|p| p.partitions > 1) else {
-            tokio::spawn(stream(conn, sql, begin, options.batch_size, step, tx));
-            return Ok(Box::new(MysqlSource { rx, estimate }));
+            let reader = tokio::spawn(stream(conn, sql, begin, options.batch_size, step, tx));
+            return Ok(Box::new(MysqlSource {
+                rx,
+                estimate,
+                readers: vec![reader],
+            }));
         };
         let kind = columns
             .iter()
@@ -249,19 +224,24 @@ impl ExtractMethods {
             .await
             .map_err(|e| e.context(format!("step \"{step}\"")))?;
         let _ = conn.disconnect().await;
+        let mut readers = Vec::new();
         for predicate in ranges {
             let worker = connect(&conn_setup, false).await?;
             let part_sql = format!("SELECT * FROM ({sql}) AS pipectl_q WHERE {predicate}");
-            tokio::spawn(stream(
+            readers.push(tokio::spawn(stream(
                 worker,
                 part_sql,
                 None,
                 options.batch_size,
                 step.clone(),
                 tx.clone(),
-            ));
+            )));
         }
         tracing::debug!(step = %step, partitions = partition.partitions, column = %partition.column, "partitioned read started");
-        Ok(Box::new(MysqlSource { rx, estimate }))
+        Ok(Box::new(MysqlSource {
+            rx,
+            estimate,
+            readers,
+        }))
     }
 }

@@ -12,6 +12,7 @@
 use super::encode::{FrameEncoder, is_binary};
 use super::{connect, my_error, quote_ident, quote_table, table_parts};
 use crate::LoadMethods;
+use crate::sql::check_key;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -23,6 +24,7 @@ use pipeline_data::polars::prelude::*;
 use pipeline_data::{Metrics, OptionsError, Sink, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// How rows land in the target table.
@@ -61,17 +63,11 @@ impl MethodOptions for MysqlLoadOptions {
         if self.table.trim().is_empty() {
             return Err(OptionsError::new("/table", "the table name is empty"));
         }
-        if self.mode == MysqlWriteMode::Upsert && self.key.is_empty() {
-            return Err(OptionsError::new("/key", "upsert needs the key columns")
-                .with_hint("e.g. \"key\": [\"customer_id\"]"));
-        }
-        if self.mode != MysqlWriteMode::Upsert && !self.key.is_empty() {
-            return Err(OptionsError::new(
-                "/key",
-                "\"key\" is only used by mode \"upsert\"",
-            ));
-        }
-        Ok(())
+        check_key(
+            self.mode == MysqlWriteMode::Upsert,
+            &self.key,
+            "customer_id",
+        )
     }
 }
 
@@ -129,6 +125,8 @@ struct MysqlSink {
     conn: Option<Conn>,
     /// Data columns in load order (set by the first batch).
     columns: Vec<String>,
+    /// Which of them are binary (sent as hex and decoded by UNHEX).
+    binary: Vec<bool>,
     /// The LOAD DATA statement (set by the first batch).
     load_sql: String,
     path: Path,
@@ -158,6 +156,15 @@ impl MysqlSink {
         )
     }
 
+    /// The data columns, quoted and comma-separated.
+    fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     async fn run(&mut self, sql: &str, doing: &str) -> Result<(), StepError> {
         let result = self.conn()?.query_drop(sql).await;
         result.map_err(|e| self.fail(e, doing))
@@ -184,20 +191,32 @@ impl MysqlSink {
         Ok(Some((engine.unwrap_or_default(), columns)))
     }
 
-    /// Whether a primary key or unique index covers exactly the key columns.
+    /// Whether a primary key or unique index covers exactly the key columns (whole columns:
+    /// functional and prefix key parts do not count; names compare case-insensitively).
     async fn key_is_unique(&mut self) -> Result<bool, StepError> {
         let (schema, table) = table_parts(&self.options.table);
         let sql = format!(
-            "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY COLUMN_NAME SEPARATOR '\\n') FROM information_schema.STATISTICS
-             WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} AND NON_UNIQUE = 0 GROUP BY INDEX_NAME"
+            "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS
+             WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} AND NON_UNIQUE = 0"
         );
         let r = self.conn()?.query(sql).await;
-        let indexes: Vec<(String, String)> =
+        let parts: Vec<(String, Option<String>, Option<u64>)> =
             r.map_err(|e| self.fail(e, "reading the indexes of"))?;
-        let mut want = self.options.key.clone();
-        want.sort();
-        let want = want.join("\n");
-        Ok(indexes.iter().any(|(_, cols)| *cols == want))
+        let mut indexes: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
+        for (index, column, sub_part) in parts {
+            let entry = indexes
+                .entry(index)
+                .or_insert_with(|| Some(BTreeSet::new()));
+            match (column, sub_part, entry.as_mut()) {
+                (Some(c), None, Some(set)) => {
+                    set.insert(c.to_lowercase());
+                }
+                // A functional or prefix part: the index is not unique on whole columns.
+                _ => *entry = None,
+            }
+        }
+        let want: BTreeSet<String> = self.options.key.iter().map(|k| k.to_lowercase()).collect();
+        Ok(indexes.values().flatten().any(|cols| *cols == want))
     }
 
     /// First batch: create the table if asked, check it, stage, begin.
@@ -283,12 +302,8 @@ impl MysqlSink {
             .with_hint("upsert needs one, or the rows would be inserted twice"));
         }
         self.columns = df.columns().iter().map(|c| c.name().to_string()).collect();
-        let list = self
-            .columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        self.binary = df.columns().iter().map(|c| is_binary(c.dtype())).collect();
+        let list = self.column_list();
         let into = if upsert {
             // No keys in the stage: duplicates within the load are collapsed at prepare.
             self.run(
@@ -312,7 +327,7 @@ impl MysqlSink {
         let mut fields = Vec::new();
         let mut sets = Vec::new();
         for (i, c) in df.columns().iter().enumerate() {
-            if is_binary(c.dtype()) {
+            if self.binary.get(i).copied().unwrap_or(false) {
                 fields.push(format!("@pipectl_b{i}"));
                 sets.push(format!("{} = UNHEX(@pipectl_b{i})", quote_ident(c.name())));
             } else {
@@ -398,12 +413,7 @@ impl MysqlSink {
     async fn insert_rows(&mut self, encoder: Arc<FrameEncoder>) -> Result<(), StepError> {
         let ncols = self.columns.len().max(1);
         let per_statement = (60_000 / ncols).clamp(1, 1000);
-        let list = self
-            .columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = self.column_list();
         let into = if self.options.mode == MysqlWriteMode::Upsert {
             STAGE.to_string()
         } else {
@@ -445,6 +455,18 @@ impl Sink for MysqlSink {
         if self.columns.is_empty() {
             self.start(&df).await?;
         }
+        for (name, binary) in self.columns.iter().zip(&self.binary) {
+            if let Ok(c) = df.column(name)
+                && is_binary(c.dtype()) != *binary
+            {
+                return Err(StepError::user(format!(
+                    "step \"{}\": column \"{name}\" changed type between batches (now {})",
+                    self.step,
+                    c.dtype()
+                ))
+                .with_hint("cast it to one type in a transform step before the load"));
+            }
+        }
         let encoder = FrameEncoder::new(&df, &self.columns)
             .map_err(|e| e.context(format!("step \"{}\"", self.step)))?;
         let encoder = Arc::new(encoder);
@@ -468,12 +490,7 @@ impl Sink for MysqlSink {
         if self.options.mode != MysqlWriteMode::Upsert || self.columns.is_empty() {
             return Ok(());
         }
-        let list = self
-            .columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = self.column_list();
         let keys = self
             .options
             .key
@@ -498,18 +515,28 @@ impl Sink for MysqlSink {
             updates.join(", "),
             t = self.table
         );
-        self.run(&sql, "moving staged rows into").await?;
-        self.run(
-            &format!("DROP TEMPORARY TABLE {STAGE}"),
-            "dropping the stage of",
-        )
-        .await
+        // The stage goes with the session (dropping it inside the transaction can be refused
+        // under GTID consistency).
+        self.run(&sql, "moving staged rows into").await
     }
 
     async fn commit(&mut self) -> Result<(), StepError> {
         if self.in_transaction {
-            self.run("COMMIT", "committing").await?;
+            let result = self.conn()?.query_drop("COMMIT").await;
             self.in_transaction = false;
+            match result {
+                Ok(()) => {}
+                Err(e @ mysql_async::Error::Server(_)) => return Err(self.fail(e, "committing")),
+                // The connection went away while committing: the server may or may not have
+                // committed, and a retry could load the rows twice.
+                Err(e) => {
+                    return Err(StepError::external(format!(
+                        "step \"{}\": the connection to MySQL was lost while committing table {}, so whether the load committed is unknown: {e}",
+                        self.step, self.options.table
+                    ))
+                    .with_hint("check the table before running the pipeline again; it was not retried to avoid loading the rows twice"));
+                }
+            }
             tracing::info!(step = %self.step, table = %self.table, rows = self.rows, mode = ?self.options.mode, "committed");
         }
         if let Some(conn) = self.conn.take() {
@@ -555,6 +582,7 @@ impl LoadMethods {
             options,
             conn: Some(conn),
             columns: Vec::new(),
+            binary: Vec::new(),
             load_sql: String::new(),
             path: Path::LoadData,
             in_transaction: false,

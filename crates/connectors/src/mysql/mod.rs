@@ -34,6 +34,8 @@ fn session_init(strict: bool) -> Vec<String> {
     let mut init = vec![
         "SET NAMES utf8mb4".to_string(),
         "SET time_zone = '+00:00'".to_string(),
+        // A reader that stalls (a slow load downstream) must not have the server drop it.
+        "SET SESSION net_write_timeout = 3600, net_read_timeout = 3600".to_string(),
     ];
     if strict {
         // INSERT ... SELECT and the fallback INSERTs fail instead of truncating.
@@ -98,13 +100,20 @@ pub(crate) async fn connect(
     }
 }
 
-/// Server error codes a retry can get past: deadlock, lock wait timeout, too many connections,
-/// server shutting down, query interrupted, lost connection.
-const TRANSIENT_CODES: &[u16] = &[1205, 1213, 1040, 1053, 1317, 2006, 2013, 1927];
+/// Server error codes a retry can get past: lock wait timeout, deadlock, too many connections
+/// (server-wide or the user's), shutdown, interrupted, idle disconnect, network errors, a
+/// read-only server during a fail-over, group replication and Galera conflicts.
+const TRANSIENT_CODES: &[u16] = &[
+    1205, 1213, 1040, 1203, 1053, 1317, 4031, 1158, 1159, 1160, 1161, 1290, 1836, 1792, 3101, 1047,
+    1927,
+];
+/// Server error codes that are the server's to fix: host blocked or not allowed, an
+/// authentication protocol the client cannot speak.
+const SERVER_SIDE_CODES: &[u16] = &[1129, 1130, 1251];
 
 /// Classifies a MySQL error: refused and lost connections, deadlocks and lock timeouts can be
 /// retried; authentication and certificate failures are the external system's; bad SQL, missing
-/// tables and data the server refuses are the user's to fix.
+/// tables and data the server refuses are the user's to fix; anything else is ours.
 pub(crate) fn my_error(e: mysql_async::Error, context: &str) -> StepError {
     use mysql_async::{DriverError, Error};
     match e {
@@ -115,6 +124,7 @@ pub(crate) fn my_error(e: mysql_async::Error, context: &str) -> StepError {
                     "check the username and password stored in Vault for this connection",
                 ),
                 c if TRANSIENT_CODES.contains(&c) => StepError::transient(text),
+                c if SERVER_SIDE_CODES.contains(&c) => StepError::external(text),
                 _ => StepError::user(text),
             }
         }
@@ -122,7 +132,19 @@ pub(crate) fn my_error(e: mysql_async::Error, context: &str) -> StepError {
             "{context}: the server does not offer TLS, which tls_mode asks for"
         ))
         .with_hint("enable TLS on the server, or set tls_mode \"prefer\" or \"disable\""),
-        Error::Io(_) | Error::Driver(_) => {
+        Error::Driver(
+            DriverError::ConnectionClosed
+            | DriverError::PoolDisconnected
+            | DriverError::PacketOutOfOrder,
+        ) => StepError::transient(format!("{context}: {e}")),
+        Error::Driver(
+            DriverError::UnknownAuthPlugin { .. }
+            | DriverError::MysqlOldPasswordDisabled
+            | DriverError::CleartextPluginDisabled
+            | DriverError::PacketTooLarge,
+        ) => StepError::external(format!("{context}: {e}"))
+            .with_hint("check the server's authentication plugin and max_allowed_packet"),
+        Error::Io(_) => {
             let text = format!("{context}: {e}");
             if text.contains("certificate") || text.contains("Certificate") {
                 return StepError::external(text).with_hint(
@@ -168,12 +190,12 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// `shop.orders` → `` `shop`.`orders` ``.
+/// `shop.orders` → `` `shop`.`orders` `` (the first dot separates the database).
 pub(crate) fn quote_table(name: &str) -> String {
-    name.split('.')
-        .map(quote_ident)
-        .collect::<Vec<_>>()
-        .join(".")
+    match name.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
+        None => quote_ident(name),
+    }
 }
 
 /// A single-quoted string literal.
@@ -183,7 +205,7 @@ pub(crate) fn quote_literal(s: &str) -> String {
 
 /// `(schema or current database, table)` of a possibly qualified name, as SQL expressions.
 pub(crate) fn table_parts(name: &str) -> (String, String) {
-    match name.rsplit_once('.') {
+    match name.split_once('.') {
         Some((schema, table)) => (quote_literal(schema), quote_literal(table)),
         None => ("DATABASE()".to_string(), quote_literal(name)),
     }

@@ -4,7 +4,7 @@
 
 use super::decode::Kind;
 use super::{my_error, quote_ident, quote_literal};
-use crate::postgres::PartitionOptions;
+use crate::sql::{PartitionOptions, range_predicates};
 use mysql_async::prelude::Queryable;
 use pipeline_base::StepError;
 
@@ -100,29 +100,7 @@ pub(crate) async fn ranges(
         // No rows (or only NULLs): one range reads whatever is there.
         return Ok(vec!["TRUE".into()]);
     };
-    let n = p.partitions.max(1) as usize;
-    let step = (hi - lo) / n as f64;
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut conds = Vec::new();
-        if i > 0 {
-            conds.push(format!("{col} >= {}", domain.literal(lo + step * i as f64)));
-        }
-        if i + 1 < n {
-            conds.push(format!(
-                "{col} < {}",
-                domain.literal(lo + step * (i + 1) as f64)
-            ));
-        }
-        let mut predicate = if conds.is_empty() {
-            "TRUE".to_string()
-        } else {
-            conds.join(" AND ")
-        };
-        if i == 0 {
-            predicate = format!("({predicate} OR {col} IS NULL)");
-        }
-        out.push(predicate);
-    }
-    Ok(out)
+    Ok(range_predicates(&col, lo, hi, p.partitions as usize, |v| {
+        domain.literal(v)
+    }))
 }

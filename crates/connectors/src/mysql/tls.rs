@@ -10,12 +10,11 @@
 //! CA for one of those names: any certificate the CA signed is accepted, whatever host name it
 //! carries, which is what verify-ca means.
 
+use crate::tls::{Relaxed, Seen};
 use mysql_async::SslOpts;
 use pipeline_base::StepError;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,8 +41,10 @@ pub(crate) fn for_mode(
     // mysql_async builds its rustls config with the process's default provider; make it ring's
     // (the only one this build uses) unless one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The CA roots: the `ca_cert` file, else the system's (not mysql_async's bundled list, so
+    // that a private CA installed on the machine works as it does for PostgreSQL).
     let roots = || -> Result<SslOpts, StepError> {
-        let opts = SslOpts::default();
+        let opts = SslOpts::default().with_disable_built_in_roots(true);
         Ok(match ca_cert {
             Some(path) => {
                 let pem = std::fs::read_to_string(path).map_err(|e| {
@@ -57,9 +58,14 @@ pub(crate) fn for_mode(
                     )));
                 }
                 opts.with_root_certs(vec![PathBuf::from(path).into()])
-                    .with_disable_built_in_roots(true)
             }
-            None => opts,
+            None => opts.with_root_certs(
+                rustls_native_certs::load_native_certs()
+                    .certs
+                    .into_iter()
+                    .map(|c| c.to_vec().into())
+                    .collect(),
+            ),
         })
     };
     Ok(match mode.unwrap_or("prefer") {
@@ -71,6 +77,14 @@ pub(crate) fn for_mode(
             prefer: m == "prefer",
             any_name: false,
         },
+        // Any certificate a public CA signed would pass a name-less check against the system's
+        // roots, so verify-ca needs the CA it trusts named (libpq asks the same).
+        "verify-ca" if ca_cert.is_none() => {
+            return Err(StepError::user(format!(
+                "connection \"{connection}\": tls_mode verify-ca needs ca_cert, the CA that signs the server's certificate"
+            ))
+            .with_hint("set \"ca_cert\": \"/path/to/ca.pem\", or use verify-full, which also checks the host name"));
+        }
         "verify-ca" => Tls::On {
             opts: roots()?,
             prefer: false,
@@ -88,51 +102,6 @@ pub(crate) fn for_mode(
             .with_hint("use disable, prefer, require, verify-ca or verify-full"));
         }
     })
-}
-
-/// Accepts any certificate and keeps the end entity (signatures are still checked).
-#[derive(Debug)]
-struct Capture {
-    seen: Arc<Mutex<Option<CertificateDer<'static>>>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Capture {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(end_entity.clone().into_owned());
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 const CLIENT_LONG_PASSWORD: u32 = 0x1;
@@ -162,6 +131,17 @@ pub(crate) async fn certificate_name(
         let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
         let mut greeting = vec![0u8; len];
         tcp.read_exact(&mut greeting).await.map_err(io)?;
+        match greeting.first() {
+            Some(10) => {}
+            // An ERR packet: code (2 bytes), then the message (e.g. too many connections).
+            Some(0xff) => {
+                let message = String::from_utf8_lossy(greeting.get(3..).unwrap_or_default());
+                return Err(fail(format!(
+                    "the server refused the connection: {message}"
+                )));
+            }
+            _ => return Err(fail("the server's greeting is not MySQL's".into())),
+        }
         // protocol version, server version (NUL-terminated), connection id (4), scramble (8),
         // filler (1), then the low two bytes of the capability flags.
         let caps = greeting
@@ -185,28 +165,31 @@ pub(crate) async fn certificate_name(
         request.push(UTF8MB4);
         request.extend([0u8; 23]);
         tcp.write_all(&request).await.map_err(io)?;
-        let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
-        let seen = Arc::new(Mutex::new(None));
+        let provider = crate::tls::provider();
+        let seen: Seen = Arc::new(Mutex::new(None));
         let config = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| StepError::internal(format!("TLS set-up: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Capture {
-                seen: seen.clone(),
-                algorithms: provider.signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(Arc::new(Relaxed::capture(seen.clone(), &provider)))
             .with_no_client_auth();
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|e| fail(format!("{host} is not a host name: {e}")))?;
+        let name = ServerName::try_from(host.to_string()).map_err(|e| {
+            StepError::user(format!(
+                "connection \"{connection}\": {host} is not a host name: {e}"
+            ))
+        })?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let _ = connector.connect(name, tcp).await;
+        let handshake = connector.connect(name, tcp).await;
         let cert = seen.lock().ok().and_then(|mut s| s.take());
-        Ok(cert)
+        match (cert, handshake) {
+            (Some(cert), _) => Ok(cert),
+            (None, Err(e)) => Err(fail(format!("the TLS handshake failed: {e}"))),
+            (None, Ok(_)) => Err(fail("the server presented no certificate".into())),
+        }
     };
     let cert = tokio::time::timeout(Duration::from_secs(10), handshake)
         .await
-        .map_err(|_| fail("timed out after 10 s".into()))??
-        .ok_or_else(|| fail("the server presented no certificate".into()))?;
+        .map_err(|_| fail("timed out after 10 s".into()))??;
     let parsed = webpki::EndEntityCert::try_from(&cert).map_err(|e| {
         StepError::external(format!(
             "connection \"{connection}\": the certificate of MySQL at {host}:{port} cannot be parsed: {e}"
@@ -214,9 +197,9 @@ pub(crate) async fn certificate_name(
     })?;
     let name = parsed.valid_dns_names().next().ok_or_else(|| {
         StepError::external(format!(
-            "connection \"{connection}\": the certificate of MySQL at {host}:{port} names no DNS host"
+            "connection \"{connection}\": the certificate of MySQL at {host}:{port} names no DNS host (no subjectAltName), so verify-ca cannot check it"
         ))
-        .with_hint("use tls_mode verify-full with the host name the certificate names")
+        .with_hint("give the server a certificate with a DNS subjectAltName (MySQL's auto-generated ones have none), or use tls_mode require")
     })?;
     // A wildcard name is matched by any name under it.
     Ok(match name.strip_prefix("*.") {
@@ -248,8 +231,12 @@ mod tests {
             panic!("verify-full is TLS")
         };
         assert!(!prefer && !any_name && !opts.accept_invalid_certs());
+        let err = for_mode(Some("verify-ca"), None, "c").err().unwrap();
+        assert!(err.message().contains("needs ca_cert"), "{}", err.message());
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca.path(), "-----BEGIN CERTIFICATE-----\n").unwrap();
         assert!(matches!(
-            for_mode(Some("verify-ca"), None, "c").unwrap(),
+            for_mode(Some("verify-ca"), ca.path().to_str(), "c").unwrap(),
             Tls::On { any_name: true, .. }
         ));
         let err = for_mode(Some("verify-full"), Some("/nonexistent/ca.pem"), "c")

@@ -3,10 +3,10 @@
 //! extension, then tuples (`i16` field count, then per field an `i32` length, -1 for NULL, and
 //! the value in the type's binary send format), then a `-1` trailer.
 
+use crate::columns::{ColumnBuffer, Logical, Values, take_frame};
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
 use polars_arrow::array::MutableBinaryViewArray;
-use polars_arrow::bitmap::MutableBitmap;
 use tokio_postgres::types::Type;
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
@@ -86,28 +86,10 @@ pub(crate) fn kind_of(
     })
 }
 
-enum Values {
-    Bool(Vec<bool>),
-    I16(Vec<i16>),
-    I32(Vec<i32>),
-    I64(Vec<i64>),
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    I128(Vec<i128>),
-    Str(MutableBinaryViewArray<str>),
-    Bin(MutableBinaryViewArray<[u8]>),
-}
-
-struct ColumnBuffer {
-    name: PlSmallStr,
-    kind: Kind,
-    values: Values,
-    validity: MutableBitmap,
-}
-
 /// Decodes tuples into column buffers; `take_frame` hands over what it holds.
 pub(crate) struct Decoder {
     columns: Vec<ColumnBuffer>,
+    kinds: Vec<Kind>,
     rows: usize,
     header_done: bool,
 }
@@ -126,33 +108,40 @@ fn bad(column: &str, what: &str) -> StepError {
 
 impl Decoder {
     pub fn new(columns: &[(String, Kind)]) -> Self {
-        let columns = columns
-            .iter()
-            .map(|(name, kind)| ColumnBuffer {
-                name: name.as_str().into(),
-                kind: *kind,
-                values: Self::empty(*kind),
-                validity: MutableBitmap::new(),
-            })
-            .collect();
         Decoder {
-            columns,
+            columns: columns
+                .iter()
+                .map(|(name, kind)| {
+                    let (values, logical) = Self::buffer(*kind);
+                    ColumnBuffer::new(name, values, logical)
+                })
+                .collect(),
+            kinds: columns.iter().map(|(_, k)| *k).collect(),
             rows: 0,
             header_done: false,
         }
     }
 
-    fn empty(kind: Kind) -> Values {
+    /// The buffer a kind is decoded into, and what its values mean.
+    fn buffer(kind: Kind) -> (Values, Logical) {
         match kind {
-            Kind::Bool => Values::Bool(Vec::new()),
-            Kind::I16 => Values::I16(Vec::new()),
-            Kind::I32 | Kind::Date => Values::I32(Vec::new()),
-            Kind::I64 | Kind::Timestamp | Kind::TimestampTz => Values::I64(Vec::new()),
-            Kind::F32 => Values::F32(Vec::new()),
-            Kind::F64 | Kind::NumericF64 => Values::F64(Vec::new()),
-            Kind::Decimal { .. } => Values::I128(Vec::new()),
-            Kind::Text | Kind::Jsonb | Kind::Uuid => Values::Str(MutableBinaryViewArray::new()),
-            Kind::Bytea => Values::Bin(MutableBinaryViewArray::new()),
+            Kind::Bool => (Values::Bool(Vec::new()), Logical::Plain),
+            Kind::I16 => (Values::I16(Vec::new()), Logical::Plain),
+            Kind::I32 => (Values::I32(Vec::new()), Logical::Plain),
+            Kind::Date => (Values::I32(Vec::new()), Logical::Date),
+            Kind::I64 => (Values::I64(Vec::new()), Logical::Plain),
+            Kind::Timestamp => (Values::I64(Vec::new()), Logical::Datetime { utc: false }),
+            Kind::TimestampTz => (Values::I64(Vec::new()), Logical::Datetime { utc: true }),
+            Kind::F32 => (Values::F32(Vec::new()), Logical::Plain),
+            Kind::F64 | Kind::NumericF64 => (Values::F64(Vec::new()), Logical::Plain),
+            Kind::Decimal { precision, scale } => (
+                Values::I128(Vec::new()),
+                Logical::Decimal { precision, scale },
+            ),
+            Kind::Text | Kind::Jsonb | Kind::Uuid => {
+                (Values::Str(MutableBinaryViewArray::new()), Logical::Plain)
+            }
+            Kind::Bytea => (Values::Bin(MutableBinaryViewArray::new()), Logical::Plain),
         }
     }
 
@@ -225,22 +214,11 @@ impl Decoder {
     }
 
     fn push_null(&mut self, c: usize) {
-        let col = &mut self.columns[c];
-        col.validity.push(false);
-        match &mut col.values {
-            Values::Bool(v) => v.push(false),
-            Values::I16(v) => v.push(0),
-            Values::I32(v) => v.push(0),
-            Values::I64(v) => v.push(0),
-            Values::F32(v) => v.push(0.0),
-            Values::F64(v) => v.push(0.0),
-            Values::I128(v) => v.push(0),
-            Values::Str(v) => v.push_null(),
-            Values::Bin(v) => v.push_null(),
-        }
+        self.columns[c].push_null();
     }
 
     fn push(&mut self, c: usize, v: &[u8]) -> Result<(), StepError> {
+        let kind = self.kinds[c];
         let col = &mut self.columns[c];
         let name = col.name.as_str();
         col.validity.push(true);
@@ -251,7 +229,7 @@ impl Decoder {
                 Err(bad(name, &format!("{} bytes, expected {n}", v.len())))
             }
         };
-        match (&mut col.values, col.kind) {
+        match (&mut col.values, kind) {
             (Values::Bool(out), _) => {
                 need(1)?;
                 out.push(v[0] != 0)
@@ -318,6 +296,7 @@ impl Decoder {
                 out.push_value(text)
             }
             (Values::Bin(out), _) => out.push_value(v),
+            (_, kind) => return Err(bad(name, &format!("no buffer for {kind:?}"))),
         }
         Ok(())
     }
@@ -325,61 +304,7 @@ impl Decoder {
     /// The rows decoded so far as a DataFrame; the buffers start empty again.
     pub fn take_frame(&mut self) -> Result<DataFrame, StepError> {
         let rows = std::mem::take(&mut self.rows);
-        let mut out = Vec::with_capacity(self.columns.len());
-        for col in &mut self.columns {
-            let values = std::mem::replace(&mut col.values, Self::empty(col.kind));
-            let validity = std::mem::take(&mut col.validity);
-            let validity = (validity.unset_bits() > 0).then(|| validity.freeze());
-            let name = col.name.clone();
-            let series = match values {
-                Values::Bool(v) => {
-                    let arr = polars_arrow::array::BooleanArray::new(
-                        ArrowDataType::Boolean,
-                        v.into_iter().collect(),
-                        validity,
-                    );
-                    BooleanChunked::with_chunk(name, arr).into_series()
-                }
-                Values::I16(v) => Int16Chunked::from_vec_validity(name, v, validity).into_series(),
-                Values::I32(v) if col.kind == Kind::Date => {
-                    Int32Chunked::from_vec_validity(name, v, validity)
-                        .into_date()
-                        .into_series()
-                }
-                Values::I32(v) => Int32Chunked::from_vec_validity(name, v, validity).into_series(),
-                Values::I64(v) => {
-                    let ca = Int64Chunked::from_vec_validity(name, v, validity);
-                    match col.kind {
-                        Kind::Timestamp => {
-                            ca.into_datetime(TimeUnit::Microseconds, None).into_series()
-                        }
-                        Kind::TimestampTz => ca
-                            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-                            .into_series(),
-                        _ => ca.into_series(),
-                    }
-                }
-                Values::F32(v) => {
-                    Float32Chunked::from_vec_validity(name, v, validity).into_series()
-                }
-                Values::F64(v) => {
-                    Float64Chunked::from_vec_validity(name, v, validity).into_series()
-                }
-                Values::I128(v) => {
-                    let Kind::Decimal { precision, scale } = col.kind else {
-                        return Err(StepError::internal("decimal buffer without decimal kind"));
-                    };
-                    Int128Chunked::from_vec_validity(name, v, validity)
-                        .into_decimal_unchecked(precision, scale)
-                        .into_series()
-                }
-                Values::Str(v) => StringChunked::with_chunk(name, v.freeze()).into_series(),
-                Values::Bin(v) => BinaryChunked::with_chunk(name, v.freeze()).into_series(),
-            };
-            out.push(series.into_column());
-        }
-        DataFrame::new(rows, out)
-            .map_err(|e| StepError::internal(format!("assembling a decoded batch: {e}")))
+        take_frame(&mut self.columns, rows)
     }
 }
 

@@ -5,6 +5,7 @@
 use super::decode::{Decoder, Kind, kind_of};
 use super::{connect, pg_error, quote_ident};
 use crate::ExtractMethods;
+use crate::sql::{PartitionOptions, SourceShape};
 use async_trait::async_trait;
 use futures::StreamExt;
 use pipeline_base::StepError;
@@ -24,22 +25,6 @@ pub enum NumericMode {
     Decimal,
     /// 64-bit floats (faster, inexact).
     F64,
-}
-
-/// Parallel reads of ranges of one column.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PartitionOptions {
-    /// A numeric, date or timestamp column to split on.
-    pub column: String,
-    /// Number of ranges read in parallel (one connection each).
-    pub partitions: u32,
-    /// Lower bound (a number, or a date/timestamp string); the column's minimum when absent.
-    #[serde(default)]
-    pub lower_bound: Option<serde_json::Value>,
-    /// Upper bound; the column's maximum when absent.
-    #[serde(default)]
-    pub upper_bound: Option<serde_json::Value>,
 }
 
 /// Options of the `postgres` extract.
@@ -72,61 +57,24 @@ fn default_batch_size() -> usize {
 
 impl MethodOptions for PostgresExtractOptions {
     fn check(&self) -> Result<(), OptionsError> {
-        match (&self.table, &self.query) {
-            (None, None) => {
-                return Err(OptionsError::new("", "give \"table\" or \"query\""));
-            }
-            (Some(_), Some(_)) => {
-                return Err(OptionsError::new(
-                    "/query",
-                    "give \"table\" or \"query\", not both",
-                ));
-            }
-            (None, Some(_)) if !self.columns.is_empty() => {
-                return Err(
-                    OptionsError::new("/columns", "\"columns\" goes with \"table\"")
-                        .with_hint("list the columns in the query's SELECT instead"),
-                );
-            }
-            _ => {}
-        }
-        if self.batch_size == 0 {
-            return Err(OptionsError::new(
-                "/batch_size",
-                "batch_size must be at least 1",
-            ));
-        }
-        if let Some(p) = &self.partition
-            && !(1..=64).contains(&p.partitions)
-        {
-            return Err(OptionsError::new(
-                "/partition/partitions",
-                "partitions must be between 1 and 64",
-            ));
-        }
-        Ok(())
+        self.shape().check()
     }
 }
 
 impl PostgresExtractOptions {
+    fn shape(&self) -> SourceShape<'_> {
+        SourceShape {
+            table: self.table.as_deref(),
+            columns: &self.columns,
+            query: self.query.as_deref(),
+            batch_size: self.batch_size,
+            partition: self.partition.as_ref(),
+        }
+    }
+
     /// The SELECT this extract reads.
     fn select(&self) -> String {
-        match (&self.query, &self.table) {
-            (Some(q), _) => q.trim().trim_end_matches(';').to_string(),
-            (None, Some(t)) => {
-                let cols = if self.columns.is_empty() {
-                    "*".to_string()
-                } else {
-                    self.columns
-                        .iter()
-                        .map(|c| quote_ident(c))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                format!("SELECT {cols} FROM {}", quote_table(t))
-            }
-            (None, None) => String::new(),
-        }
+        self.shape().select(quote_ident, quote_table)
     }
 }
 
@@ -144,6 +92,8 @@ struct PgSource {
     estimate: Option<u64>,
     /// Holds the exported snapshot open until every partition has started.
     _coordinator: Option<tokio_postgres::Client>,
+    /// The reader tasks: a task that panicked must not look like the end of the data.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 #[async_trait]
@@ -152,7 +102,10 @@ impl Source for PgSource {
         match self.rx.recv().await {
             Some(Ok(df)) => Ok(Some(Batch::Frame(df))),
             Some(Err(e)) => Err(e),
-            None => Ok(None),
+            None => {
+                crate::sql::join_readers(&mut self.readers).await?;
+                Ok(None)
+            }
         }
     }
 
@@ -259,11 +212,12 @@ impl ExtractMethods {
         let estimate = estimate(&client, options.table.as_deref()).await;
         let (tx, rx) = mpsc::channel(2);
         let Some(partition) = options.partition.clone().filter(|p| p.partitions > 1) else {
-            tokio::spawn(stream(client, sql, columns, options.batch_size, tx));
+            let reader = tokio::spawn(stream(client, sql, columns, options.batch_size, tx));
             return Ok(Box::new(PgSource {
                 rx,
                 estimate,
                 _coordinator: None,
+                readers: vec![reader],
             }));
         };
         let col_type = statement
@@ -288,6 +242,7 @@ impl ExtractMethods {
             .await
             .map_err(|e| pg_error(e, "exporting the snapshot"))?
             .get(0);
+        let mut readers = Vec::new();
         for predicate in ranges {
             let worker = connect(&conn).await?;
             worker
@@ -297,19 +252,20 @@ impl ExtractMethods {
                 .await
                 .map_err(|e| pg_error(e, "joining the snapshot"))?;
             let part_sql = format!("SELECT * FROM ({sql}) AS pipectl_q WHERE {predicate}");
-            tokio::spawn(stream(
+            readers.push(tokio::spawn(stream(
                 worker,
                 part_sql,
                 columns.clone(),
                 options.batch_size,
                 tx.clone(),
-            ));
+            )));
         }
         tracing::debug!(step = %step, partitions = partition.partitions, column = %partition.column, "partitioned read started");
         Ok(Box::new(PgSource {
             rx,
             estimate,
             _coordinator: Some(client),
+            readers,
         }))
     }
 }

@@ -7,6 +7,7 @@ use super::encode::{ColumnEncoder, HEADER, TRAILER};
 use super::extract::quote_table;
 use super::{connect, pg_error, quote_ident};
 use crate::LoadMethods;
+use crate::sql::check_key;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::SinkExt;
@@ -53,17 +54,7 @@ pub struct PostgresLoadOptions {
 
 impl MethodOptions for PostgresLoadOptions {
     fn check(&self) -> Result<(), OptionsError> {
-        if self.mode == PgWriteMode::Upsert && self.key.is_empty() {
-            return Err(OptionsError::new("/key", "upsert needs the key columns")
-                .with_hint("e.g. \"key\": [\"order_id\"]"));
-        }
-        if self.mode != PgWriteMode::Upsert && !self.key.is_empty() {
-            return Err(OptionsError::new(
-                "/key",
-                "\"key\" is only used by mode \"upsert\"",
-            ));
-        }
-        Ok(())
+        check_key(self.mode == PgWriteMode::Upsert, &self.key, "order_id")
     }
 }
 

@@ -8,7 +8,7 @@ mod load;
 mod partition;
 mod tls;
 
-pub use extract::{NumericMode, PartitionOptions, PostgresExtractOptions};
+pub use extract::{NumericMode, PostgresExtractOptions};
 pub use load::{PgWriteMode, PostgresLoadOptions};
 
 use pipeline_base::StepError;

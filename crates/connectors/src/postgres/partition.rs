@@ -1,8 +1,8 @@
 //! Range partitioning of a read: bounds from the options or the column's min/max, split into
 //! equal ranges of the column's value (integers, floats and numerics, dates, timestamps).
 
-use super::extract::PartitionOptions;
 use super::{pg_error, quote_ident};
+use crate::sql::{PartitionOptions, range_predicates};
 use pipeline_base::StepError;
 use tokio_postgres::types::Type;
 
@@ -95,36 +95,11 @@ pub(crate) async fn ranges(
         )
     })?;
     let (lo, hi): (Option<f64>, Option<f64>) = (row.get(0), row.get(1));
-    let n = p.partitions.max(1) as usize;
     let (Some(lo), Some(hi)) = (lo, hi) else {
         // No rows (or only NULLs): one range reads whatever is there.
         return Ok(vec!["TRUE".into()]);
     };
-    let step = (hi - lo) / n as f64;
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut conds = Vec::new();
-        if i > 0 {
-            conds.push(format!(
-                "{col} >= {}",
-                domain.literal(lo + step * i as f64, ty)
-            ));
-        }
-        if i + 1 < n {
-            conds.push(format!(
-                "{col} < {}",
-                domain.literal(lo + step * (i + 1) as f64, ty)
-            ));
-        }
-        let mut predicate = if conds.is_empty() {
-            "TRUE".to_string()
-        } else {
-            conds.join(" AND ")
-        };
-        if i == 0 {
-            predicate = format!("({predicate} OR {col} IS NULL)");
-        }
-        out.push(predicate);
-    }
-    Ok(out)
+    Ok(range_predicates(&col, lo, hi, p.partitions as usize, |v| {
+        domain.literal(v, ty)
+    }))
 }

@@ -98,3 +98,26 @@ pub fn local_step(dir: &std::path::Path, step: &str, options: Value) -> StepSetu
         base_dir: dir.to_path_buf(),
     }
 }
+
+/// Writes `frames` into `sink`, then prepares and commits; aborts on any failure. Returns the
+/// sink's metrics.
+pub async fn load_frames(
+    mut sink: Box<dyn pipeline_data::Sink>,
+    frames: Vec<DataFrame>,
+) -> Result<pipeline_data::Metrics, pipeline_base::StepError> {
+    let result = async {
+        for f in frames {
+            sink.write(f).await?;
+        }
+        sink.prepare().await?;
+        sink.commit().await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(sink.metrics()),
+        Err(e) => {
+            sink.abort().await;
+            Err(e)
+        }
+    }
+}
