@@ -1,6 +1,14 @@
 //! One attempt of a run: open every step, drive the sources through the chains, then commit
 //! every load, or abort them all so that nothing is half-written.
+//!
+//! Commit protocol: every load stages its data while the run streams and prepares when its
+//! input ends; only when every step has succeeded do the loads commit, one after another in the
+//! order of the plan. When a commit fails, the loads not yet committed are aborted, and the
+//! loads that did commit are named in the outcome: the next attempt runs the pipeline again but
+//! passes their input through without writing it a second time. A cancelled run (a signal)
+//! stops between batches and before each commit, and aborts what has not committed.
 
+use crate::cancel::CancelToken;
 use crate::chain::{PipelineStep, StepFailure, StepStats, link, visit_mut};
 use crate::connect::connection_credentials;
 use crate::plan::Plan;
@@ -9,6 +17,7 @@ use async_trait::async_trait;
 use pipeline_base::{StepError, StepKind};
 use pipeline_credentials::CachedProvider;
 use pipeline_data::{Batch, Metrics, Operator, RunContext, Runtime, Source, StepSetup};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +40,28 @@ impl RunObserver for NoopObserver {}
 pub(crate) struct AttemptOutcome {
     pub stats: Vec<Option<(StepStats, Metrics)>>,
     pub failure: Option<StepFailure>,
+    /// Loads this attempt committed, in commit order.
+    pub committed: Vec<String>,
+}
+
+/// What an attempt is given besides the plan.
+pub(crate) struct AttemptContext<'a> {
+    pub registry: &'a Registry,
+    pub observer: Arc<dyn RunObserver>,
+    pub credentials: Option<&'a CachedProvider>,
+    pub cancel: &'a CancelToken,
+    /// Loads an earlier attempt of this run committed: not written again.
+    pub committed: &'a BTreeSet<String>,
+}
+
+/// The failure of a cancelled run.
+fn interrupted(cancel: &CancelToken, index: usize, step: &str) -> StepFailure {
+    let reason = cancel.reason().unwrap_or_else(|| "a cancellation".into());
+    StepFailure {
+        index,
+        step: step.to_string(),
+        error: StepError::external(format!("interrupted by {reason}")),
+    }
 }
 
 /// Extract steps pass their source's batches on unchanged.
@@ -58,11 +89,16 @@ struct Segment {
 
 pub(crate) async fn run_attempt(
     plan: &Plan,
-    registry: &Registry,
-    observer: Arc<dyn RunObserver>,
-    credentials: Option<&CachedProvider>,
+    ctx: AttemptContext<'_>,
     run_span: &tracing::Span,
 ) -> AttemptOutcome {
+    let AttemptContext {
+        registry,
+        observer,
+        credentials,
+        cancel,
+        committed: committed_before,
+    } = ctx;
     let mut stats: Vec<Option<(StepStats, Metrics)>> = vec![None; plan.steps.len()];
     let keep = plan.kept_datasets();
 
@@ -70,6 +106,22 @@ pub(crate) async fn run_attempt(
     let mut segments: Vec<(Head, Vec<PipelineStep>)> = Vec::new();
     let mut failure: Option<StepFailure> = None;
     for (i, step) in plan.steps.iter().enumerate() {
+        if step.kind == StepKind::Load && committed_before.contains(&step.name) {
+            // Committed by an earlier attempt: pass the input on, write nothing.
+            tracing::info!(parent: run_span, step = %step.name, "already committed by an earlier attempt of this run; not written again");
+            let span = tracing::info_span!(parent: run_span, "step", step = %step.name);
+            let link = PipelineStep::new(
+                i,
+                step.name.clone(),
+                Box::new(Identity),
+                step.auto_convert_to,
+                keep.contains(&step.name),
+                span,
+                observer.clone(),
+            );
+            add_link(&mut segments, plan, i, link, None);
+            continue;
+        }
         let Some(entry) = registry.get(step.kind, &step.method) else {
             failure = Some(StepFailure {
                 index: i,
@@ -131,18 +183,7 @@ pub(crate) async fn run_attempt(
             span,
             observer.clone(),
         );
-        let chained = step.kind != StepKind::Extract
-            && i > 0
-            && step.inputs.first() == Some(&plan.steps[i - 1].name)
-            && !segments.is_empty();
-        match (source, chained) {
-            (Some(source), _) => segments.push((Head::Source { index: i, source }, vec![link])),
-            (None, true) => segments.last_mut().map(|s| s.1.push(link)).unwrap_or(()),
-            (None, false) => {
-                let input = step.inputs.first().cloned().unwrap_or_default();
-                segments.push((Head::Dataset(input), vec![link]));
-            }
-        }
+        add_link(&mut segments, plan, i, link, source);
     }
     let mut segments: Vec<Segment> = segments
         .into_iter()
@@ -152,7 +193,7 @@ pub(crate) async fn run_attempt(
     let cx = RunContext::new();
     if failure.is_none() {
         for segment in segments.iter_mut() {
-            if let Err(f) = drive(segment, &cx, plan, observer.as_ref()).await {
+            if let Err(f) = drive(segment, &cx, plan, observer.as_ref(), cancel).await {
                 failure = Some(f);
                 break;
             }
@@ -160,10 +201,15 @@ pub(crate) async fn run_attempt(
     }
 
     // Publish, or discard.
+    let mut committed = Vec::new();
     if failure.is_none() {
         'commit: for segment in segments.iter_mut() {
             let mut current = Some(segment.chain.as_mut());
             while let Some(step) = current {
+                if cancel.is_cancelled() {
+                    failure = Some(interrupted(cancel, step.index, &step.name));
+                    break 'commit;
+                }
                 if let Err(e) = step.op.commit().await {
                     failure = Some(StepFailure {
                         index: step.index,
@@ -173,6 +219,11 @@ pub(crate) async fn run_attempt(
                     break 'commit;
                 }
                 step.stats.committed = true;
+                if plan.steps.get(step.index).map(|p| p.kind) == Some(StepKind::Load)
+                    && !committed_before.contains(&step.name)
+                {
+                    committed.push(step.name.clone());
+                }
                 current = step.next.as_deref_mut();
             }
         }
@@ -194,7 +245,37 @@ pub(crate) async fn run_attempt(
         });
     }
     observer.attempt_finished();
-    AttemptOutcome { stats, failure }
+    AttemptOutcome {
+        stats,
+        failure,
+        committed,
+    }
+}
+
+/// Appends a step to the chain of the step before it, or starts a new chain (a source, or a
+/// step reading a named dataset).
+fn add_link(
+    segments: &mut Vec<(Head, Vec<PipelineStep>)>,
+    plan: &Plan,
+    i: usize,
+    link: PipelineStep,
+    source: Option<Box<dyn Source>>,
+) {
+    let Some(step) = plan.steps.get(i) else {
+        return;
+    };
+    let chained = step.kind != StepKind::Extract
+        && i > 0
+        && plan.steps.get(i - 1).map(|p| &p.name) == step.inputs.first()
+        && !segments.is_empty();
+    match (source, chained, segments.last_mut()) {
+        (Some(source), _, _) => segments.push((Head::Source { index: i, source }, vec![link])),
+        (None, true, Some(last)) => last.1.push(link),
+        (None, _, _) => {
+            let input = step.inputs.first().cloned().unwrap_or_default();
+            segments.push((Head::Dataset(input), vec![link]));
+        }
+    }
 }
 
 async fn drive(
@@ -202,6 +283,7 @@ async fn drive(
     cx: &RunContext,
     plan: &Plan,
     observer: &dyn RunObserver,
+    cancel: &CancelToken,
 ) -> Result<(), StepFailure> {
     match &mut segment.head {
         Head::Source { index, source } => {
@@ -210,7 +292,11 @@ async fn drive(
             let mut read = 0u64;
             loop {
                 let start = Instant::now();
-                let next = source.next_batch().await;
+                let next = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(interrupted(cancel, *index, &name)),
+                    next = source.next_batch() => next,
+                };
                 segment.chain.add_busy(start.elapsed());
                 let batch = next.map_err(|error| StepFailure {
                     index: *index,
@@ -224,7 +310,17 @@ async fn drive(
             }
         }
         Head::Dataset(name) => {
-            for batch in cx.batches(name).unwrap_or_default() {
+            // Every dataset a step reads is declared by the step that produces it, even when
+            // empty: a missing one is a defect, never silently no rows.
+            let batches = cx.batches(name).ok_or_else(|| StepFailure {
+                index: segment.chain.index,
+                step: segment.chain.name.clone(),
+                error: StepError::internal(format!(
+                    "dataset \"{name}\" was not produced before step \"{}\" read it",
+                    segment.chain.name
+                )),
+            })?;
+            for batch in batches {
                 segment.chain.handle(batch, cx).await?;
             }
         }

@@ -14,6 +14,7 @@
 //!   [`chain::PipelineStep`]s.
 //! - [`Registry`] is the one explicit list of methods (connectors + user methods).
 
+mod cancel;
 pub mod chain;
 mod connect;
 pub mod execute;
@@ -23,6 +24,7 @@ mod registry;
 pub mod report;
 mod schema;
 
+pub use cancel::CancelToken;
 pub use connect::ConnectionCheck;
 pub use execute::{NoopObserver, RunObserver};
 pub use pipeline::{Pipeline, RunFailure, RunOptions};

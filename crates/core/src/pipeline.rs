@@ -1,13 +1,14 @@
 //! `Pipeline`: parses the files, builds the checked plan, and runs it with the retry policy.
 
-use crate::execute::{NoopObserver, RunObserver, run_attempt};
+use crate::cancel::CancelToken;
+use crate::execute::{AttemptContext, NoopObserver, RunObserver, run_attempt};
 use crate::plan::{Plan, build_plan};
 use crate::registry::Registry;
 use crate::report::{ReportError, RunReport, StepReport, StepStatus};
 use pipeline_base::{StepError, StepKind};
 use pipeline_config::{ConfigErrors, LoadedPipeline, Override, PipelineConfig, load_pipeline};
 use pipeline_credentials::{CachedProvider, CredentialProvider};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +28,9 @@ pub struct RunOptions {
     /// Where connections' credentials come from (Vault in production); each secret path is read
     /// once per run. `None`: a connection with `credentials` fails with a clear error.
     pub credentials: Option<Arc<dyn CredentialProvider>>,
+    /// Cancelling it stops the run cleanly: nothing more is read or committed, and every load
+    /// not yet committed is aborted.
+    pub cancel: CancelToken,
 }
 
 impl Default for RunOptions {
@@ -34,11 +38,12 @@ impl Default for RunOptions {
         RunOptions {
             observer: Arc::new(NoopObserver),
             credentials: None,
+            cancel: CancelToken::new(),
         }
     }
 }
 
-/// A run that failed after its retries.
+/// A run that failed after its retries, or was cancelled.
 #[derive(Debug, thiserror::Error)]
 #[error("pipeline \"{pipeline}\" failed at step \"{step}\" after {attempts} attempt{}: {}", if *.attempts == 1 { "" } else { "s" }, .error.full_message())]
 pub struct RunFailure {
@@ -46,6 +51,8 @@ pub struct RunFailure {
     pub step: String,
     pub attempts: u32,
     pub error: StepError,
+    /// The signal (or other reason) that cancelled the run, when it was cancelled.
+    pub interrupted: Option<String>,
     pub report: Box<RunReport>,
 }
 
@@ -92,8 +99,10 @@ impl Pipeline {
     /// cannot fix occurs, or the retries are used up.
     pub async fn run(&self, options: &RunOptions) -> Result<RunReport, RunFailure> {
         let plan = &self.plan;
-        let max_attempts = plan.retry.max_retries + 1;
-        let delay = Duration::from_secs_f64(plan.retry.delay_seconds.max(0.0));
+        // The plan bounds both (a day, 1,000 retries); saturate anyway for a library caller.
+        let max_attempts = plan.retry.max_retries.saturating_add(1);
+        let delay = Duration::try_from_secs_f64(plan.retry.delay_seconds.max(0.0))
+            .unwrap_or(Duration::ZERO);
         let started = Instant::now();
         let started_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -107,20 +116,25 @@ impl Pipeline {
             CachedProvider::new(p)
         });
         let mut attempt = 0;
+        // Loads committed by an attempt are not written again by a retry.
+        let mut committed: Vec<String> = Vec::new();
         loop {
             attempt += 1;
             options.observer.attempt_started(attempt, max_attempts);
             let attempt_span = tracing::info_span!(parent: &run_span, "attempt", attempt);
-            let outcome = run_attempt(
-                plan,
-                &self.registry,
-                options.observer.clone(),
-                credentials.as_ref(),
-                &attempt_span,
-            )
-            .instrument(attempt_span.clone())
-            .await;
-            let report = self.report(&outcome, attempt, started, started_at);
+            let before: BTreeSet<String> = committed.iter().cloned().collect();
+            let ctx = AttemptContext {
+                registry: &self.registry,
+                observer: options.observer.clone(),
+                credentials: credentials.as_ref(),
+                cancel: &options.cancel,
+                committed: &before,
+            };
+            let outcome = run_attempt(plan, ctx, &attempt_span)
+                .instrument(attempt_span.clone())
+                .await;
+            committed.extend(outcome.committed.iter().cloned());
+            let report = self.report(&outcome, attempt, started, started_at, &committed);
             let Some(failure) = outcome.failure else {
                 tracing::info!(
                     parent: &run_span,
@@ -132,7 +146,11 @@ impl Pipeline {
                 );
                 return Ok(report);
             };
-            let retryable = failure.error.retryable();
+            let interrupted = options
+                .cancel
+                .reason()
+                .filter(|_| options.cancel.is_cancelled());
+            let retryable = failure.error.retryable() && interrupted.is_none();
             if retryable && attempt < max_attempts {
                 tracing::warn!(
                     parent: &run_span,
@@ -143,10 +161,17 @@ impl Pipeline {
                     delay_s = delay.as_secs_f64(),
                     "attempt failed with a transient error; retrying"
                 );
-                tokio::time::sleep(delay).await;
-                continue;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = options.cancel.cancelled() => {}
+                }
+                if !options.cancel.is_cancelled() {
+                    continue;
+                }
             }
-            let why = if retryable {
+            let why = if interrupted.is_some() || options.cancel.is_cancelled() {
+                "interrupted"
+            } else if retryable {
                 "retries exhausted"
             } else {
                 "not retryable"
@@ -157,6 +182,7 @@ impl Pipeline {
                 step = %failure.step,
                 class = %failure.error.class(),
                 error = %failure.error.full_message(),
+                committed = %report.commit_summary(),
                 "pipeline failed ({why})"
             );
             return Err(RunFailure {
@@ -164,6 +190,10 @@ impl Pipeline {
                 step: failure.step,
                 attempts: attempt,
                 error: failure.error,
+                interrupted: options
+                    .cancel
+                    .reason()
+                    .filter(|_| options.cancel.is_cancelled()),
                 report: Box::new(report),
             });
         }
@@ -175,6 +205,7 @@ impl Pipeline {
         attempts: u32,
         started: Instant,
         started_at: u64,
+        committed: &[String],
     ) -> RunReport {
         let failed_index = outcome.failure.as_ref().map(|f| f.index);
         let mut steps = Vec::with_capacity(self.plan.steps.len());
@@ -238,6 +269,14 @@ impl Pipeline {
             elapsed_ms: started.elapsed().as_millis() as u64,
             rows_read,
             rows_written,
+            committed_loads: committed.to_vec(),
+            uncommitted_loads: self
+                .plan
+                .steps
+                .iter()
+                .filter(|s| s.kind == StepKind::Load && !committed.contains(&s.name))
+                .map(|s| s.name.clone())
+                .collect(),
             error: outcome.failure.as_ref().map(|f| ReportError {
                 step: f.step.clone(),
                 class: f.error.class(),

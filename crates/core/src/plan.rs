@@ -69,6 +69,11 @@ fn accepts_text(accepts: &[Format]) -> String {
         .join(" or ")
 }
 
+/// The longest wait between attempts (a day).
+const MAX_DELAY_SECONDS: f64 = 86_400.0;
+/// The most retries a run may ask for.
+const MAX_RETRIES: u32 = 1_000;
+
 /// Checks a loaded pipeline against the registry and builds its plan.
 pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, ConfigErrors> {
     let config = &loaded.config;
@@ -84,10 +89,27 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
     if config.steps.is_empty() {
         errors.push(err("/steps", "the pipeline has no steps".into()));
     }
-    if !config.retry.delay_seconds.is_finite() || config.retry.delay_seconds < 0.0 {
+    if !config.retry.delay_seconds.is_finite()
+        || !(0.0..=MAX_DELAY_SECONDS).contains(&config.retry.delay_seconds)
+    {
+        errors.push(
+            err(
+                "/retry/delay_seconds",
+                format!(
+                    "delay_seconds must be between 0 and {MAX_DELAY_SECONDS} (a day), not {}",
+                    config.retry.delay_seconds
+                ),
+            )
+            .with_hint("a retry further off than a day is better left to a scheduler"),
+        );
+    }
+    if config.retry.max_retries > MAX_RETRIES {
         errors.push(err(
-            "/retry/delay_seconds",
-            "delay_seconds must be zero or more".into(),
+            "/retry/max_retries",
+            format!(
+                "max_retries must be at most {MAX_RETRIES}, not {}",
+                config.retry.max_retries
+            ),
         ));
     }
 

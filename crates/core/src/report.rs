@@ -54,6 +54,10 @@ pub struct RunReport {
     pub rows_read: u64,
     pub rows_written: u64,
     pub error: Option<ReportError>,
+    /// Loads this run committed (over all its attempts), in commit order.
+    pub committed_loads: Vec<String>,
+    /// Loads that did not commit: on failure their writes were discarded.
+    pub uncommitted_loads: Vec<String>,
     /// Steps of the last attempt, in pipeline order.
     pub steps: Vec<StepReport>,
 }
@@ -119,7 +123,26 @@ impl RunReport {
             self.attempts,
             if self.attempts == 1 { "" } else { "s" }
         );
+        if self.status != "succeeded" {
+            let _ = write!(out, "\n{}", self.commit_summary());
+        }
         out
+    }
+
+    /// What a failed run left published: "nothing was committed", or the loads that committed
+    /// and those that did not.
+    pub fn commit_summary(&self) -> String {
+        if self.committed_loads.is_empty() {
+            return "nothing was committed".into();
+        }
+        let mut text = format!("committed: {}", self.committed_loads.join(", "));
+        if !self.uncommitted_loads.is_empty() {
+            text.push_str(&format!(
+                "; not committed: {}",
+                self.uncommitted_loads.join(", ")
+            ));
+        }
+        text
     }
 }
 

@@ -7,7 +7,7 @@ use pipeline_base::StepError;
 use pipeline_core::Registry;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Batch, ConnectionUse, MethodEntry, Source, StepSetup};
+use pipeline_data::{Batch, ConnectionUse, MethodEntry, Sink, Source, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -85,6 +85,73 @@ async fn secret_rows(_: SecretRowsOptions, setup: StepSetup) -> Result<Box<dyn S
     Ok(Box::new(Once(Some(df!("had_password" => [has]).unwrap()))))
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlakyCommitOptions {
+    /// Counter name, unique per test.
+    pub key: String,
+    /// Commits that fail (transiently) before one succeeds.
+    pub failures: u32,
+    /// Fail with a user error instead (never retried).
+    #[serde(default)]
+    pub user_error: bool,
+}
+
+impl MethodOptions for FlakyCommitOptions {}
+
+/// Rows committed per key by `flaky_commit` loads.
+pub fn committed_rows(key: &str) -> u64 {
+    committed().lock().unwrap().get(key).copied().unwrap_or(0)
+}
+
+fn committed() -> &'static Mutex<HashMap<String, u64>> {
+    static C: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// A sink that counts rows and fails its first `failures` commits.
+struct FlakyCommit {
+    o: FlakyCommitOptions,
+    rows: u64,
+}
+
+#[async_trait]
+impl Sink for FlakyCommit {
+    async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
+        self.rows += df.height() as u64;
+        Ok(())
+    }
+    async fn prepare(&mut self) -> Result<(), StepError> {
+        Ok(())
+    }
+    async fn commit(&mut self) -> Result<(), StepError> {
+        let n = {
+            let mut c = counters().lock().unwrap();
+            let n = c.entry(format!("commit:{}", self.o.key)).or_default();
+            *n += 1;
+            *n
+        };
+        if n <= self.o.failures {
+            return Err(if self.o.user_error {
+                StepError::user("the target refused the commit")
+            } else {
+                StepError::transient(format!("connection reset while committing (try {n})"))
+            });
+        }
+        *committed()
+            .lock()
+            .unwrap()
+            .entry(self.o.key.clone())
+            .or_default() += self.rows;
+        Ok(())
+    }
+    async fn abort(&mut self) {}
+}
+
+async fn flaky_commit(o: FlakyCommitOptions, _: StepSetup) -> Result<Box<dyn Sink>, StepError> {
+    Ok(Box::new(FlakyCommit { o, rows: 0 }))
+}
+
 pub fn registry() -> Arc<Registry> {
     let mut r = Registry::standard();
     r.register(MethodEntry::extract(
@@ -92,6 +159,12 @@ pub fn registry() -> Arc<Registry> {
         "needs a postgres connection's credentials",
         ConnectionUse::Required(&["postgres"]),
         secret_rows,
+    ));
+    r.register(MethodEntry::load(
+        "flaky_commit",
+        "counts rows, fails its first commits",
+        ConnectionUse::None,
+        flaky_commit,
     ));
     r.register(MethodEntry::extract(
         "flaky",

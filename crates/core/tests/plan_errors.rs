@@ -102,3 +102,15 @@ fn duplicate_names_and_a_first_step_without_input() {
         "{t}"
     );
 }
+
+#[test]
+fn retry_settings_that_would_overflow_are_refused() {
+    // A delay of 1e20 s once panicked in Duration::from_secs_f64, and u32::MAX retries
+    // overflowed the attempt count.
+    let t = errors(&format!(
+        r#"{{"name": "p", "retry": {{"max_retries": 4294967295, "delay_seconds": 1e20}}, "steps": [{GEN}]}}"#
+    ));
+    assert!(t.contains("at /retry/delay_seconds"), "{t}");
+    assert!(t.contains("at /retry/max_retries"), "{t}");
+    assert!(t.contains("max_retries must be at most 1000"), "{t}");
+}

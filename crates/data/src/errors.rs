@@ -27,7 +27,12 @@ pub fn polars_error(error: PolarsError, context: &str) -> StepError {
             let class = polars_error((**inner).clone(), context);
             let mut e = match class.class() {
                 pipeline_base::ErrorClass::User => StepError::user(message),
-                pipeline_base::ErrorClass::External => StepError::transient(message),
+                // Retryable only when the wrapped error is (an I/O error), not for any
+                // external error.
+                pipeline_base::ErrorClass::External if class.retryable() => {
+                    StepError::transient(message)
+                }
+                pipeline_base::ErrorClass::External => StepError::external(message),
                 pipeline_base::ErrorClass::Internal => StepError::internal(message),
             };
             if let Some(h) = class.hint() {

@@ -186,7 +186,8 @@ fn parse_age(s: &str) -> Option<i64> {
         "d" => 86_400,
         _ => return None,
     };
-    Some(n * secs * 1_000_000)
+    // An age too long for microseconds in an i64 (~292,000 years) is refused, not wrapped.
+    n.checked_mul(secs)?.checked_mul(1_000_000)
 }
 
 impl UserMethods {

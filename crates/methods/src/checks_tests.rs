@@ -197,6 +197,22 @@ fn table_rules() {
         .check()
         .is_err()
     );
+    // Overflowing ages are refused (they once panicked in debug and wrapped in release).
+    for age in [
+        "200000000d",
+        "9223372036854775807s",
+        "99999999999999999999h",
+    ] {
+        assert!(
+            FreshnessOptions {
+                column: "t".into(),
+                max_age: age.into()
+            }
+            .check()
+            .is_err(),
+            "{age}"
+        );
+    }
 }
 
 #[test]

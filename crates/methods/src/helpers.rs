@@ -70,10 +70,11 @@ pub fn parse_type(name: &str) -> Option<DataType> {
                 .and_then(|t| t.strip_suffix(']'))
             {
                 let (unit, tz) = match inner.split_once(',') {
-                    Some((u, _)) => (
-                        u.trim(),
-                        Some(name[name.find(',')? + 1..name.len() - 1].trim().to_string()),
-                    ),
+                    // The time zone keeps its case: take it from the name as written.
+                    Some((u, _)) => {
+                        let written = name.trim().strip_suffix(']')?.split_once(',')?.1;
+                        (u.trim(), Some(written.trim().to_string()))
+                    }
                     None => (inner.trim(), None),
                 };
                 let unit = match unit {
@@ -132,6 +133,27 @@ pub fn json_lit(v: &serde_json::Value) -> Option<Expr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_names_with_unicode_whitespace_do_not_panic() {
+        // A trailing em space once made the time-zone slice cut a character in two.
+        assert_eq!(
+            parse_type("datetime[us, UTC]\u{2003}"),
+            Some(DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC)
+            ))
+        );
+        // An empty time zone after the comma is read as none.
+        assert!(matches!(
+            parse_type("\u{2003}datetime[us,\u{2003}]\u{2003}\u{2003}"),
+            None | Some(DataType::Datetime(_, None))
+        ));
+        assert_eq!(
+            parse_type("datetime[ms, Europe/Paris]").map(|t| t.to_string()),
+            Some("datetime[ms, Europe/Paris]".into())
+        );
+    }
 
     #[test]
     fn type_names() {

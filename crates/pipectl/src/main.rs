@@ -1,6 +1,7 @@
 //! `pipectl`: run, validate and plan data pipelines written as JSON files.
 //!
-//! Exit codes: 0 success, 1 the run failed after its retries, 2 invalid configuration or usage.
+//! Exit codes: 0 success, 1 the run failed after its retries, 2 invalid configuration or usage,
+//! 130 / 143 the run was interrupted by SIGINT / SIGTERM (after aborting what had not committed).
 
 mod connect;
 mod logging;
@@ -9,7 +10,8 @@ mod progress;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use pipeline_core::{
-    ConfigErrors, CredentialProvider, Override, Pipeline, Registry, RunOptions, VaultProvider,
+    CancelToken, ConfigErrors, CredentialProvider, Override, Pipeline, Registry, RunOptions,
+    VaultProvider,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -260,15 +262,22 @@ fn run(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let cancel = CancelToken::new();
+    runtime.spawn(cancel_on_signals(cancel.clone()));
     let options = RunOptions {
         observer: Arc::new(progress.clone()),
         credentials,
+        cancel,
     };
     let result = runtime.block_on(pipeline.run(&options));
     progress.finish();
     let (report, code) = match &result {
         Ok(report) => (report.clone(), ExitCode::SUCCESS),
-        Err(failure) => ((*failure.report).clone(), ExitCode::from(1)),
+        Err(failure) => match failure.interrupted.as_deref() {
+            Some("SIGINT") => ((*failure.report).clone(), ExitCode::from(130)),
+            Some("SIGTERM") => ((*failure.report).clone(), ExitCode::from(143)),
+            _ => ((*failure.report).clone(), ExitCode::from(1)),
+        },
     };
     if format == LogFormat::Human {
         eprintln!("\n{}", report.summary_table());
@@ -279,12 +288,43 @@ fn run(
             .with_context(|| format!("writing the run report to {}", path.display()))?;
     }
     if let Err(failure) = result {
-        eprintln!("\nerror: {failure}");
-        if let Some(hint) = failure.error.hint() {
-            eprintln!("   = help: {hint}");
+        match &failure.interrupted {
+            Some(signal) => eprintln!(
+                "\ninterrupted by {signal}: {}",
+                failure.report.commit_summary()
+            ),
+            None => {
+                eprintln!("\nerror: {failure}");
+                if let Some(hint) = failure.error.hint() {
+                    eprintln!("   = help: {hint}");
+                }
+            }
         }
     }
     Ok(code)
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM cancels the run: it stops reading, commits nothing more and
+/// aborts every load not yet committed. A second SIGINT exits at once.
+async fn cancel_on_signals(cancel: CancelToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let sigterm = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => cancel.cancel("SIGINT"),
+        _ = sigterm => cancel.cancel("SIGTERM"),
+    }
+    tracing::warn!(signal = %cancel.reason().unwrap_or_default(), "stopping: aborting every load that has not committed (Ctrl-C again to quit at once)");
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
 }
 
 fn print_methods() {

@@ -53,6 +53,11 @@ pub(crate) fn store(setup: &ConnectionSetup, bucket: &str) -> Result<AmazonS3, S
 /// Classifies an object-store error for `what` (e.g. `writing s3://b/k`).
 pub(crate) fn store_error(e: object_store::Error, what: &str) -> StepError {
     match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
+            StepError::external(format!("{what}: {e}"))
+                .with_hint("check the access keys stored in Vault and the bucket's policy")
+        }
         object_store::Error::NotFound { .. }
         | object_store::Error::Precondition { .. }
         | object_store::Error::AlreadyExists { .. }
@@ -86,7 +91,36 @@ pub(crate) fn classify(text: String, what: &str) -> StepError {
         return StepError::external(text)
             .with_hint("check the access keys stored in Vault and the bucket's policy");
     }
-    StepError::transient(text)
+    // Only what a retry can get past is retried: the network, timeouts, throttling and the
+    // server's own 5xx errors. Anything else is the server's answer, and asking again will not
+    // change it.
+    const TRANSIENT: &[&str] = &[
+        "connection",
+        "timed out",
+        "timeout",
+        "reset",
+        "broken pipe",
+        "error sending request",
+        "dns",
+        "slowdown",
+        "slow down",
+        "throttl",
+        "internalerror",
+        "serviceunavailable",
+        "service unavailable",
+        "500 internal",
+        "502",
+        "503",
+        "504",
+        "after retries",
+        "retries exhausted",
+        "max retries",
+    ];
+    if TRANSIENT.iter().any(|t| lower.contains(t)) {
+        StepError::transient(text)
+    } else {
+        StepError::external(text)
+    }
 }
 
 /// `validate --connect`: list one key of the connection's bucket.
@@ -124,4 +158,32 @@ pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
         listed.common_prefixes.len(),
         listed.objects.len()
     ))
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::classify;
+
+    #[test]
+    fn only_what_a_retry_can_fix_is_retried() {
+        for transient in [
+            "error sending request for url (http://127.0.0.1:1/): Connection refused",
+            "HTTP error: 503 Service Unavailable",
+            "SlowDown: reduce your request rate",
+            "operation timed out",
+        ] {
+            assert!(classify(transient.into(), "x").retryable(), "{transient}");
+        }
+        for final_answer in [
+            "InvalidArgument: the part is too small",
+            "Client error with status 400 Bad Request: MalformedXML",
+            "something nobody has seen before",
+        ] {
+            assert!(
+                !classify(final_answer.into(), "x").retryable(),
+                "{final_answer}"
+            );
+        }
+        assert!(classify("AccessDenied".into(), "x").hint().is_some());
+    }
 }

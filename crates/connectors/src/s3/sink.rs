@@ -250,11 +250,28 @@ async fn existing_files(
         .collect())
 }
 
-async fn delete_all(store: Arc<dyn ObjectStore>, paths: Vec<Path>, step: String) {
+/// Deletes every path (a missing one is fine); returns the first failure with the number of
+/// paths that could not be deleted.
+async fn delete_all(
+    store: Arc<dyn ObjectStore>,
+    paths: Vec<Path>,
+    step: String,
+) -> Result<(), (usize, object_store::Error)> {
+    let mut first: Option<object_store::Error> = None;
+    let mut failed = 0;
     for p in paths {
-        if let Err(e) = store.delete(&p).await {
-            tracing::warn!(step = %step, path = %p, error = %e, "could not delete");
+        match store.delete(&p).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(step = %step, path = %p, error = %e, "could not delete");
+                failed += 1;
+                first.get_or_insert(e);
+            }
         }
+    }
+    match first {
+        Some(e) => Err((failed, e)),
+        None => Ok(()),
     }
 }
 
@@ -321,7 +338,16 @@ impl Sink for ObjectSink {
         let completed_ms = started.elapsed().as_millis() as u64;
         let new: std::collections::HashSet<&Path> = self.completed.iter().collect();
         let old: Vec<Path> = replaced.into_iter().filter(|p| !new.contains(p)).collect();
-        delete_all(store.clone(), old, self.step.clone()).await;
+        if let Err((failed, e)) = delete_all(store.clone(), old, self.step.clone()).await {
+            // The new files are published; the old ones beside them would be read as part of
+            // the dataset. Not retried: a rerun of the overwrite replaces both.
+            return Err(StepError::external(format!(
+                "step \"{}\": the overwrite published its files under {} but could not delete {failed} of the files it replaces, so the prefix holds old and new files side by side: {e}",
+                self.step,
+                self.loc.display(&self.dir)
+            ))
+            .with_hint("check the credentials' delete permission, then run the pipeline again (the overwrite replaces everything)"));
+        }
         if self.single.is_none() {
             let mut files: Vec<String> =
                 self.completed.iter().map(|p| self.loc.display(p)).collect();
@@ -351,7 +377,8 @@ impl Sink for ObjectSink {
             s.upload.abort().await;
         }
         let completed = std::mem::take(&mut self.completed);
-        delete_all(self.loc.store.clone(), completed, self.step.clone()).await;
+        // Best effort: each failure is logged.
+        let _ = delete_all(self.loc.store.clone(), completed, self.step.clone()).await;
     }
 
     fn metrics(&self) -> Metrics {

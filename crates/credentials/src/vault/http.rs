@@ -132,7 +132,15 @@ impl Http {
                 .request(method.clone(), &url)
                 .header("X-Vault-Request", "true");
             if let Some(token) = token {
-                request = request.header("X-Vault-Token", token.expose_secret());
+                // Marked sensitive: reqwest and its middlewares leave it out of Debug output.
+                let mut value = reqwest::header::HeaderValue::from_str(token.expose_secret())
+                    .map_err(|_| {
+                        CredentialError::Settings(
+                            "the Vault token holds characters an HTTP header cannot carry".into(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                request = request.header("X-Vault-Token", value);
             }
             if let Some(ns) = &self.namespace {
                 request = request.header("X-Vault-Namespace", ns);

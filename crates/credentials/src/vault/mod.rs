@@ -32,6 +32,25 @@ struct Mount {
     version: u8,
 }
 
+/// Whether `addr` is `http://` to a host other than this machine (loopback is fine: a local
+/// development server).
+fn plain_http_off_host(addr: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(addr) else {
+        return false;
+    };
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host_str() {
+        Some("localhost") | None => false,
+        Some(host) => !host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+    }
+}
+
 /// Reads secrets from Vault.
 pub struct VaultProvider {
     http: Http,
@@ -50,6 +69,9 @@ enum Read {
 
 impl VaultProvider {
     pub fn new(settings: VaultSettings) -> Result<Self, CredentialError> {
+        if plain_http_off_host(&settings.addr) {
+            tracing::warn!(vault_addr = %settings.addr, "VAULT_ADDR is plain http:// to another host: tokens and secrets cross the network unencrypted; use https://");
+        }
         Ok(VaultProvider {
             http: Http::new(&settings)?,
             auth: Auth::new(settings.auth.clone()),
@@ -298,6 +320,16 @@ impl CredentialProvider for VaultProvider {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn plain_http_is_flagged_off_this_machine_only() {
+        assert!(plain_http_off_host("http://vault.internal:8200"));
+        assert!(plain_http_off_host("http://10.0.0.5:8200"));
+        assert!(!plain_http_off_host("http://127.0.0.1:8200"));
+        assert!(!plain_http_off_host("http://localhost:8200"));
+        assert!(!plain_http_off_host("http://[::1]:8200"));
+        assert!(!plain_http_off_host("https://vault.internal:8200"));
+    }
 
     #[test]
     fn mounts_are_read_from_both_answer_shapes() {

@@ -1,0 +1,86 @@
+//! The run-level commit protocol: loads commit one after another in plan order; when a later
+//! commit fails, the retry does not write an already committed load again, and the report names
+//! which loads committed. The first load is a real local Delta table, read back afterwards.
+
+mod common;
+
+use common::{committed_rows, registry, write};
+use pipeline_core::{CancelToken, Pipeline, RunOptions};
+
+fn two_loads(dir: &std::path::Path, key: &str, failures: u32, user_error: bool) -> Pipeline {
+    let text = format!(
+        r#"{{"name": "two_loads", "retry": {{"max_retries": 3, "delay_seconds": 0.01}}, "steps": [
+            {{"name": "orders", "kind": "extract", "method": "generate", "options": {{"rows": 5000}}}},
+            {{"name": "to_lake", "kind": "load", "method": "delta", "options": {{"path": "lake"}}}},
+            {{"name": "to_other", "kind": "load", "method": "flaky_commit", "options": {{"key": "{key}", "failures": {failures}, "user_error": {user_error}}}}}
+        ]}}"#
+    );
+    let path = write(dir, "p.json", &text);
+    Pipeline::from_file_with(&path, &[], registry()).unwrap()
+}
+
+async fn lake_rows(dir: &std::path::Path) -> usize {
+    pipeline_connectors::read_delta_table(&dir.join("lake"))
+        .await
+        .unwrap()
+        .height()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_second_commit_does_not_publish_the_first_load_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = two_loads(dir.path(), "second_fails_once", 1, false)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.attempts, 2);
+    assert_eq!(
+        lake_rows(dir.path()).await,
+        5000,
+        "the Delta table holds each row once"
+    );
+    assert_eq!(committed_rows("second_fails_once"), 5000);
+    assert_eq!(report.committed_loads, ["to_lake", "to_other"]);
+    assert!(report.uncommitted_loads.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_that_never_succeeds_names_what_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let failure = two_loads(dir.path(), "second_refused", 100, true)
+        .run(&RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.attempts, 1, "a user error is not retried");
+    assert_eq!(failure.step, "to_other");
+    assert_eq!(failure.report.committed_loads, ["to_lake"]);
+    assert_eq!(failure.report.uncommitted_loads, ["to_other"]);
+    assert_eq!(
+        failure.report.commit_summary(),
+        "committed: to_lake; not committed: to_other"
+    );
+    assert_eq!(lake_rows(dir.path()).await, 5000);
+    assert_eq!(committed_rows("second_refused"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_run_commits_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = CancelToken::new();
+    cancel.cancel("SIGTERM");
+    let options = RunOptions {
+        cancel,
+        ..RunOptions::default()
+    };
+    let failure = two_loads(dir.path(), "cancelled", 0, false)
+        .run(&options)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.interrupted.as_deref(), Some("SIGTERM"));
+    assert_eq!(failure.attempts, 1, "an interrupted run is not retried");
+    assert_eq!(failure.report.commit_summary(), "nothing was committed");
+    assert!(
+        !dir.path().join("lake").join("_delta_log").exists() || lake_rows(dir.path()).await == 0
+    );
+    assert_eq!(committed_rows("cancelled"), 0);
+}
