@@ -109,6 +109,7 @@ impl Resolver {
     }
 
     /// Reads and parses a file, or records why it cannot be. `from` is where the file was named.
+    /// Files over [`MAX_FILE_BYTES`] are refused before they are read.
     fn read(
         &mut self,
         path: &Path,
@@ -121,7 +122,7 @@ impl Resolver {
         }
         let text = match text {
             Some(t) => t,
-            None => match std::fs::read_to_string(path) {
+            None => match read_limited(path) {
                 Ok(t) => t,
                 Err(e) => {
                     let message = match &from {
@@ -379,6 +380,34 @@ pub(crate) fn deep_merge(base: &mut Value, overlay: Value) {
         }
         (b, o) => *b = o,
     }
+}
+
+/// The largest pipeline (or referenced) file read: far above any real pipeline, far below what
+/// would make `validate` slow or memory-hungry.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Reads a file as UTF-8 text, refusing one larger than [`MAX_FILE_BYTES`] and naming the byte
+/// offset of invalid UTF-8.
+fn read_limited(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "the file is larger than {} MiB, too large for a pipeline file",
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is not UTF-8 text (invalid bytes at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
