@@ -31,7 +31,7 @@ mariadb_start() {
       --ssl-key="$STATE/mariadb-tls/server.key" >>"$log" 2>&1 &
     echo $! >"$STATE/run/mariadb.pid"
   fi
-  wait_for mariadb "$log" 60 mariadb-admin --socket="$(mariadb_sock)" -u root ping
+  wait_for mariadb "$log" 60 env -u MYSQL_HOST -u MYSQL_TCP_PORT mariadb-admin --protocol=socket --socket="$(mariadb_sock)" -u root ping
   mariadb_root >>"$log" 2>&1 <<SQL || die "mariadb: creating the user and database failed; see $log"
 CREATE DATABASE IF NOT EXISTS \`$MYSQL_DATABASE\`;
 CREATE USER IF NOT EXISTS '$MYSQL_USER'@'%' IDENTIFIED BY '$MYSQL_PASSWORD';
@@ -54,9 +54,10 @@ mariadb_post_start() {
 }
 
 mariadb_stop() {
-  mariadb-admin --socket="$(mariadb_sock)" -u root shutdown >/dev/null 2>&1 || true
+  env -u MYSQL_HOST -u MYSQL_TCP_PORT mariadb-admin --protocol=socket --socket="$(mariadb_sock)" -u root shutdown >/dev/null 2>&1 || true
   stop_pid mariadb
 }
 
-# The mariadb client as root over the local socket (seeding).
-mariadb_root() { mariadb --socket="$(mariadb_sock)" -u root "$@"; }
+# The mariadb client as root over the local socket (seeding). MYSQL_HOST, exported by
+# `scripts/dev-env env`, would make the client use TCP, where root cannot log in.
+mariadb_root() { env -u MYSQL_HOST -u MYSQL_TCP_PORT mariadb --protocol=socket --socket="$(mariadb_sock)" -u root "$@"; }

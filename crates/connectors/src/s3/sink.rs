@@ -127,6 +127,8 @@ struct ObjectSink {
     rows: u64,
     bytes: u64,
     files: u64,
+    /// A multipart upload started in this run, so the bucket existed.
+    bucket_seen: bool,
 }
 
 /// `col=value` directory names for a partition's key values.
@@ -196,6 +198,8 @@ impl ObjectSink {
                 &self.what(&published),
             )
             .await?;
+            // The multipart upload started: the bucket exists.
+            self.bucket_seen = true;
             self.open
                 .insert(dir.clone(), OpenFile { writer, published });
         }
@@ -210,6 +214,50 @@ impl ObjectSink {
             self.close(&dir).await?;
         }
         Ok(())
+    }
+
+    /// Writes one frame (into its partition directories).
+    async fn write_frame(&mut self, df: DataFrame) -> Result<(), StepError> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        self.rows += df.height() as u64;
+        if self.options.partition_by.is_empty() {
+            return self.write_part(String::new(), df).await;
+        }
+        let cols = self.options.partition_by.clone();
+        for c in &cols {
+            if df.column(c).is_err() {
+                return Err(StepError::user(format!(
+                    "step \"{}\": partition column \"{c}\" is not in the data",
+                    self.step
+                )));
+            }
+        }
+        let parts = df
+            .partition_by_stable(cols.iter().map(String::as_str), true)
+            .map_err(|e| StepError::internal(format!("partitioning: {e}")))?;
+        for part in parts {
+            let dir = partition_dir(&part, &cols)?;
+            let data = part.drop_many(cols.iter().map(String::as_str));
+            self.write_part(dir, data).await?;
+        }
+        Ok(())
+    }
+
+    /// A bucket that answered earlier in this run and is gone now was lost by the server (or
+    /// deleted meanwhile): worth one more attempt, unlike a bucket that never existed.
+    fn vanished(&self, e: StepError) -> StepError {
+        if self.bucket_seen
+            && e.class() == pipeline_base::ErrorClass::User
+            && e.message().contains("the bucket does not exist")
+        {
+            return StepError::transient(format!(
+                "{} (it existed earlier in this run)",
+                e.message()
+            ));
+        }
+        e
     }
 
     async fn close(&mut self, dir: &str) -> Result<(), StepError> {
@@ -278,37 +326,15 @@ async fn delete_all(
 #[async_trait]
 impl Sink for ObjectSink {
     async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
-        if df.height() == 0 {
-            return Ok(());
-        }
-        self.rows += df.height() as u64;
-        if self.options.partition_by.is_empty() {
-            return self.write_part(String::new(), df).await;
-        }
-        let cols = self.options.partition_by.clone();
-        for c in &cols {
-            if df.column(c).is_err() {
-                return Err(StepError::user(format!(
-                    "step \"{}\": partition column \"{c}\" is not in the data",
-                    self.step
-                )));
-            }
-        }
-        let parts = df
-            .partition_by_stable(cols.iter().map(String::as_str), true)
-            .map_err(|e| StepError::internal(format!("partitioning: {e}")))?;
-        for part in parts {
-            let dir = partition_dir(&part, &cols)?;
-            let data = part.drop_many(cols.iter().map(String::as_str));
-            self.write_part(dir, data).await?;
-        }
-        Ok(())
+        let result = self.write_frame(df).await;
+        result.map_err(|e| self.vanished(e))
     }
 
     async fn prepare(&mut self) -> Result<(), StepError> {
         let dirs: Vec<String> = self.open.keys().cloned().collect();
         for d in dirs {
-            self.close(&d).await?;
+            let result = self.close(&d).await;
+            result.map_err(|e| self.vanished(e))?;
         }
         Ok(())
     }
@@ -432,6 +458,7 @@ impl LoadMethods {
             rows: 0,
             bytes: 0,
             files: 0,
+            bucket_seen: false,
         }))
     }
 }
