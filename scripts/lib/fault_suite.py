@@ -105,46 +105,45 @@ def parquet_rows(path):
 
 # --- cases --------------------------------------------------------------------------------
 
-def pg_backend_terminated(tmp):
-    psql("DROP TABLE IF EXISTS fault_pg; CREATE TABLE fault_pg AS SELECT g AS id, md5(g::text) AS note, g * 0.5 AS x FROM generate_series(1, 1000000) g")
-    out = os.path.join(tmp, "pg_out")
-    p = pipeline(tmp, "fault_pg", [
-        {"name": "rows", "kind": "extract", "method": "postgres", "connection": "pg", "options": {"table": "fault_pg"}},
+def extract_killed(tmp, name, method, conn, table, find, kill, drop):
+    """A 1,000,000-row extract whose server connection is killed mid-read: retried, and the
+    Parquet written holds every row once."""
+    out = os.path.join(tmp, f"{name}_out")
+    p = pipeline(tmp, name, [
+        {"name": "rows", "kind": "extract", "method": method, "connection": conn, "options": {"table": table}},
         {"name": "files", "kind": "load", "method": "s3", "options": {"path": out, "format": "parquet"}}],
-        {"pg": CONN["pg"]})
-    report = os.path.join(tmp, "pg_report.json")
+        {conn: CONN[conn]})
+    report = os.path.join(tmp, f"{name}_report.json")
     proc = start(p, "--report", report)
-    pid = wait_for(lambda: psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'pipectl' AND query LIKE 'COPY%' LIMIT 1"))
-    if pid:
-        psql(f"SELECT pg_terminate_backend({pid})")
+    victim = wait_for(find)
+    if victim:
+        kill(victim)
     code, err = finish(proc)
     attempts = json.load(open(report))["attempts"] if os.path.exists(report) else 0
     rows = parquet_rows(out) if code == 0 else (0, 0)
-    psql("DROP TABLE IF EXISTS fault_pg")
-    ok = bool(pid) and code == 0 and attempts >= 2 and rows == (1000000, 1000000)
-    return ok, f"exit {code}, {attempts} attempts, {rows[0]:,} rows ({rows[1]:,} distinct)" + ("" if pid else ", never saw the COPY")
+    drop()
+    ok = bool(victim) and code == 0 and attempts >= 2 and rows == (1000000, 1000000)
+    return ok, f"exit {code}, {attempts} attempts, {rows[0]:,} rows ({rows[1]:,} distinct)" + ("" if victim else ", never saw the read")
+
+
+def pg_backend_terminated(tmp):
+    psql("DROP TABLE IF EXISTS fault_pg; CREATE TABLE fault_pg AS SELECT g AS id, md5(g::text) AS note, g * 0.5 AS x FROM generate_series(1, 1000000) g")
+    return extract_killed(
+        tmp, "fault_pg", "postgres", "pg", "fault_pg",
+        lambda: psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'pipectl' AND query LIKE 'COPY%' LIMIT 1"),
+        lambda pid: psql(f"SELECT pg_terminate_backend({pid})"),
+        lambda: psql("DROP TABLE IF EXISTS fault_pg"))
 
 
 def mysql_connection_killed(tmp):
     d = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
     mysql(f"DROP TABLE IF EXISTS fault_my; CREATE TABLE fault_my (id BIGINT PRIMARY KEY, note VARCHAR(40)) ENGINE=InnoDB; "
           f"INSERT INTO fault_my SELECT 1 + a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d, MD5(a.d) FROM {d} a, {d} b, {d} c, {d} e, {d} f, {d} g")
-    out = os.path.join(tmp, "my_out")
-    p = pipeline(tmp, "fault_my", [
-        {"name": "rows", "kind": "extract", "method": "mysql", "connection": "my", "options": {"table": "fault_my"}},
-        {"name": "files", "kind": "load", "method": "s3", "options": {"path": out, "format": "parquet"}}],
-        {"my": CONN["my"]})
-    report = os.path.join(tmp, "my_report.json")
-    proc = start(p, "--report", report)
-    conn_id = wait_for(lambda: mysql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT * FROM `fault_my`%' LIMIT 1"))
-    if conn_id:
-        mysql(f"KILL {conn_id}")
-    code, err = finish(proc)
-    attempts = json.load(open(report))["attempts"] if os.path.exists(report) else 0
-    rows = parquet_rows(out) if code == 0 else (0, 0)
-    mysql("DROP TABLE IF EXISTS fault_my")
-    ok = bool(conn_id) and code == 0 and attempts >= 2 and rows == (1000000, 1000000)
-    return ok, f"exit {code}, {attempts} attempts, {rows[0]:,} rows ({rows[1]:,} distinct)" + ("" if conn_id else ", never saw the SELECT")
+    return extract_killed(
+        tmp, "fault_my", "mysql", "my", "fault_my",
+        lambda: mysql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT * FROM `fault_my`%' LIMIT 1"),
+        lambda conn_id: mysql(f"KILL {conn_id}"),
+        lambda: mysql("DROP TABLE IF EXISTS fault_my"))
 
 
 def pg_restarted_during_load(tmp):
