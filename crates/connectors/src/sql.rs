@@ -2,7 +2,9 @@
 //! checks, the parallel-range option and the split of a value range into predicates, and the
 //! key check of upserting loads. Each connector brings its own quoting and SQL dialect.
 
-use pipeline_data::OptionsError;
+use pipeline_base::StepError;
+use pipeline_data::polars::prelude::DataFrame;
+use pipeline_data::{Batch, OptionsError, Source};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -151,19 +153,40 @@ pub(crate) fn range_predicates(
         .collect()
 }
 
-/// Awaits reader tasks whose channel has closed: a task that panicked (a defect, or a
-/// dependency's) is an error, never a silent end of the data.
-pub(crate) async fn join_readers(
-    readers: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Result<(), pipeline_base::StepError> {
-    for reader in readers.drain(..) {
-        if let Err(e) = reader.await {
-            return Err(pipeline_base::StepError::internal(format!(
-                "a reader task stopped before the end of the data: {e}"
-            )));
+/// A source fed by reader tasks through a channel of frames (the SQL extracts: one task per
+/// connection or range). When the channel closes, the tasks are awaited: a task that panicked
+/// (a defect, or a dependency's) is an error, never a silent end of the data.
+pub(crate) struct ReaderSource {
+    pub rx: tokio::sync::mpsc::Receiver<Result<DataFrame, StepError>>,
+    /// The server's row estimate, for the progress bar.
+    pub estimate: Option<u64>,
+    pub readers: Vec<tokio::task::JoinHandle<()>>,
+    /// Kept open until the source is dropped (PostgreSQL's exported-snapshot session).
+    pub _keep: Option<Box<dyn std::any::Any + Send>>,
+}
+
+#[async_trait::async_trait]
+impl Source for ReaderSource {
+    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
+        match self.rx.recv().await {
+            Some(Ok(df)) => Ok(Some(Batch::Frame(df))),
+            Some(Err(e)) => Err(e),
+            None => {
+                for reader in self.readers.drain(..) {
+                    if let Err(e) = reader.await {
+                        return Err(StepError::internal(format!(
+                            "a reader task stopped before the end of the data: {e}"
+                        )));
+                    }
+                }
+                Ok(None)
+            }
         }
     }
-    Ok(())
+
+    fn total_rows(&self) -> Option<u64> {
+        self.estimate
+    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,12 @@
 use super::decode::{Decoder, Kind, kind_of};
 use super::{connect, my_error, quote_ident, quote_table, table_parts};
 use crate::ExtractMethods;
-use crate::sql::{PartitionOptions, SourceShape};
-use async_trait::async_trait;
+use crate::sql::{PartitionOptions, ReaderSource, SourceShape};
 use mysql_async::prelude::Queryable;
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::DataFrame;
-use pipeline_data::{Batch, OptionsError, Source, StepSetup};
+use pipeline_data::{OptionsError, Source, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -74,33 +73,6 @@ impl MysqlExtractOptions {
     /// The SELECT this extract reads.
     fn select(&self) -> String {
         self.shape().select(quote_ident, quote_table)
-    }
-}
-
-type Frames = mpsc::Receiver<Result<DataFrame, StepError>>;
-
-struct MysqlSource {
-    rx: Frames,
-    estimate: Option<u64>,
-    /// The reader tasks: a task that panicked must not look like the end of the data.
-    readers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-#[async_trait]
-impl Source for MysqlSource {
-    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
-        match self.rx.recv().await {
-            Some(Ok(df)) => Ok(Some(Batch::Frame(df))),
-            Some(Err(e)) => Err(e),
-            None => {
-                crate::sql::join_readers(&mut self.readers).await?;
-                Ok(None)
-            }
-        }
-    }
-
-    fn total_rows(&self) -> Option<u64> {
-        self.estimate
     }
 }
 
@@ -204,10 +176,11 @@ impl ExtractMethods {
             .then_some("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
         let Some(partition) = options.partition.clone().filter(|p| p.partitions > 1) else {
             let reader = tokio::spawn(stream(conn, sql, begin, options.batch_size, step, tx));
-            return Ok(Box::new(MysqlSource {
+            return Ok(Box::new(ReaderSource {
                 rx,
                 estimate,
                 readers: vec![reader],
+                _keep: None,
             }));
         };
         let kind = columns
@@ -238,10 +211,11 @@ impl ExtractMethods {
             )));
         }
         tracing::debug!(step = %step, partitions = partition.partitions, column = %partition.column, "partitioned read started");
-        Ok(Box::new(MysqlSource {
+        Ok(Box::new(ReaderSource {
             rx,
             estimate,
             readers,
+            _keep: None,
         }))
     }
 }

@@ -5,13 +5,12 @@
 use super::decode::{Decoder, Kind, kind_of};
 use super::{connect, pg_error, quote_ident};
 use crate::ExtractMethods;
-use crate::sql::{PartitionOptions, SourceShape};
-use async_trait::async_trait;
+use crate::sql::{PartitionOptions, ReaderSource, SourceShape};
 use futures::StreamExt;
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::DataFrame;
-use pipeline_data::{Batch, OptionsError, Source, StepSetup};
+use pipeline_data::{OptionsError, Source, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -84,34 +83,6 @@ pub(crate) fn quote_table(name: &str) -> String {
         .map(quote_ident)
         .collect::<Vec<_>>()
         .join(".")
-}
-
-struct PgSource {
-    rx: mpsc::Receiver<Result<DataFrame, StepError>>,
-    /// The planner's row estimate of a table read, for the progress bar.
-    estimate: Option<u64>,
-    /// Holds the exported snapshot open until every partition has started.
-    _coordinator: Option<tokio_postgres::Client>,
-    /// The reader tasks: a task that panicked must not look like the end of the data.
-    readers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-#[async_trait]
-impl Source for PgSource {
-    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
-        match self.rx.recv().await {
-            Some(Ok(df)) => Ok(Some(Batch::Frame(df))),
-            Some(Err(e)) => Err(e),
-            None => {
-                crate::sql::join_readers(&mut self.readers).await?;
-                Ok(None)
-            }
-        }
-    }
-
-    fn total_rows(&self) -> Option<u64> {
-        self.estimate
-    }
 }
 
 /// The planner's row count of a table (`reltuples`), when it has one.
@@ -213,10 +184,10 @@ impl ExtractMethods {
         let (tx, rx) = mpsc::channel(2);
         let Some(partition) = options.partition.clone().filter(|p| p.partitions > 1) else {
             let reader = tokio::spawn(stream(client, sql, columns, options.batch_size, tx));
-            return Ok(Box::new(PgSource {
+            return Ok(Box::new(ReaderSource {
                 rx,
                 estimate,
-                _coordinator: None,
+                _keep: None,
                 readers: vec![reader],
             }));
         };
@@ -261,10 +232,10 @@ impl ExtractMethods {
             )));
         }
         tracing::debug!(step = %step, partitions = partition.partitions, column = %partition.column, "partitioned read started");
-        Ok(Box::new(PgSource {
+        Ok(Box::new(ReaderSource {
             rx,
             estimate,
-            _coordinator: Some(client),
+            _keep: Some(Box::new(client)),
             readers,
         }))
     }
