@@ -250,23 +250,83 @@ def _pa_s3():
                            endpoint_override=S3["endpoint"], scheme="http")
 
 
-def second_commit_fails(tmp):
-    psql("DROP TABLE IF EXISTS fault_two; CREATE TABLE fault_two (order_id bigint, amount double precision, "
-         "CONSTRAINT fault_two_uniq UNIQUE (order_id) DEFERRABLE INITIALLY DEFERRED); INSERT INTO fault_two VALUES (5, 1.0)")
-    lake = os.path.join(tmp, "two_lake")
-    p = pipeline(tmp, "fault_two", [
+def two_loads(tmp, name, table):
+    lake = os.path.join(tmp, f"{name}_lake")
+    p = pipeline(tmp, name, [
         {"name": "rows", "kind": "extract", "method": "generate", "options": {"rows": 10000}},
         {"name": "few", "kind": "transform", "method": "select", "options": {"columns": ["order_id", "amount"]}},
         {"name": "to_lake", "kind": "load", "method": "delta", "options": {"path": lake}},
-        {"name": "to_pg", "kind": "load", "method": "postgres", "connection": "pg", "options": {"table": "fault_two"}}],
+        {"name": "to_pg", "kind": "load", "method": "postgres", "connection": "pg", "options": {"table": table}}],
         {"pg": CONN["pg"]})
-    code, err = finish(start(p))
-    lake_rows = ds.dataset(lake, format="parquet", exclude_invalid_files=True).count_rows() if os.path.isdir(lake) else 0
-    pg_rows = psql("SELECT count(*) FROM fault_two")
-    psql("DROP TABLE IF EXISTS fault_two")
-    named = "committed: to_lake; not committed: to_pg" in err
-    ok = code == 1 and named and lake_rows == 10000 and pg_rows == "1"
-    return ok, f"exit {code}, Delta {lake_rows:,} rows, PostgreSQL {pg_rows} row" + ("; report names both" if named else "")
+    return p, lake
+
+
+def delta_rows(lake):
+    return ds.dataset(lake, format="parquet", exclude_invalid_files=True).count_rows() if os.path.isdir(lake) else 0
+
+
+def report_of(path):
+    try:
+        return json.load(open(path))
+    except (OSError, ValueError):
+        return {}
+
+
+def second_commit_fails(tmp):
+    """The second load's commit is refused (a deferred unique constraint): the first stays
+    committed once and the report names both; after the conflict is removed, `--resume RUN_ID`
+    writes only the second."""
+    psql("DROP TABLE IF EXISTS fault_two; CREATE TABLE fault_two (order_id bigint, amount double precision, "
+         "CONSTRAINT fault_two_uniq UNIQUE (order_id) DEFERRABLE INITIALLY DEFERRED); INSERT INTO fault_two VALUES (5, 1.0)")
+    p, lake = two_loads(tmp, "fault_two", "fault_two")
+    report = os.path.join(tmp, "fault_two_report.json")
+    code, err = finish(start(p, "--report", report))
+    run_id = report_of(report).get("run_id", "")
+    lake_rows, pg_rows = delta_rows(lake), psql("SELECT count(*) FROM fault_two")
+    named = "committed: to_lake; not committed: to_pg" in err and f"--resume {run_id}" in err
+    psql("DELETE FROM fault_two")
+    code2, err2 = finish(start(p, "--resume", run_id, "--report", report))
+    resumed = report_of(report)
+    lake2, pg2 = delta_rows(lake), psql("SELECT count(*) FROM fault_two")
+    psql("DROP TABLE IF EXISTS fault_two; DROP TABLE IF EXISTS _pipectl_loads")
+    ok = (code == 1 and named and lake_rows == 10000 and pg_rows == "1" and code2 == 0
+          and resumed.get("already_committed_loads") == ["to_lake"] and lake2 == 10000 and pg2 == "10000")
+    return ok, (f"exit {code}: Delta {lake_rows:,}, PostgreSQL {pg_rows} row" + ("; report names both" if named else "")
+                + f"; --resume: exit {code2}, Delta {lake2:,}, PostgreSQL {pg2} rows"
+                + ("" if ok else ": " + err2[-600:]))
+
+
+def killed_between_commits(tmp):
+    """SIGKILL while the second load commits (a deferred trigger makes its COMMIT take 4 s): no
+    cleanup runs at all. `--resume RUN_ID` then leaves each sink with the rows once, whether
+    or not PostgreSQL finished that commit on its own."""
+    psql("DROP TABLE IF EXISTS fault_kill; CREATE TABLE fault_kill (order_id bigint, amount double precision); "
+         "CREATE OR REPLACE FUNCTION fault_kill_slow() RETURNS trigger LANGUAGE plpgsql AS "
+         "$$ BEGIN PERFORM pg_sleep(4); RETURN NULL; END $$; "
+         "CREATE CONSTRAINT TRIGGER fault_kill_slow AFTER INSERT ON fault_kill DEFERRABLE INITIALLY DEFERRED "
+         "FOR EACH ROW WHEN (NEW.order_id = 1) EXECUTE FUNCTION fault_kill_slow()")
+    p, lake = two_loads(tmp, "fault_kill", "fault_kill")
+    proc = start(p, "--log-format", "json")
+    # The run id is in the first log line; the Delta commit appears when the first load is done.
+    committed = wait_for(lambda: os.path.exists(os.path.join(lake, "_delta_log", "00000000000000000000.json")), 60)
+    time.sleep(0.5)
+    proc.kill()
+    _, err = proc.communicate(timeout=30)
+    run_id = ""
+    for line in err.splitlines():
+        if '"run_id"' in line:
+            run_id = json.loads(line).get("span", {}).get("run_id", "") or json.loads(line).get("run_id", "")
+            if run_id:
+                break
+    time.sleep(4.5)  # let PostgreSQL finish (or not) the orphaned commit
+    before = (delta_rows(lake), psql("SELECT count(*) FROM fault_kill"))
+    code, err2 = finish(start(p, "--resume", run_id))
+    after = (delta_rows(lake), psql("SELECT count(*) FROM fault_kill"))
+    psql("DROP TABLE IF EXISTS fault_kill; DROP FUNCTION IF EXISTS fault_kill_slow(); DROP TABLE IF EXISTS _pipectl_loads")
+    ok = bool(committed) and bool(run_id) and code == 0 and after == (10000, "10000")
+    return ok, (f"killed after the Delta commit (Delta {before[0]:,}, PostgreSQL {before[1]} rows); "
+                f"--resume {run_id or '?'}: exit {code}, Delta {after[0]:,}, PostgreSQL {after[1]} rows"
+                + ("" if ok else ": " + err2[-600:]))
 
 
 CASES = [
@@ -277,7 +337,8 @@ CASES = [
     ("Vault down for good", "exit 1 naming Vault, no token", vault_down_for_good),
     ("SIGTERM during multipart uploads", "exit 143; no object, no upload left", sigterm_mid_upload),
     ("S3-API server killed mid-upload, restarted", "retried; complete, no upload left", s3_killed_mid_upload),
-    ("second load fails at commit (deferred unique)", "exit 1; first committed once, named", second_commit_fails),
+    ("second load fails at commit (deferred unique)", "exit 1, first committed once; --resume writes only the second", second_commit_fails),
+    ("SIGKILL while the second load commits", "--resume: each sink holds every row once", killed_between_commits),
 ]
 
 
@@ -308,6 +369,9 @@ def main():
             results.append((name, expected, observed, ok, time.time() - t0))
             print(f"{'ok  ' if ok else 'FAIL'} {name}: {observed} ({time.time() - t0:.1f}s)", flush=True)
     restore()
+    if not results:
+        print(f"fault suite: no case matches {' '.join(wanted)} (names: {', '.join(c.__name__ for _, _, c in CASES)})", file=sys.stderr)
+        sys.exit(2)
     w = max(len(r[0]) for r in results)
     e = max(len(r[1]) for r in results)
     print(f"\n{'fault':<{w}}  {'expected':<{e}}  observed")

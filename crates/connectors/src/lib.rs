@@ -6,6 +6,7 @@ mod columns;
 mod delta;
 mod generate;
 mod kafka;
+mod ledger;
 mod mysql;
 mod postgres;
 mod s3;

@@ -125,7 +125,7 @@ async fn load_with(
     let mut sink = LoadMethods::delta(s.options().unwrap(), s).await?;
     sink.write(df).await?;
     sink.prepare().await?;
-    sink.commit().await
+    sink.commit().await.map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread")]

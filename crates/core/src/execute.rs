@@ -7,16 +7,23 @@
 //! loads that did commit are named in the outcome: the next attempt runs the pipeline again but
 //! passes their input through without writing it a second time. A cancelled run (a signal)
 //! stops between batches and before each commit, and aborts what has not committed.
+//!
+//! Across runs: every load records the run id with its commit, so a run resumed with the same
+//! id (a crash between two commits, or a load that failed for good) finds the loads that
+//! already published — the sink answers `AlreadyPublished` — and writes only the others.
 
 use crate::cancel::CancelToken;
 use crate::chain::{PipelineStep, StepFailure, StepStats, link, visit_mut};
 use crate::connect::connection_credentials;
 use crate::plan::Plan;
 use crate::registry::Registry;
+use crate::run_id::RunId;
 use async_trait::async_trait;
 use pipeline_base::{StepError, StepKind};
 use pipeline_credentials::CachedProvider;
-use pipeline_data::{Batch, Metrics, Operator, RunContext, Runtime, Source, StepSetup};
+use pipeline_data::{
+    Batch, CommitOutcome, Metrics, Operator, RunContext, Runtime, Source, StepSetup,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +49,8 @@ pub(crate) struct AttemptOutcome {
     pub failure: Option<StepFailure>,
     /// Loads this attempt committed, in commit order.
     pub committed: Vec<String>,
+    /// Loads whose sink found them committed by an earlier run with the same id.
+    pub already: Vec<String>,
 }
 
 /// What an attempt is given besides the plan.
@@ -52,6 +61,9 @@ pub(crate) struct AttemptContext<'a> {
     pub cancel: &'a CancelToken,
     /// Loads an earlier attempt of this run committed: not written again.
     pub committed: &'a BTreeSet<String>,
+    pub run_id: &'a RunId,
+    /// The run id was given: a resumed run.
+    pub resumed: bool,
 }
 
 /// The failure of a cancelled run.
@@ -98,6 +110,8 @@ pub(crate) async fn run_attempt(
         credentials,
         cancel,
         committed: committed_before,
+        run_id,
+        resumed,
     } = ctx;
     let mut stats: Vec<Option<(StepStats, Metrics)>> = vec![None; plan.steps.len()];
     let keep = plan.kept_datasets();
@@ -148,6 +162,8 @@ pub(crate) async fn run_attempt(
         let setup = StepSetup {
             pipeline: plan.pipeline.clone(),
             step: step.name.clone(),
+            run_id: run_id.to_string(),
+            resumed,
             options: step.options.clone(),
             connection: step.connection.clone().zip(step.connection_config.clone()),
             credentials: creds,
@@ -202,6 +218,7 @@ pub(crate) async fn run_attempt(
 
     // Publish, or discard.
     let mut committed = Vec::new();
+    let mut already = Vec::new();
     if failure.is_none() {
         'commit: for segment in segments.iter_mut() {
             let mut current = Some(segment.chain.as_mut());
@@ -210,19 +227,28 @@ pub(crate) async fn run_attempt(
                     failure = Some(interrupted(cancel, step.index, &step.name));
                     break 'commit;
                 }
-                if let Err(e) = step.op.commit().await {
-                    failure = Some(StepFailure {
-                        index: step.index,
-                        step: step.name.clone(),
-                        error: e,
-                    });
-                    break 'commit;
-                }
+                let outcome = match step.op.commit().await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        failure = Some(StepFailure {
+                            index: step.index,
+                            step: step.name.clone(),
+                            error: e,
+                        });
+                        break 'commit;
+                    }
+                };
                 step.stats.committed = true;
                 if plan.steps.get(step.index).map(|p| p.kind) == Some(StepKind::Load)
                     && !committed_before.contains(&step.name)
                 {
-                    committed.push(step.name.clone());
+                    match outcome {
+                        CommitOutcome::Published => committed.push(step.name.clone()),
+                        CommitOutcome::AlreadyPublished => {
+                            tracing::info!(step = %step.name, run_id = %run_id, "already committed by an earlier run with this id; not written again");
+                            already.push(step.name.clone());
+                        }
+                    }
                 }
                 current = step.next.as_deref_mut();
             }
@@ -249,6 +275,7 @@ pub(crate) async fn run_attempt(
         stats,
         failure,
         committed,
+        already,
     }
 }
 

@@ -22,6 +22,7 @@ mod pipeline;
 pub mod plan;
 mod registry;
 pub mod report;
+mod run_id;
 mod schema;
 
 pub use cancel::CancelToken;
@@ -31,6 +32,7 @@ pub use pipeline::{Pipeline, RunFailure, RunOptions};
 pub use plan::{Plan, PlannedStep};
 pub use registry::Registry;
 pub use report::{RunReport, StepReport, StepStatus};
+pub use run_id::{InvalidRunId, RunId};
 pub use schema::pipeline_schema;
 
 pub use pipeline_base::{ErrorClass, Format, Mode, OnFailure, StepError, StepKind};

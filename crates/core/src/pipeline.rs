@@ -5,6 +5,7 @@ use crate::execute::{AttemptContext, NoopObserver, RunObserver, run_attempt};
 use crate::plan::{Plan, build_plan};
 use crate::registry::Registry;
 use crate::report::{ReportError, RunReport, StepReport, StepStatus};
+use crate::run_id::RunId;
 use pipeline_base::{StepError, StepKind};
 use pipeline_config::{ConfigErrors, LoadedPipeline, Override, PipelineConfig, load_pipeline};
 use pipeline_credentials::{CachedProvider, CredentialProvider};
@@ -31,6 +32,9 @@ pub struct RunOptions {
     /// Cancelling it stops the run cleanly: nothing more is read or committed, and every load
     /// not yet committed is aborted.
     pub cancel: CancelToken,
+    /// The run's id. `None`: a new one. An earlier run's id resumes that run: every load that
+    /// run committed is recognised by its sink and not written again (`pipectl run --resume`).
+    pub run_id: Option<RunId>,
 }
 
 impl Default for RunOptions {
@@ -39,6 +43,7 @@ impl Default for RunOptions {
             observer: Arc::new(NoopObserver),
             credentials: None,
             cancel: CancelToken::new(),
+            run_id: None,
         }
     }
 }
@@ -108,8 +113,10 @@ impl Pipeline {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let run_span = tracing::info_span!("run", pipeline = %plan.pipeline);
-        tracing::info!(parent: &run_span, mode = %plan.mode, steps = plan.steps.len(), max_attempts, "pipeline started");
+        let resumed = options.run_id.is_some();
+        let run_id = options.run_id.clone().unwrap_or_else(RunId::generate);
+        let run_span = tracing::info_span!("run", pipeline = %plan.pipeline, run_id = %run_id);
+        tracing::info!(parent: &run_span, mode = %plan.mode, steps = plan.steps.len(), max_attempts, resumed, "pipeline started");
         // One cache per run: a path read by an attempt is not read again by a retry.
         let credentials = options.credentials.clone().map(|p| {
             tracing::info!(parent: &run_span, source = %p.describe(), "credentials from Vault");
@@ -118,6 +125,8 @@ impl Pipeline {
         let mut attempt = 0;
         // Loads committed by an attempt are not written again by a retry.
         let mut committed: Vec<String> = Vec::new();
+        // Loads an earlier run with this id had committed (found by their sinks).
+        let mut already: Vec<String> = Vec::new();
         loop {
             attempt += 1;
             options.observer.attempt_started(attempt, max_attempts);
@@ -129,12 +138,25 @@ impl Pipeline {
                 credentials: credentials.as_ref(),
                 cancel: &options.cancel,
                 committed: &before,
+                run_id: &run_id,
+                resumed,
             };
             let outcome = run_attempt(plan, ctx, &attempt_span)
                 .instrument(attempt_span.clone())
                 .await;
             committed.extend(outcome.committed.iter().cloned());
-            let report = self.report(&outcome, attempt, started, started_at, &committed);
+            already.extend(outcome.already.iter().cloned());
+            let report = self.report(
+                &outcome,
+                Progress {
+                    attempts: attempt,
+                    started,
+                    started_at,
+                    run_id: &run_id,
+                    committed: &committed,
+                    already: &already,
+                },
+            );
             let Some(failure) = outcome.failure else {
                 tracing::info!(
                     parent: &run_span,
@@ -202,11 +224,16 @@ impl Pipeline {
     fn report(
         &self,
         outcome: &crate::execute::AttemptOutcome,
-        attempts: u32,
-        started: Instant,
-        started_at: u64,
-        committed: &[String],
+        progress: Progress<'_>,
     ) -> RunReport {
+        let Progress {
+            attempts,
+            started,
+            started_at,
+            run_id,
+            committed,
+            already,
+        } = progress;
         let failed_index = outcome.failure.as_ref().map(|f| f.index);
         let mut steps = Vec::with_capacity(self.plan.steps.len());
         let (mut rows_read, mut rows_written) = (0, 0);
@@ -259,6 +286,7 @@ impl Pipeline {
         }
         RunReport {
             pipeline: self.plan.pipeline.clone(),
+            run_id: run_id.to_string(),
             status: if outcome.failure.is_some() {
                 "failed".into()
             } else {
@@ -270,11 +298,16 @@ impl Pipeline {
             rows_read,
             rows_written,
             committed_loads: committed.to_vec(),
+            already_committed_loads: already.to_vec(),
             uncommitted_loads: self
                 .plan
                 .steps
                 .iter()
-                .filter(|s| s.kind == StepKind::Load && !committed.contains(&s.name))
+                .filter(|s| {
+                    s.kind == StepKind::Load
+                        && !committed.contains(&s.name)
+                        && !already.contains(&s.name)
+                })
                 .map(|s| s.name.clone())
                 .collect(),
             error: outcome.failure.as_ref().map(|f| ReportError {
@@ -287,4 +320,14 @@ impl Pipeline {
             steps,
         }
     }
+}
+
+/// Where a run stands, for its report.
+struct Progress<'a> {
+    attempts: u32,
+    started: Instant,
+    started_at: u64,
+    run_id: &'a RunId,
+    committed: &'a [String],
+    already: &'a [String],
 }

@@ -47,6 +47,8 @@ pub struct ReportError {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub pipeline: String,
+    /// The run's id (`pipectl run --resume` takes it).
+    pub run_id: String,
     pub status: String,
     pub attempts: u32,
     pub started_at_unix_ms: u64,
@@ -56,6 +58,9 @@ pub struct RunReport {
     pub error: Option<ReportError>,
     /// Loads this run committed (over all its attempts), in commit order.
     pub committed_loads: Vec<String>,
+    /// Loads an earlier run with the same id had committed: recognised by their sinks and not
+    /// written again (a resumed run).
+    pub already_committed_loads: Vec<String>,
     /// Loads that did not commit: on failure their writes were discarded.
     pub uncommitted_loads: Vec<String>,
     /// Steps of the last attempt, in pipeline order.
@@ -123,20 +128,28 @@ impl RunReport {
             self.attempts,
             if self.attempts == 1 { "" } else { "s" }
         );
-        if self.status != "succeeded" {
+        if self.status != "succeeded" || !self.already_committed_loads.is_empty() {
             let _ = write!(out, "\n{}", self.commit_summary());
         }
+        let _ = write!(out, "\nrun id: {}", self.run_id);
         out
     }
 
     /// What a failed run left published: "nothing was committed", or the loads that committed
     /// and those that did not.
     pub fn commit_summary(&self) -> String {
-        if self.committed_loads.is_empty() {
-            return "nothing was committed".into();
+        let mut text = if self.committed_loads.is_empty() {
+            "nothing was committed".to_string()
+        } else {
+            format!("committed: {}", self.committed_loads.join(", "))
+        };
+        if !self.already_committed_loads.is_empty() {
+            text.push_str(&format!(
+                "; already committed by an earlier run with this id (not written again): {}",
+                self.already_committed_loads.join(", ")
+            ));
         }
-        let mut text = format!("committed: {}", self.committed_loads.join(", "));
-        if !self.uncommitted_loads.is_empty() {
+        if !self.committed_loads.is_empty() && !self.uncommitted_loads.is_empty() {
             text.push_str(&format!(
                 "; not committed: {}",
                 self.uncommitted_loads.join(", ")

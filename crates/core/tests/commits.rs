@@ -5,7 +5,7 @@
 mod common;
 
 use common::{committed_rows, registry, write};
-use pipeline_core::{CancelToken, Pipeline, RunOptions};
+use pipeline_core::{CancelToken, Pipeline, RunId, RunOptions};
 
 fn two_loads(dir: &std::path::Path, key: &str, failures: u32, user_error: bool) -> Pipeline {
     let text = format!(
@@ -83,4 +83,55 @@ async fn a_cancelled_run_commits_nothing_and_says_so() {
         !dir.path().join("lake").join("_delta_log").exists() || lake_rows(dir.path()).await == 0
     );
     assert_eq!(committed_rows("cancelled"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_run_writes_only_the_loads_that_did_not_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let failure = two_loads(dir.path(), "resumed", 1, true)
+        .run(&RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.report.committed_loads, ["to_lake"]);
+    let run_id = RunId::parse(&failure.report.run_id).unwrap();
+
+    // The same run again (its second load's refusal fixed): the Delta sink finds its commit
+    // in the table's log and writes nothing; the other load commits.
+    let options = RunOptions {
+        run_id: Some(run_id.clone()),
+        ..RunOptions::default()
+    };
+    let report = two_loads(dir.path(), "resumed", 1, true)
+        .run(&options)
+        .await
+        .unwrap();
+    assert_eq!(report.run_id, run_id.as_str());
+    assert_eq!(report.already_committed_loads, ["to_lake"]);
+    assert_eq!(report.committed_loads, ["to_other"]);
+    assert!(report.uncommitted_loads.is_empty());
+    assert_eq!(lake_rows(dir.path()).await, 5000, "no row written twice");
+    assert_eq!(committed_rows("resumed"), 5000);
+    assert!(
+        report.commit_summary().contains(
+            "already committed by an earlier run with this id (not written again): to_lake"
+        ),
+        "{}",
+        report.commit_summary()
+    );
+
+    // Resuming a finished run writes nothing at all; a new run appends again.
+    let again = two_loads(dir.path(), "resumed", 0, true)
+        .run(&options)
+        .await
+        .unwrap();
+    assert_eq!(again.already_committed_loads, ["to_lake", "to_other"]);
+    assert!(again.committed_loads.is_empty());
+    assert_eq!(lake_rows(dir.path()).await, 5000);
+    let fresh = two_loads(dir.path(), "resumed", 0, true)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(fresh.run_id, run_id.as_str());
+    assert_eq!(lake_rows(dir.path()).await, 10000);
+    assert_eq!(committed_rows("resumed"), 10000);
 }

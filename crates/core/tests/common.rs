@@ -7,7 +7,7 @@ use pipeline_base::StepError;
 use pipeline_core::Registry;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Batch, ConnectionUse, MethodEntry, Sink, Source, StepSetup};
+use pipeline_data::{Batch, CommitOutcome, ConnectionUse, MethodEntry, Sink, Source, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -109,10 +109,17 @@ fn committed() -> &'static Mutex<HashMap<String, u64>> {
     C.get_or_init(Default::default)
 }
 
-/// A sink that counts rows and fails its first `failures` commits.
+fn committed_runs() -> &'static Mutex<std::collections::HashSet<(String, String)>> {
+    static C: OnceLock<Mutex<std::collections::HashSet<(String, String)>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// A sink that counts rows and fails its first `failures` commits; like the real sinks, it
+/// remembers the run ids it committed and does not commit one twice.
 struct FlakyCommit {
     o: FlakyCommitOptions,
     rows: u64,
+    run_id: String,
 }
 
 #[async_trait]
@@ -124,7 +131,14 @@ impl Sink for FlakyCommit {
     async fn prepare(&mut self) -> Result<(), StepError> {
         Ok(())
     }
-    async fn commit(&mut self) -> Result<(), StepError> {
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
+        if committed_runs()
+            .lock()
+            .unwrap()
+            .contains(&(self.o.key.clone(), self.run_id.clone()))
+        {
+            return Ok(CommitOutcome::AlreadyPublished);
+        }
         let n = {
             let mut c = counters().lock().unwrap();
             let n = c.entry(format!("commit:{}", self.o.key)).or_default();
@@ -143,13 +157,21 @@ impl Sink for FlakyCommit {
             .unwrap()
             .entry(self.o.key.clone())
             .or_default() += self.rows;
-        Ok(())
+        committed_runs()
+            .lock()
+            .unwrap()
+            .insert((self.o.key.clone(), self.run_id.clone()));
+        Ok(CommitOutcome::Published)
     }
     async fn abort(&mut self) {}
 }
 
-async fn flaky_commit(o: FlakyCommitOptions, _: StepSetup) -> Result<Box<dyn Sink>, StepError> {
-    Ok(Box::new(FlakyCommit { o, rows: 0 }))
+async fn flaky_commit(o: FlakyCommitOptions, setup: StepSetup) -> Result<Box<dyn Sink>, StepError> {
+    Ok(Box::new(FlakyCommit {
+        o,
+        rows: 0,
+        run_id: setup.run_id,
+    }))
 }
 
 pub fn registry() -> Arc<Registry> {

@@ -19,7 +19,9 @@ pub use batch::{AvroBatch, Batch};
 pub use errors::{PolarsResultExt, polars_error};
 pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup};
 pub use operators::REASON_COLUMN;
-pub use runtime::{Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking};
+pub use runtime::{
+    CommitOutcome, Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking,
+};
 pub use system::{ConnectionSetup, SystemEntry};
 pub use validation::{Check, sample_rows};
 

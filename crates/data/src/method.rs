@@ -77,6 +77,12 @@ pub enum ConnectionUse {
 pub struct StepSetup {
     pub pipeline: String,
     pub step: String,
+    /// The run's id: the same for every attempt, and for a run resumed with
+    /// `pipectl run --resume`. Loads record it with each commit so that a resumed run never
+    /// publishes a step twice.
+    pub run_id: String,
+    /// The run resumes an earlier one (`--resume`): loads look for their earlier commit.
+    pub resumed: bool,
     pub options: Value,
     /// The step's connection, by name.
     pub connection: Option<(String, ConnectionConfig)>,

@@ -3,7 +3,7 @@
 
 use crate::batch::Batch;
 use crate::method::{MethodOptions, StepSetup};
-use crate::runtime::{Datasets, Metrics, Operator, RunContext, Sink, blocking};
+use crate::runtime::{CommitOutcome, Datasets, Metrics, Operator, RunContext, Sink, blocking};
 use crate::validation::{Check, sample_rows};
 use async_trait::async_trait;
 use pipeline_base::{OnFailure, StepError};
@@ -291,7 +291,7 @@ impl Operator for SinkOperator {
         Ok(Vec::new())
     }
 
-    async fn commit(&mut self) -> Result<(), StepError> {
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
         match self.sink.as_mut() {
             Some(sink) => sink.commit().await,
             None => Err(StepError::internal("commit before the load finished")),

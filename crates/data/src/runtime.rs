@@ -66,6 +66,16 @@ impl RunContext {
     }
 }
 
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The step's data is now visible (or it had nothing to publish).
+    Published,
+    /// An earlier run with the same run id already published this step's data; nothing was
+    /// written again (see `pipectl run --resume`).
+    AlreadyPublished,
+}
+
 /// Reads batches from a source system.
 #[async_trait]
 pub trait Source: Send {
@@ -90,8 +100,8 @@ pub trait Operator: Send {
     }
 
     /// Every step succeeded: make written data visible.
-    async fn commit(&mut self) -> Result<(), StepError> {
-        Ok(())
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
+        Ok(CommitOutcome::Published)
     }
 
     /// The attempt failed: discard anything written and not committed.
@@ -110,8 +120,10 @@ pub trait Sink: Send {
     /// Flushes everything written so far; afterwards only `commit` or `abort` follow.
     async fn prepare(&mut self) -> Result<(), StepError>;
 
-    /// Publishes the written data atomically.
-    async fn commit(&mut self) -> Result<(), StepError>;
+    /// Publishes the written data atomically — unless the sink finds that a load with the
+    /// same run id and step already published (a resumed run), in which case it publishes
+    /// nothing and answers `AlreadyPublished`.
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError>;
 
     /// Discards the written data.
     async fn abort(&mut self);

@@ -10,7 +10,7 @@ mod progress;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use pipeline_core::{
-    CancelToken, ConfigErrors, CredentialProvider, Override, Pipeline, Registry, RunOptions,
+    CancelToken, ConfigErrors, CredentialProvider, Override, Pipeline, Registry, RunId, RunOptions,
     VaultProvider,
 };
 use std::path::{Path, PathBuf};
@@ -60,6 +60,10 @@ enum Command {
         /// Do not draw a progress bar even on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Finish an earlier run (its id is printed at the end of every run): loads that run
+        /// committed are recognised by their sinks and not written again.
+        #[arg(long, value_name = "RUN_ID")]
+        resume: Option<String>,
     },
     /// Check a pipeline without running it (no I/O): files, $refs, secrets, methods, options, formats.
     Validate {
@@ -192,7 +196,18 @@ fn main() -> ExitCode {
             overrides,
             report,
             no_progress,
+            resume,
         } => {
+            let run_id = match resume.as_deref().map(RunId::parse).transpose() {
+                Ok(id) => id,
+                Err(e) => {
+                    eprintln!("error: --resume: {e}");
+                    eprintln!(
+                        "   = help: pass the run id an earlier run printed (\"run id: ...\")"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
             let pipeline = match load(&file, &overrides) {
                 Ok(p) => p,
                 Err(code) => return code,
@@ -207,13 +222,12 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            match run(
-                pipeline,
-                provider,
-                report.as_deref(),
-                progress,
-                cli.log_format,
-            ) {
+            let invocation = Invocation {
+                file: &file,
+                report: report.as_deref(),
+                run_id,
+            };
+            match run(pipeline, provider, invocation, progress, cli.log_format) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -251,13 +265,21 @@ fn credentials(
     }
 }
 
+/// What `pipectl run` was asked to do besides the pipeline.
+struct Invocation<'a> {
+    file: &'a Path,
+    report: Option<&'a Path>,
+    run_id: Option<RunId>,
+}
+
 fn run(
     pipeline: Pipeline,
     credentials: Option<Arc<dyn CredentialProvider>>,
-    report_path: Option<&Path>,
+    invocation: Invocation<'_>,
     progress: progress::Progress,
     format: LogFormat,
 ) -> anyhow::Result<ExitCode> {
+    let report_path = invocation.report;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -268,6 +290,7 @@ fn run(
         observer: Arc::new(progress.clone()),
         credentials,
         cancel,
+        run_id: invocation.run_id,
     };
     let result = runtime.block_on(pipeline.run(&options));
     progress.finish();
@@ -299,6 +322,15 @@ fn run(
                     eprintln!("   = help: {hint}");
                 }
             }
+        }
+        if !failure.report.committed_loads.is_empty()
+            || !failure.report.already_committed_loads.is_empty()
+        {
+            eprintln!(
+                "   = to finish this run without writing its committed loads again: pipectl run {} --resume {}",
+                invocation.file.display(),
+                failure.report.run_id
+            );
         }
     }
     Ok(code)

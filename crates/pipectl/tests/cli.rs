@@ -237,6 +237,58 @@ fn usage_errors_exit_2() {
             .code(),
         Some(2)
     );
+    let bad = pipectl(&["run", s(&p), "--resume", "../etc"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let (_, err) = text(&bad);
+    assert!(err.contains("--resume: invalid run id \"../etc\""), "{err}");
+}
+
+/// The run id ends the summary; resuming a finished run writes nothing again, a new run does.
+#[tokio::test]
+async fn resuming_a_finished_run_writes_nothing_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("lake");
+    let report = dir.path().join("report.json");
+    let p = write(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"name": "p", "steps": [{GEN}, {{"name": "to_lake", "kind": "load", "method": "delta", "options": {{"path": "{}"}}}}]}}"#,
+            table.display()
+        ),
+    );
+    let first = pipectl(&["run", s(&p), "--report", s(&report)]);
+    let (_, err) = text(&first);
+    assert_eq!(first.status.code(), Some(0), "{err}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let id = run["run_id"].as_str().unwrap().to_string();
+    assert!(err.contains(&format!("run id: {id}")), "{err}");
+    let rows = || async {
+        pipeline_connectors::read_delta_table(&table)
+            .await
+            .unwrap()
+            .height()
+    };
+    let once = rows().await;
+    assert!(once > 0);
+
+    let again = pipectl(&["run", s(&p), "--resume", &id, "--report", s(&report)]);
+    let (_, err) = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(
+            "already committed by an earlier run with this id (not written again): to_lake"
+        ),
+        "{err}"
+    );
+    let resumed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(resumed["already_committed_loads"][0], "to_lake");
+    assert_eq!(rows().await, once);
+
+    assert_eq!(pipectl(&["run", s(&p)]).status.code(), Some(0));
+    assert_eq!(rows().await, 2 * once);
 }
 
 #[tokio::test]

@@ -126,9 +126,15 @@ async fn p1_example_moves_100k_rows_exactly_and_prints_no_secret() {
     let (df, keys) = read_back(&store, &prefix).await;
     assert!(keys.iter().any(|k| k.ends_with("/_SUCCESS")), "{keys:?}");
     assert!(
-        keys.iter()
-            .all(|k| k.ends_with("/_SUCCESS") || k.ends_with(".parquet")),
-        "only data files and the marker: {keys:?}"
+        keys.iter().all(|k| k.ends_with("/_SUCCESS")
+            || k.ends_with(".parquet")
+            || (k.contains("/_pipectl/") && k.ends_with(".to_lake.json"))),
+        "only data files and the markers: {keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.contains("/_pipectl/")).count(),
+        1,
+        "the overwrite replaced the first run's marker: {keys:?}"
     );
     let row = pg(&env)
         .await

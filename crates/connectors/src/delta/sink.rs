@@ -1,4 +1,6 @@
-//! Writing a Delta table: stream data files during the run, publish them in one commit.
+//! Writing a Delta table: stream data files during the run, publish them in one commit. The
+//! commit carries a `txn` action (application id `pipectl/PIPELINE/RUN_ID/STEP`), so a run
+//! resumed with the same id finds its earlier commit in the log and writes nothing again.
 
 use super::{
     DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, delta_error, storage_options, table_url,
@@ -13,8 +15,8 @@ use deltalake::arrow::datatypes::{
 };
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::CommitBuilder;
-use deltalake::kernel::{Action, Add, StructType};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
@@ -22,7 +24,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use object_store::ObjectStoreExt;
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::DataFrame;
-use pipeline_data::{Metrics, Sink, StepSetup};
+use pipeline_data::{CommitOutcome, Metrics, Sink, StepSetup};
 use std::collections::HashMap;
 use std::sync::Arc;
 use url::Url;
@@ -40,6 +42,11 @@ struct DeltaSink {
     staged: Vec<Add>,
     rows: u64,
     committed_version: Option<u64>,
+    /// The `txn` application id this load commits with: pipeline, run id and step. A resumed
+    /// run finds it in the log and writes nothing.
+    app_id: String,
+    /// An earlier run with this id committed this load.
+    already: bool,
 }
 
 /// Delta stores timestamps in microseconds and strings as Utf8: cast what Polars exports.
@@ -179,9 +186,23 @@ impl DeltaSink {
             }
         }
         .map_err(|e| delta_error(e, &format!("opening a writer for {}", self.location())))?
-        .with_target_file_size(self.options.target_file_size_mb.max(1) * 1024 * 1024);
+        .with_target_file_size(self.options.target_file_size_mb.max(1) * 1024 * 1024)
+        .with_commit_properties(self.commit_properties());
         self.writer = Some(writer);
         Ok(())
+    }
+
+    /// Every commit carries a `txn` action naming the run and step.
+    fn commit_properties(&self) -> CommitProperties {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .ok();
+        CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(
+            &self.app_id,
+            0,
+            now,
+        ))
     }
 
     async fn commit_inner(&mut self) -> Result<u64, DeltaTableError> {
@@ -201,6 +222,7 @@ impl DeltaSink {
                     .with_columns(kernel.fields().cloned())
                     .with_partition_columns(self.options.partition_by.clone())
                     .with_save_mode(SaveMode::ErrorIfExists)
+                    .with_commit_properties(self.commit_properties())
                     .with_actions(adds)
                     .await?;
                 Ok(table.version().unwrap_or_default())
@@ -226,7 +248,7 @@ impl DeltaSink {
                     partition_by,
                     predicate: None,
                 };
-                let done = CommitBuilder::default()
+                let done = CommitBuilder::from(self.commit_properties())
                     .with_actions(actions)
                     .build(Some(snapshot), table.log_store(), operation)
                     .await?;
@@ -239,6 +261,9 @@ impl DeltaSink {
 #[async_trait]
 impl Sink for DeltaSink {
     async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
+        if self.already {
+            return Ok(());
+        }
         for batch in frame_to_arrow(&df)? {
             if self.writer.is_none() {
                 self.open_writer(&batch)?;
@@ -280,10 +305,13 @@ impl Sink for DeltaSink {
         self.flush_staged().await
     }
 
-    async fn commit(&mut self) -> Result<(), StepError> {
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
+        if self.already {
+            return Ok(CommitOutcome::AlreadyPublished);
+        }
         if self.writer.is_none() {
             tracing::info!(step = %self.step, "no batch reached the Delta sink; nothing to commit");
-            return Ok(());
+            return Ok(CommitOutcome::Published);
         }
         let files = self.staged.len();
         let location = self.location();
@@ -302,7 +330,7 @@ impl Sink for DeltaSink {
         };
         self.committed_version = Some(version);
         tracing::info!(step = %self.step, table = %self.location(), version, files, rows = self.rows, "Delta commit");
-        Ok(())
+        Ok(CommitOutcome::Published)
     }
 
     async fn abort(&mut self) {
@@ -366,7 +394,24 @@ impl LoadMethods {
                 Err(e) => return Err(delta_error(e, &format!("loading Delta table {url}"))),
             }
         };
+        let app_id = format!("pipectl/{}/{}/{}", setup.pipeline, setup.run_id, setup.step);
+        let mut already = false;
+        if let (true, Some(t)) = (setup.resumed, &table) {
+            let snapshot = t
+                .snapshot()
+                .map_err(|e| delta_error(e, &format!("reading Delta table {url}")))?;
+            let found = snapshot
+                .transaction_version(t.log_store().as_ref(), &app_id)
+                .await
+                .map_err(|e| delta_error(e, &format!("reading the log of Delta table {url}")))?;
+            if found.is_some() {
+                tracing::info!(step = %setup.step, table = %url, run_id = %setup.run_id, "this load committed in the run being resumed; not writing it again");
+                already = true;
+            }
+        }
         Ok(Box::new(DeltaSink {
+            app_id,
+            already,
             step: setup.step.clone(),
             url,
             options,

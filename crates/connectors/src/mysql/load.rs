@@ -3,6 +3,8 @@
 //! `append` and `overwrite` (DELETE, then load) load into the target directly — one pass, and
 //! still invisible to others until the commit; `upsert` loads into a temporary staging table and
 //! moves the last row of each key with `INSERT … SELECT … ON DUPLICATE KEY UPDATE` at prepare.
+//! The same transaction records the load in the ledger (`crate::ledger`), so a resumed run
+//! skips a load that already committed.
 //!
 //! `LOAD DATA LOCAL` turns conversion errors, truncation and duplicate keys into warnings and
 //! goes on; here any warning (or a row count that does not match) fails the load with the
@@ -10,66 +12,20 @@
 //! local infile, batched multi-row INSERTs (strict sql_mode) take over, logged once.
 
 use super::encode::{FrameEncoder, is_binary};
+use super::load_options::{MysqlLoadOptions, MysqlWriteMode, sql_type};
 use super::{connect, my_error, quote_ident, quote_table, table_parts};
 use crate::LoadMethods;
-use crate::sql::check_key;
+use crate::ledger::{self, ledger_name, no_ledger_warning};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 use pipeline_base::StepError;
-use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Metrics, OptionsError, Sink, StepSetup};
-use schemars::JsonSchema;
-use serde::Deserialize;
+use pipeline_data::{CommitOutcome, Metrics, Sink, StepSetup};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-/// How rows land in the target table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MysqlWriteMode {
-    /// Add the rows.
-    #[default]
-    Append,
-    /// Replace the table's rows (DELETE and load, in the same transaction).
-    Overwrite,
-    /// Insert, or update the row with the same `key` (`ON DUPLICATE KEY UPDATE`); within the
-    /// load the last row of a key wins.
-    Upsert,
-}
-
-/// Options of the `mysql` load.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MysqlLoadOptions {
-    /// The target table (`customers` or `shop.customers`); it must use InnoDB.
-    pub table: String,
-    /// `append` (default), `overwrite` or `upsert`.
-    #[serde(default)]
-    pub mode: MysqlWriteMode,
-    /// Key columns for `upsert` (a primary key or unique index must cover exactly them).
-    #[serde(default)]
-    pub key: Vec<String>,
-    /// Create the table (InnoDB, utf8mb4) from the data's columns when it does not exist.
-    #[serde(default)]
-    pub create_table: bool,
-}
-
-impl MethodOptions for MysqlLoadOptions {
-    fn check(&self) -> Result<(), OptionsError> {
-        if self.table.trim().is_empty() {
-            return Err(OptionsError::new("/table", "the table name is empty"));
-        }
-        check_key(
-            self.mode == MysqlWriteMode::Upsert,
-            &self.key,
-            "customer_id",
-        )
-    }
-}
 
 const STAGE: &str = "`pipectl_stage`";
 const SEQ: &str = "`_pipectl_seq`";
@@ -77,38 +33,6 @@ const SEQ: &str = "`_pipectl_seq`";
 const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 4166];
 /// Bytes per LOCAL INFILE chunk sent to the server.
 const CHUNK: usize = 1 << 20;
-
-/// The column type a new table gets for a Polars type (`key`: part of the primary key).
-fn sql_type(dtype: &DataType, column: &str, key: bool) -> Result<String, StepError> {
-    Ok(match dtype {
-        DataType::Boolean => "BOOLEAN".into(),
-        DataType::Int8 => "TINYINT".into(),
-        DataType::Int16 => "SMALLINT".into(),
-        DataType::Int32 => "INT".into(),
-        DataType::Int64 => "BIGINT".into(),
-        DataType::UInt8 => "TINYINT UNSIGNED".into(),
-        DataType::UInt16 => "SMALLINT UNSIGNED".into(),
-        DataType::UInt32 => "INT UNSIGNED".into(),
-        DataType::UInt64 => "BIGINT UNSIGNED".into(),
-        DataType::Float32 => "FLOAT".into(),
-        DataType::Float64 => "DOUBLE".into(),
-        DataType::Decimal(p, s) => format!("DECIMAL({p},{s})"),
-        DataType::String if key => "VARCHAR(255)".into(),
-        DataType::String => "LONGTEXT".into(),
-        DataType::Binary if key => "VARBINARY(255)".into(),
-        DataType::Binary => "LONGBLOB".into(),
-        DataType::Date => "DATE".into(),
-        // TIMESTAMP ends in 2038; zoned values are stored as their UTC wall time.
-        DataType::Datetime(_, _) => "DATETIME(6)".into(),
-        DataType::Time => "TIME(6)".into(),
-        other => {
-            return Err(StepError::user(format!(
-                "column \"{column}\" has type {other}, for which the mysql load has no column type"
-            ))
-            .with_hint("cast it first (a cast step), or create the table yourself"));
-        }
-    })
-}
 
 /// Where rows go.
 #[derive(Clone, Copy, PartialEq)]
@@ -137,9 +61,72 @@ struct MysqlSink {
     /// Rows written by the INSERT fallback.
     inserted: u64,
     batches: u64,
+    pipeline: String,
+    run_id: String,
+    /// The ledger table (quoted), when the load keeps one.
+    ledger: Option<String>,
+    /// An earlier run with this id committed this load: write nothing.
+    already: bool,
 }
 
 impl MysqlSink {
+    /// Creates the ledger when missing (outside any transaction: DDL commits implicitly) and,
+    /// for a resumed run, looks for this load in it.
+    async fn open_ledger(&mut self, resumed: bool) -> Result<(), StepError> {
+        let Some(ledger) = self.ledger.clone() else {
+            if resumed {
+                no_ledger_warning(&self.step);
+            }
+            return Ok(());
+        };
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {ledger} (pipeline VARCHAR(255) NOT NULL, run_id VARCHAR(64) NOT NULL, step VARCHAR(255) NOT NULL, target VARCHAR(512) NOT NULL, row_count BIGINT NOT NULL, committed_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (pipeline, run_id, step)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        );
+        let created = self.conn()?.query_drop(ddl).await;
+        created.map_err(|e| {
+            self.fail(e, "creating the load ledger beside")
+                .with_hint(ledger::CREATE_HINT)
+        })?;
+        if resumed {
+            let sql = format!(
+                "SELECT row_count FROM {ledger} WHERE pipeline = ? AND run_id = ? AND step = ?"
+            );
+            let params = (
+                self.pipeline.clone(),
+                self.run_id.clone(),
+                self.step.clone(),
+            );
+            let found: Result<Option<i64>, _> = self.conn()?.exec_first(sql, params).await;
+            if let Some(rows) = found.map_err(|e| self.fail(e, "reading the load ledger beside"))? {
+                ledger::found(&self.step, &self.table, &self.run_id, rows);
+                self.already = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records this load in the ledger, in its transaction. `false`: a load with the same run
+    /// id and step is there already (a concurrent resume won).
+    async fn record(&mut self) -> Result<bool, StepError> {
+        let Some(ledger) = self.ledger.clone() else {
+            return Ok(true);
+        };
+        let sql = format!(
+            "INSERT IGNORE INTO {ledger} (pipeline, run_id, step, target, row_count) VALUES (?, ?, ?, ?, ?)"
+        );
+        let params = (
+            self.pipeline.clone(),
+            self.run_id.clone(),
+            self.step.clone(),
+            self.options.table.clone(),
+            i64::try_from(self.rows).unwrap_or(i64::MAX),
+        );
+        let conn = self.conn()?;
+        let result = conn.exec_drop(sql, params).await;
+        let inserted = conn.affected_rows();
+        result.map_err(|e| self.fail(e, "recording the load in the ledger beside"))?;
+        Ok(inserted == 1)
+    }
     fn conn(&mut self) -> Result<&mut Conn, StepError> {
         self.conn
             .as_mut()
@@ -449,7 +436,7 @@ impl MysqlSink {
 #[async_trait]
 impl Sink for MysqlSink {
     async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
-        if df.height() == 0 {
+        if df.height() == 0 || self.already {
             return Ok(());
         }
         if self.columns.is_empty() {
@@ -487,9 +474,40 @@ impl Sink for MysqlSink {
     }
 
     async fn prepare(&mut self) -> Result<(), StepError> {
-        if self.options.mode != MysqlWriteMode::Upsert || self.columns.is_empty() {
-            return Ok(());
+        if self.options.mode == MysqlWriteMode::Upsert && !self.columns.is_empty() {
+            self.move_staged().await?;
         }
+        if self.in_transaction && !self.record().await? {
+            ledger::lost_race(&self.step, &self.run_id);
+            self.abort().await;
+            self.already = true;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
+        if self.already {
+            return Ok(CommitOutcome::AlreadyPublished);
+        }
+        self.commit_transaction().await?;
+        Ok(CommitOutcome::Published)
+    }
+
+    async fn abort(&mut self) {
+        self.rollback().await;
+    }
+
+    fn metrics(&self) -> Metrics {
+        vec![
+            ("rows_loaded", self.rows),
+            ("rows_by_insert", self.inserted),
+        ]
+    }
+}
+
+impl MysqlSink {
+    /// `upsert`: the staged rows go into the target, the last row of each key winning.
+    async fn move_staged(&mut self) -> Result<(), StepError> {
         let list = self.column_list();
         let keys = self
             .options
@@ -520,7 +538,7 @@ impl Sink for MysqlSink {
         self.run(&sql, "moving staged rows into").await
     }
 
-    async fn commit(&mut self) -> Result<(), StepError> {
+    async fn commit_transaction(&mut self) -> Result<(), StepError> {
         if self.in_transaction {
             let result = self.conn()?.query_drop("COMMIT").await;
             self.in_transaction = false;
@@ -530,11 +548,19 @@ impl Sink for MysqlSink {
                 // The connection went away while committing: the server may or may not have
                 // committed, and a retry could load the rows twice.
                 Err(e) => {
+                    let hint = if self.ledger.is_some() {
+                        format!(
+                            "run the pipeline again with --resume {}: the load ledger tells whether this load committed, and it is not loaded twice",
+                            self.run_id
+                        )
+                    } else {
+                        "check the table before running the pipeline again; it was not retried to avoid loading the rows twice".to_string()
+                    };
                     return Err(StepError::external(format!(
                         "step \"{}\": the connection to MySQL was lost while committing table {}, so whether the load committed is unknown: {e}",
                         self.step, self.options.table
                     ))
-                    .with_hint("check the table before running the pipeline again; it was not retried to avoid loading the rows twice"));
+                    .with_hint(hint));
                 }
             }
             tracing::info!(step = %self.step, table = %self.table, rows = self.rows, mode = ?self.options.mode, "committed");
@@ -545,7 +571,7 @@ impl Sink for MysqlSink {
         Ok(())
     }
 
-    async fn abort(&mut self) {
+    async fn rollback(&mut self) {
         if self.in_transaction {
             let _ = self.run("ROLLBACK", "rolling back").await;
             self.in_transaction = false;
@@ -559,13 +585,6 @@ impl Sink for MysqlSink {
             let _ = conn.disconnect().await;
         }
     }
-
-    fn metrics(&self) -> Metrics {
-        vec![
-            ("rows_loaded", self.rows),
-            ("rows_by_insert", self.inserted),
-        ]
-    }
 }
 
 impl LoadMethods {
@@ -576,7 +595,14 @@ impl LoadMethods {
     ) -> Result<Box<dyn Sink>, StepError> {
         let conn_setup = setup.connection_setup()?;
         let conn = connect(&conn_setup, true).await?;
-        Ok(Box::new(MysqlSink {
+        let ledger = options
+            .ledger
+            .then(|| ledger_name(&options.table, quote_ident));
+        let mut sink = MysqlSink {
+            pipeline: setup.pipeline.clone(),
+            run_id: setup.run_id.clone(),
+            ledger,
+            already: false,
             step: setup.step.clone(),
             table: quote_table(&options.table),
             options,
@@ -590,6 +616,11 @@ impl LoadMethods {
             rows: 0,
             inserted: 0,
             batches: 0,
-        }))
+        };
+        if let Err(e) = sink.open_ledger(setup.resumed).await {
+            sink.rollback().await;
+            return Err(e);
+        }
+        Ok(Box::new(sink))
     }
 }

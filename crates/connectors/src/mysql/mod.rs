@@ -9,11 +9,12 @@ mod decode;
 mod encode;
 mod extract;
 mod load;
+mod load_options;
 mod partition;
 mod tls;
 
 pub use extract::MysqlExtractOptions;
-pub use load::{MysqlLoadOptions, MysqlWriteMode};
+pub use load_options::{MysqlLoadOptions, MysqlWriteMode};
 
 use mysql_async::prelude::Queryable;
 use pipeline_base::StepError;

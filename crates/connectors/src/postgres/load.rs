@@ -2,11 +2,14 @@
 //! transaction, then into the target (`append`, `overwrite` or `upsert` on key columns, last
 //! row of a key wins); the transaction commits only when the whole run succeeds, so a failed
 //! load leaves the target exactly as it was. The table can be created from the data's schema.
+//! The same transaction records the load in the ledger (`crate::ledger`), so a resumed run
+//! skips a load that already committed.
 
 use super::encode::{ColumnEncoder, HEADER, TRAILER};
 use super::extract::quote_table;
 use super::{connect, pg_error, quote_ident};
 use crate::LoadMethods;
+use crate::ledger::{self, ledger_name, no_ledger_warning};
 use crate::sql::check_key;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,7 +17,7 @@ use futures::SinkExt;
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Metrics, OptionsError, Sink, StepSetup};
+use pipeline_data::{CommitOutcome, Metrics, OptionsError, Sink, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::pin::Pin;
@@ -50,6 +53,15 @@ pub struct PostgresLoadOptions {
     /// Create the table from the data's columns when it does not exist.
     #[serde(default)]
     pub create_table: bool,
+    /// Record each committed load in `_pipectl_loads` (same schema, same transaction), so a
+    /// resumed run (`pipectl run --resume`) never loads this step twice. Default true; false
+    /// for a role that may not create tables.
+    #[serde(default = "yes")]
+    pub ledger: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl MethodOptions for PostgresLoadOptions {
@@ -96,9 +108,79 @@ struct PgSink {
     columns: Vec<(String, Type)>,
     rows: u64,
     in_transaction: bool,
+    pipeline: String,
+    run_id: String,
+    /// The ledger table (quoted), when the load keeps one.
+    ledger: Option<String>,
+    /// An earlier run with this id committed this load: write nothing.
+    already: bool,
 }
 
 impl PgSink {
+    /// Creates the ledger when missing and, for a resumed run, looks for this load in it.
+    async fn open_ledger(&mut self, resumed: bool) -> Result<(), StepError> {
+        let Some(ledger) = self.ledger.clone() else {
+            if resumed {
+                no_ledger_warning(&self.step);
+            }
+            return Ok(());
+        };
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {ledger} (pipeline text NOT NULL, run_id text NOT NULL, step text NOT NULL, target text NOT NULL, row_count bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, run_id, step))"
+        );
+        if let Err(e) = self.client.batch_execute(&ddl).await {
+            // Two runs creating it at once: one wins, the other sees it exist.
+            let raced = e.code().is_some_and(|c| {
+                *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                    || *c == tokio_postgres::error::SqlState::DUPLICATE_TABLE
+            });
+            if !raced {
+                return Err(pg_error(
+                    e,
+                    &format!("step \"{}\": creating the load ledger {ledger}", self.step),
+                )
+                .with_hint(ledger::CREATE_HINT));
+            }
+        }
+        if resumed {
+            let found = self
+                .client
+                .query_opt(
+                    &format!(
+                        "SELECT row_count FROM {ledger} WHERE pipeline = $1 AND run_id = $2 AND step = $3"
+                    ),
+                    &[&self.pipeline, &self.run_id, &self.step],
+                )
+                .await
+                .map_err(|e| self.fail(e, "reading the load ledger beside"))?;
+            if let Some(row) = found {
+                let rows: i64 = row.get(0);
+                ledger::found(&self.step, &self.table, &self.run_id, rows);
+                self.already = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records this load in the ledger, in its transaction. `false`: a load with the same run
+    /// id and step is there already (a concurrent resume won).
+    async fn record(&mut self) -> Result<bool, StepError> {
+        let Some(ledger) = self.ledger.clone() else {
+            return Ok(true);
+        };
+        let rows = i64::try_from(self.rows).unwrap_or(i64::MAX);
+        let inserted = self
+            .client
+            .execute(
+                &format!(
+                    "INSERT INTO {ledger} (pipeline, run_id, step, target, row_count) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+                ),
+                &[&self.pipeline, &self.run_id, &self.step, &self.options.table, &rows],
+            )
+            .await
+            .map_err(|e| self.fail(e, "recording the load in the ledger beside"))?;
+        Ok(inserted == 1)
+    }
     fn fail(&self, e: tokio_postgres::Error, doing: &str) -> StepError {
         pg_error(
             e,
@@ -241,7 +323,7 @@ impl PgSink {
 #[async_trait]
 impl Sink for PgSink {
     async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
-        if df.height() == 0 {
+        if df.height() == 0 || self.already {
             return Ok(());
         }
         if self.copy.is_none() {
@@ -352,10 +434,18 @@ impl Sink for PgSink {
             }
         })?;
         self.rows = staged;
+        if !self.record().await? {
+            ledger::lost_race(&self.step, &self.run_id);
+            self.abort().await;
+            self.already = true;
+        }
         Ok(())
     }
 
-    async fn commit(&mut self) -> Result<(), StepError> {
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
+        if self.already {
+            return Ok(CommitOutcome::AlreadyPublished);
+        }
         if self.in_transaction {
             self.client
                 .batch_execute("COMMIT")
@@ -364,7 +454,7 @@ impl Sink for PgSink {
             self.in_transaction = false;
             tracing::info!(step = %self.step, table = %self.table, rows = self.rows, mode = ?self.options.mode, "committed");
         }
-        Ok(())
+        Ok(CommitOutcome::Published)
     }
 
     async fn abort(&mut self) {
@@ -388,7 +478,10 @@ impl LoadMethods {
     ) -> Result<Box<dyn Sink>, StepError> {
         let conn = setup.connection_setup()?;
         let client = connect(&conn).await?;
-        Ok(Box::new(PgSink {
+        let ledger = options
+            .ledger
+            .then(|| ledger_name(&options.table, quote_ident));
+        let mut sink = PgSink {
             step: setup.step.clone(),
             table: quote_table(&options.table),
             options,
@@ -397,6 +490,12 @@ impl LoadMethods {
             columns: Vec::new(),
             rows: 0,
             in_transaction: false,
-        }))
+            pipeline: setup.pipeline.clone(),
+            run_id: setup.run_id.clone(),
+            ledger,
+            already: false,
+        };
+        sink.open_ledger(setup.resumed).await?;
+        Ok(Box::new(sink))
     }
 }

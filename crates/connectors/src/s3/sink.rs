@@ -8,7 +8,10 @@
 //! commit each file's upload is completed (a cheap request, no copy), the files an `overwrite`
 //! replaces are deleted, and `PREFIX/_SUCCESS` (naming the run's files) is written last. A
 //! failed run aborts its uploads and leaves the destination untouched. File names carry the
-//! run id, so concurrent runs appending to one prefix never collide.
+//! run id and step (`part-RUN_ID-STEP-00001.parquet`), so concurrent runs appending to one
+//! prefix never collide; the commit writes `PREFIX/_pipectl/RUN_ID.STEP.json` before
+//! `_SUCCESS`, so a run resumed with the same id (`--resume`) finds it and writes nothing, and
+//! a resumed run replaces any file of its own an interrupted commit left without a marker.
 
 use super::format::{FileFormat, FileWriter, ParquetCompression};
 use super::store_error;
@@ -22,7 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Metrics, OptionsError, Sink, StepSetup};
+use pipeline_data::{CommitOutcome, Metrics, OptionsError, Sink, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -116,6 +119,12 @@ struct ObjectSink {
     format: FileFormat,
     options: S3LoadOptions,
     run_id: String,
+    /// `part-RUN_ID-STEP-`: the start of every file name this load writes.
+    stem: String,
+    /// The run resumes an earlier one.
+    resumed: bool,
+    /// An earlier run with this id committed this load (its marker exists): write nothing.
+    already: bool,
     /// The directory of the data (the parent of a single object).
     dir: Path,
     single: Option<String>,
@@ -167,6 +176,15 @@ fn child(base: &Path, rel: &str) -> Path {
 }
 
 impl ObjectSink {
+    /// `PREFIX/_pipectl/RUN_ID.STEP.json`: written by the commit, naming the run's files.
+    fn marker(&self) -> Path {
+        self.dir.clone().join("_pipectl").join(format!(
+            "{}.{}.json",
+            self.run_id,
+            key_safe(&self.step)
+        ))
+    }
+
     fn what(&self, key: &Path) -> String {
         format!("step \"{}\": writing {}", self.step, self.loc.display(key))
     }
@@ -176,12 +194,7 @@ impl ObjectSink {
             self.seq += 1;
             let name = match &self.single {
                 Some(name) => name.clone(),
-                None => format!(
-                    "part-{}-{:05}.{}",
-                    self.run_id,
-                    self.seq,
-                    self.format.extension()
-                ),
+                None => format!("{}{:05}.{}", self.stem, self.seq, self.format.extension()),
             };
             let rel = if dir.is_empty() {
                 name
@@ -326,6 +339,9 @@ async fn delete_all(
 #[async_trait]
 impl Sink for ObjectSink {
     async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
+        if self.already {
+            return Ok(());
+        }
         let result = self.write_frame(df).await;
         result.map_err(|e| self.vanished(e))
     }
@@ -339,11 +355,35 @@ impl Sink for ObjectSink {
         Ok(())
     }
 
-    async fn commit(&mut self) -> Result<(), StepError> {
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
+        if self.already {
+            return Ok(CommitOutcome::AlreadyPublished);
+        }
         let started = std::time::Instant::now();
         let store = self.loc.store.clone();
-        let replaced = if self.options.mode == ObjectWriteMode::Overwrite && self.single.is_none() {
-            existing_files(store.clone(), &self.dir, self.loc.display(&self.dir)).await?
+        let replaced = if self.single.is_some() {
+            Vec::new()
+        } else if self.options.mode == ObjectWriteMode::Overwrite {
+            // Every data file, and the markers of the runs whose files these were.
+            let markers = self.dir.clone().join("_pipectl");
+            let mut old =
+                existing_files(store.clone(), &self.dir, self.loc.display(&self.dir)).await?;
+            let listed: Vec<_> = store
+                .list(Some(&markers))
+                .try_collect()
+                .await
+                .map_err(|e| store_error(e, &format!("listing {}", self.loc.display(&markers))))?;
+            old.extend(listed.into_iter().map(|m| m.location));
+            old
+        } else if self.resumed {
+            // Files the resumed run published before it failed without its marker (a crash
+            // inside the commit): replaced by this run's files, never left beside them.
+            let stem = self.stem.clone();
+            existing_files(store.clone(), &self.dir, self.loc.display(&self.dir))
+                .await?
+                .into_iter()
+                .filter(|p| p.filename().is_some_and(|f| f.starts_with(&stem)))
+                .collect()
         } else {
             Vec::new()
         };
@@ -384,15 +424,20 @@ impl Sink for ObjectSink {
                 "rows": self.rows,
                 "files": files,
             });
-            let marker = self.dir.clone().join("_SUCCESS");
-            store
-                .put(&marker, manifest.to_string().into_bytes().into())
-                .await
-                .map_err(|e| store_error(e, &format!("writing {}", self.loc.display(&marker))))?;
+            let bytes = manifest.to_string().into_bytes();
+            // The run's own marker first (a resumed run looks for it), then `_SUCCESS`.
+            for marker in [self.marker(), self.dir.clone().join("_SUCCESS")] {
+                store
+                    .put(&marker, bytes.clone().into())
+                    .await
+                    .map_err(|e| {
+                        store_error(e, &format!("writing {}", self.loc.display(&marker)))
+                    })?;
+            }
         }
         tracing::info!(step = %self.step, files = self.completed.len(), rows = self.rows, bytes = self.bytes, to = %self.loc.display(&self.dir), completed_ms, elapsed_ms = started.elapsed().as_millis() as u64, "published");
         self.completed.clear();
-        Ok(())
+        Ok(CommitOutcome::Published)
     }
 
     async fn abort(&mut self) {
@@ -412,19 +457,17 @@ impl Sink for ObjectSink {
     }
 }
 
-/// A run id unique across processes: milliseconds since the epoch, pid and a counter.
-pub(crate) fn run_id() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    format!(
-        "{ms}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+/// A step name as a piece of an object key: letters, digits, `-` and `_` kept, anything else `_`.
+fn key_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 impl LoadMethods {
@@ -443,12 +486,15 @@ impl LoadMethods {
             .format
             .or_else(|| name.as_deref().and_then(FileFormat::from_name))
             .unwrap_or(FileFormat::Parquet);
-        Ok(Box::new(ObjectSink {
+        let mut sink = ObjectSink {
             step: setup.step.clone(),
+            stem: format!("part-{}-{}-", setup.run_id, key_safe(&setup.step)),
+            resumed: setup.resumed,
+            already: false,
             loc,
             format,
             options,
-            run_id: run_id(),
+            run_id: setup.run_id.clone(),
             dir,
             single: name,
             open: BTreeMap::new(),
@@ -459,6 +505,27 @@ impl LoadMethods {
             bytes: 0,
             files: 0,
             bucket_seen: false,
-        }))
+        };
+        if sink.resumed && sink.single.is_none() {
+            let marker = sink.marker();
+            match sink.loc.store.head(&marker).await {
+                Ok(_) => {
+                    tracing::info!(step = %sink.step, marker = %sink.loc.display(&marker), "this load committed in the run being resumed; not writing it again");
+                    sink.already = true;
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(store_error(
+                        e,
+                        &format!(
+                            "step \"{}\": looking for {}",
+                            sink.step,
+                            sink.loc.display(&marker)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Box::new(sink))
     }
 }

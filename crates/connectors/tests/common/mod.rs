@@ -40,6 +40,8 @@ pub async fn step(
     StepSetup {
         pipeline: "test".into(),
         step: format!("{system}_step"),
+        run_id: pipeline_testkit::unique("run"),
+        resumed: false,
         options,
         connection: Some((format!("{system}_conn"), config)),
         credentials: Some(Arc::new(fields)),
@@ -87,6 +89,8 @@ pub fn local_step(dir: &std::path::Path, step: &str, options: Value) -> StepSetu
     StepSetup {
         pipeline: "test".into(),
         step: step.into(),
+        run_id: pipeline_testkit::unique("run"),
+        resumed: false,
         options,
         connection: None,
         credentials: None,
@@ -114,7 +118,7 @@ pub async fn load_frames(
     }
     .await;
     match result {
-        Ok(()) => Ok(sink.metrics()),
+        Ok(_) => Ok(sink.metrics()),
         Err(e) => {
             sink.abort().await;
             Err(e)
