@@ -6,6 +6,20 @@
 //! This crate does no network I/O and knows nothing of methods; the core crate checks method
 //! names and options against its registry using the helpers here.
 
+// Panic-free policy for code a pipeline file or a server's answer reaches (tests are exempt):
+// no unwrap/expect/panic, no unchecked indexing or slicing, no unchecked arithmetic. Each
+// exception is an `#[allow]` on the smallest item, with the reason beside it.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 mod diag;
 mod lint;
 mod load;

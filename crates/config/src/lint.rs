@@ -68,9 +68,10 @@ pub fn is_sensitive_key(key: &str) -> bool {
         SENSITIVE_WORDS
             .iter()
             .any(|s| word == s || word == &format!("{s}s"))
-    }) || w
-        .windows(2)
-        .any(|p| SENSITIVE_PAIRS.contains(&(p[0].as_str(), p[1].as_str())))
+    }) || w.windows(2).any(|p| match p {
+        [a, b] => SENSITIVE_PAIRS.contains(&(a.as_str(), b.as_str())),
+        _ => false,
+    })
 }
 
 /// Whether a string looks like a URL carrying a password (`scheme://user:pass@host`).

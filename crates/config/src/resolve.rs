@@ -42,7 +42,7 @@ impl Locator {
         for prefix in prefixes(pointer) {
             if let Some(origin) = self.origins.get(prefix) {
                 let file_pointer = format!("{}{}", origin.pointer, &pointer[prefix.len()..]);
-                let Some(file) = origin.file.map(|i| &self.files[i]) else {
+                let Some(file) = origin.file.and_then(|i| self.files.get(i)) else {
                     return Location {
                         file: None,
                         pointer: pointer.to_string(),
@@ -178,11 +178,11 @@ impl Resolver {
     }
 
     fn location(&self, file: usize, pointer: &str) -> Location {
-        let f = &self.locator.files[file];
+        let f = self.locator.files.get(file);
         Location {
-            file: Some(f.path.clone()),
+            file: f.map(|f| f.path.clone()),
             pointer: pointer.to_string(),
-            line_col: prefixes(pointer).find_map(|p| f.spans.get(p)),
+            line_col: f.and_then(|f| prefixes(pointer).find_map(|p| f.spans.get(p))),
         }
     }
 
@@ -274,9 +274,11 @@ impl Resolver {
             );
             return Value::Null;
         };
-        let base = self.locator.files[file]
-            .path
-            .parent()
+        let base = self
+            .locator
+            .files
+            .get(file)
+            .and_then(|f| f.path.parent())
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let path = base.join(&target);
@@ -285,7 +287,9 @@ impl Resolver {
             .iter()
             .position(|p| p.canonicalize().unwrap_or_else(|_| p.clone()) == canonical);
         if let Some(start) = seen {
-            let chain: Vec<String> = stack[start..]
+            let chain: Vec<String> = stack
+                .get(start..)
+                .unwrap_or_default()
                 .iter()
                 .chain(std::iter::once(&path))
                 .map(|p| {

@@ -47,7 +47,12 @@ struct Scanner<'a> {
 
 impl Scanner<'_> {
     fn here(&self) -> (u32, u32) {
-        let col = self.text[self.line_start..self.pos].chars().count() as u32 + 1;
+        let col = self
+            .text
+            .get(self.line_start..self.pos)
+            .map_or(0, |s| s.chars().count())
+            .saturating_add(1);
+        let col = u32::try_from(col).unwrap_or(u32::MAX);
         (self.line, col)
     }
 
@@ -57,10 +62,10 @@ impl Scanner<'_> {
 
     fn bump(&mut self) {
         if self.peek() == Some(b'\n') {
-            self.line += 1;
-            self.line_start = self.pos + 1;
+            self.line = self.line.saturating_add(1);
+            self.line_start = self.pos.saturating_add(1);
         }
-        self.pos += 1;
+        self.pos = self.pos.saturating_add(1);
     }
 
     fn skip_ws(&mut self) {
@@ -137,7 +142,7 @@ impl Scanner<'_> {
                     let child = join_pointer(pointer, &i.to_string());
                     index.positions.insert(child.clone(), self.here());
                     self.value(&child, index);
-                    i += 1;
+                    i = i.saturating_add(1);
                     self.skip_ws();
                     if self.peek() == Some(b',') {
                         self.bump();

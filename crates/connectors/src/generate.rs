@@ -102,6 +102,10 @@ pub fn generate_frame(
 const COUNTRIES: [&str; 6] = ["FR", "DE", "US", "GB", "ES", "IT"];
 const TIERS: [&str; 3] = ["gold", "silver", "bronze"];
 
+// Row numbers are below the `rows` option, which validation bounds (far below 2^53), and the
+// hash is reduced modulo small constants before any sum: nothing here can overflow, and the
+// array indexes are `% len` of the array.
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 fn customers(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFrame, StepError> {
     let n = len as usize;
     let mut id = Vec::with_capacity(n);
@@ -133,6 +137,8 @@ fn customers(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFram
     .step_err("generate")
 }
 
+// As in `customers`: bounded row numbers, reduced hashes, indexes within the array.
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 fn orders(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFrame, StepError> {
     let n = len as usize;
     let mut order_id = Vec::with_capacity(n);

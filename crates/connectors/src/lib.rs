@@ -1,6 +1,20 @@
 //! ExtractMethods and LoadMethods: the sources and sinks a pipeline step can call by name.
 //! Each connector lives in its own module; [`entries`] is the one registry list.
 
+// Panic-free policy for code a pipeline file or a server's answer reaches (tests are exempt):
+// no unwrap/expect/panic, no unchecked indexing or slicing, no unchecked arithmetic. Each
+// exception is an `#[allow]` on the smallest item, with the reason beside it.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 mod arrow_bridge;
 mod columns;
 mod delta;

@@ -136,8 +136,9 @@ pub(crate) fn range_predicates(
             if i > 0 {
                 conds.push(format!("{col} >= {}", literal(lo + step * i as f64)));
             }
-            if i + 1 < n {
-                conds.push(format!("{col} < {}", literal(lo + step * (i + 1) as f64)));
+            let next = i.saturating_add(1);
+            if next < n {
+                conds.push(format!("{col} < {}", literal(lo + step * next as f64)));
             }
             let predicate = if conds.is_empty() {
                 "TRUE".to_string()

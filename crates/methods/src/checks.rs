@@ -417,8 +417,9 @@ impl UserMethods {
             .unwrap_or(0);
         let problems = match newest {
             None if df.height() > 0 => vec!["no value".to_string()],
-            Some(t) if now - t > max_age => {
-                vec![format!("newest value is {}s old", (now - t) / 1_000_000)]
+            Some(t) if now.saturating_sub(t) > max_age => {
+                let age = now.saturating_sub(t) / 1_000_000;
+                vec![format!("newest value is {age}s old")]
             }
             _ => vec![],
         };

@@ -2,6 +2,20 @@
 //! DataFrames. Each method is an associated function of [`UserMethods`] with typed options; the
 //! registry list in [`entries`] is the only place a method is made known.
 
+// Panic-free policy for code a pipeline file or a server's answer reaches (tests are exempt):
+// no unwrap/expect/panic, no unchecked indexing or slicing, no unchecked arithmetic. Each
+// exception is an `#[allow]` on the smallest item, with the reason beside it.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 mod checks;
 mod combine;
 mod convert;

@@ -186,7 +186,7 @@ impl DeltaSink {
             }
         }
         .map_err(|e| delta_error(e, &format!("opening a writer for {}", self.location())))?
-        .with_target_file_size(self.options.target_file_size_mb.max(1) * 1024 * 1024)
+        .with_target_file_size(self.options.target_file_size_mb.clamp(1, 1 << 20) << 20)
         .with_commit_properties(self.commit_properties());
         self.writer = Some(writer);
         Ok(())

@@ -146,6 +146,9 @@ fn buffer(kind: Kind) -> (Values, Logical) {
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+// Callers pass a MySQL year (0..=9999, widened to i64), month and day: every intermediate is
+// within a few million, far from overflow.
+#[allow(clippy::arithmetic_side_effects)]
 pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -172,21 +175,22 @@ pub(crate) fn calendar_date(y: u16, m: u8, d: u8) -> bool {
 
 /// A DECIMAL's text (`-123.4500`) as an integer scaled by `10^scale`.
 pub(crate) fn decimal_i128(text: &[u8], precision: usize, scale: usize) -> Option<i128> {
-    let (neg, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
+    let (neg, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
         _ => (false, text),
     };
     let (int, frac) = match digits.iter().position(|&b| b == b'.') {
-        Some(p) => (&digits[..p], &digits[p + 1..]),
-        None => (digits, &digits[digits.len()..]),
+        Some(p) => {
+            let (int, dot_frac) = digits.split_at(p);
+            (int, dot_frac.get(1..).unwrap_or_default())
+        }
+        None => (digits, &[][..]),
     };
     let mut x: i128 = 0;
     let push = |x: i128, b: u8| -> Option<i128> {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        x.checked_mul(10)?.checked_add(i128::from(b - b'0'))
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        x.checked_mul(10)?.checked_add(i128::from(digit))
     };
     for &b in int {
         x = push(x, b)?;
@@ -201,7 +205,7 @@ pub(crate) fn decimal_i128(text: &[u8], precision: usize, scale: usize) -> Optio
     if x.unsigned_abs() >= 10u128.checked_pow(precision as u32)? {
         return None;
     }
-    Some(if neg { -x } else { x })
+    Some(if neg { x.checked_neg()? } else { x })
 }
 
 impl Decoder {
@@ -242,12 +246,12 @@ impl Decoder {
                     } else {
                         // A zero date: no calendar value.
                         col.push_null();
-                        self.zero_dates += 1;
+                        self.zero_dates = self.zero_dates.saturating_add(1);
                     }
                 }
             }
         }
-        self.rows += 1;
+        self.rows = self.rows.saturating_add(1);
         Ok(())
     }
 
@@ -293,6 +297,10 @@ fn int_of(col: Ctx<'_>, v: &Value) -> Result<i128, StepError> {
 
 /// Pushes a non-NULL value (not its validity); `Ok(false)` when it was a zero date, of which
 /// nothing was pushed.
+// Date and time parts come from the binary protocol as u16/u8/u32 fields of valid ranges
+// (years to 9999, hours under 24 once checked); widened to i64 their sums and products stay
+// far below i64::MAX.
+#[allow(clippy::arithmetic_side_effects)]
 fn push_value(buffer: &mut ColumnBuffer, kind: Kind, v: Value) -> Result<bool, StepError> {
     let col = Ctx {
         name: buffer.name.as_str(),

@@ -163,6 +163,9 @@ impl FrameEncoder {
 }
 
 /// The `(year, month, day)` of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+// Callers pass days of a Polars date (i32) or of a datetime divided down to days (|days| < 2^38):
+// every intermediate stays far below i64::MAX.
+#[allow(clippy::arithmetic_side_effects)]
 pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -206,8 +209,8 @@ pub(crate) fn write_decimal(v: i128, scale: usize, out: &mut Vec<u8>) {
         out.extend_from_slice(digits.as_bytes());
         return;
     }
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
+    let padded = format!("{digits:0>width$}", width = scale.saturating_add(1));
+    let (int, frac) = padded.split_at(padded.len().saturating_sub(scale));
     out.extend_from_slice(int.as_bytes());
     out.push(b'.');
     out.extend_from_slice(frac.as_bytes());
@@ -281,10 +284,11 @@ fn write_tsv(col: &Col, i: usize, out: &mut Vec<u8>) -> bool {
         },
         Col::Bin(ca) => match ca.get(i) {
             Some(b) => {
-                out.reserve(b.len() * 2);
+                out.reserve(b.len().saturating_mul(2));
                 for &x in b {
-                    out.push(HEX[usize::from(x >> 4)]);
-                    out.push(HEX[usize::from(x & 15)]);
+                    for nibble in [x >> 4, x & 15] {
+                        out.push(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
+                    }
                 }
             }
             None => return false,

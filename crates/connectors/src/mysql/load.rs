@@ -358,14 +358,14 @@ impl MysqlSink {
     async fn load_data(&mut self, encoder: Arc<FrameEncoder>) -> Result<bool, StepError> {
         let rows = encoder.rows();
         let data = pipeline_data::blocking(move || {
-            let mut out = Vec::with_capacity(rows * 64);
+            let mut out = Vec::with_capacity(rows.saturating_mul(64));
             encoder.tsv(0..encoder.rows(), &mut out);
             Ok(Bytes::from(out))
         })
         .await?;
         let chunks: Vec<std::io::Result<Bytes>> = (0..data.len())
             .step_by(CHUNK)
-            .map(|at| Ok(data.slice(at..(at + CHUNK).min(data.len()))))
+            .map(|at| Ok(data.slice(at..at.saturating_add(CHUNK).min(data.len()))))
             .collect();
         let sql = self.load_sql.clone();
         let conn = self.conn()?;
@@ -388,7 +388,7 @@ impl MysqlSink {
             return Err(StepError::user(format!(
                 "step \"{}\": loading batch {} ({rows} rows) into table {}: the server reported {warnings} warnings and took {affected} rows; any warning fails the load, and nothing was written: {quoted}",
                 self.step,
-                self.batches + 1,
+                self.batches.saturating_add(1),
                 self.options.table
             ))
             .with_hint("row numbers count from the start of the batch; fix the data or widen the column (a cast or filter step), or check the table's keys"));
@@ -399,7 +399,7 @@ impl MysqlSink {
     /// One batch by multi-row prepared INSERTs (local infile refused).
     async fn insert_rows(&mut self, encoder: Arc<FrameEncoder>) -> Result<(), StepError> {
         let ncols = self.columns.len().max(1);
-        let per_statement = (60_000 / ncols).clamp(1, 1000);
+        let per_statement = 60_000usize.checked_div(ncols).unwrap_or(1).clamp(1, 1000);
         let list = self.column_list();
         let into = if self.options.mode == MysqlWriteMode::Upsert {
             STAGE.to_string()
@@ -416,9 +416,9 @@ impl MysqlSink {
         let rows = encoder.rows();
         let mut at = 0;
         while at < rows {
-            let n = per_statement.min(rows - at);
-            let mut values: Vec<Value> = Vec::with_capacity(n * ncols);
-            for i in at..at + n {
+            let n = per_statement.min(rows.saturating_sub(at));
+            let mut values: Vec<Value> = Vec::with_capacity(n.saturating_mul(ncols));
+            for i in at..at.saturating_add(n) {
                 encoder.values(i, &mut values);
             }
             let sql = statement(n);
@@ -427,7 +427,7 @@ impl MysqlSink {
                 .exec_drop(sql, Params::Positional(values))
                 .await;
             result.map_err(|e| self.fail(e, "inserting rows into"))?;
-            at += n;
+            at = at.saturating_add(n);
         }
         Ok(())
     }
@@ -522,8 +522,10 @@ impl MysqlSink {
             .filter(|c| !self.options.key.contains(c))
             .map(|c| format!("{q} = VALUES({q})", q = quote_ident(c)))
             .collect();
-        if updates.is_empty() {
-            let k = quote_ident(&self.options.key[0]);
+        if updates.is_empty()
+            && let Some(k) = self.options.key.first()
+        {
+            let k = quote_ident(k);
             updates.push(format!("{k} = {k}"));
         }
         // The last staged row of each key wins (one reference to the temporary table: MySQL

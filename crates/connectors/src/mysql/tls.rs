@@ -147,9 +147,10 @@ pub(crate) async fn certificate_name(
         let caps = greeting
             .get(1..)
             .and_then(|rest| rest.iter().position(|&b| b == 0))
-            .map(|nul| nul + 2 + 4 + 8 + 1)
-            .and_then(|at| greeting.get(at..at + 2))
-            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
+            .and_then(|nul| nul.checked_add(2 + 4 + 8 + 1))
+            .and_then(|at| greeting.get(at..at.checked_add(2)?))
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map(|b| u32::from(u16::from_le_bytes(b)))
             .ok_or_else(|| fail("the server's greeting is not MySQL's".into()))?;
         if caps & CLIENT_SSL == 0 {
             return Err(StepError::external(format!(

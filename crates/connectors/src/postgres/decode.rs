@@ -59,7 +59,7 @@ pub(crate) fn kind_of(
         Type::UUID => Kind::Uuid,
         Type::NUMERIC if numeric_as_f64 => Kind::NumericF64,
         Type::NUMERIC if type_modifier >= 4 => {
-            let m = type_modifier - 4;
+            let m = type_modifier.saturating_sub(4);
             let (precision, scale) = (((m >> 16) & 0xffff) as usize, (m & 0xffff) as usize);
             if precision > 38 {
                 return Err(StepError::user(format!(
@@ -94,10 +94,19 @@ pub(crate) struct Decoder {
     header_done: bool,
 }
 
+/// The first `N` bytes of `b` as an array, zeros past its end (every caller has checked the
+/// length; this keeps a short value from ever panicking).
 fn be<const N: usize>(b: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
-    out.copy_from_slice(&b[..N]);
+    for (o, i) in out.iter_mut().zip(b) {
+        *o = *i;
+    }
     out
+}
+
+/// A COPY stream the decoder cannot follow.
+fn framing(what: &str) -> StepError {
+    StepError::internal(format!("malformed binary COPY stream: {what}"))
 }
 
 fn bad(column: &str, what: &str) -> StepError {
@@ -152,74 +161,89 @@ impl Decoder {
     /// Decodes every complete tuple at the start of `buf`; returns the bytes consumed and whether
     /// the trailer was reached.
     pub fn decode(&mut self, buf: &[u8]) -> Result<(usize, bool), StepError> {
-        let mut pos = 0;
+        const HEADER: usize = SIGNATURE.len() + 8;
+        let mut pos = 0usize;
         if !self.header_done {
-            if buf.len() < SIGNATURE.len() + 8 {
+            if buf.len() < HEADER {
                 return Ok((0, false));
             }
-            if &buf[..SIGNATURE.len()] != SIGNATURE {
+            if buf.get(..SIGNATURE.len()) != Some(SIGNATURE) {
                 return Err(StepError::internal(
                     "the COPY stream is not in binary format",
                 ));
             }
-            let ext = i32::from_be_bytes(be(&buf[SIGNATURE.len() + 4..])) as usize;
-            if buf.len() < SIGNATURE.len() + 8 + ext {
+            let ext = i32::from_be_bytes(be(buf
+                .get(SIGNATURE.len().saturating_add(4)..)
+                .unwrap_or_default()));
+            let ext = usize::try_from(ext).map_err(|_| framing("negative header extension"))?;
+            let end = HEADER
+                .checked_add(ext)
+                .ok_or_else(|| framing("header extension too long"))?;
+            if buf.len() < end {
                 return Ok((0, false));
             }
-            pos = SIGNATURE.len() + 8 + ext;
+            pos = end;
             self.header_done = true;
         }
         let n = self.columns.len();
         loop {
-            let rest = &buf[pos..];
+            let rest = buf.get(pos..).unwrap_or_default();
             if rest.len() < 2 {
                 return Ok((pos, false));
             }
             let count = i16::from_be_bytes(be(rest));
             if count == -1 {
-                return Ok((pos + 2, true));
+                return Ok((pos.saturating_add(2), true));
             }
-            if count as usize != n {
+            if usize::try_from(count).ok() != Some(n) {
                 return Err(StepError::internal(format!(
                     "COPY tuple has {count} fields, expected {n}"
                 )));
             }
-            // Check that the whole tuple is here before decoding any of it.
-            let mut p = 2;
+            // Check that the whole tuple is here before decoding any of it (lengths are at most
+            // i32::MAX each, and `p` never passes `rest.len()` by more than one of them).
+            let mut p = 2usize;
             for _ in 0..n {
-                if rest.len() < p + 4 {
+                let Some(field) = rest.get(p..p.saturating_add(4)) else {
                     return Ok((pos, false));
-                }
-                let len = i32::from_be_bytes(be(&rest[p..]));
-                p += 4 + len.max(0) as usize;
+                };
+                let len = usize::try_from(i32::from_be_bytes(be(field))).unwrap_or(0);
+                p = p.saturating_add(4).saturating_add(len);
             }
             if rest.len() < p {
                 return Ok((pos, false));
             }
-            let mut p = 2;
+            let mut p = 2usize;
             for c in 0..n {
-                let len = i32::from_be_bytes(be(&rest[p..]));
-                p += 4;
-                if len < 0 {
-                    self.push_null(c);
-                } else {
-                    let v = &rest[p..p + len as usize];
-                    self.push(c, v)?;
-                    p += len as usize;
+                let len = i32::from_be_bytes(be(rest.get(p..).unwrap_or_default()));
+                p = p.saturating_add(4);
+                match usize::try_from(len) {
+                    Err(_) => self.push_null(c)?,
+                    Ok(len) => {
+                        let end = p.saturating_add(len);
+                        let v = rest.get(p..end).ok_or_else(|| framing("short field"))?;
+                        self.push(c, v)?;
+                        p = end;
+                    }
                 }
             }
-            self.rows += 1;
-            pos += p;
+            self.rows = self.rows.saturating_add(1);
+            pos = pos.saturating_add(p);
         }
     }
 
-    fn push_null(&mut self, c: usize) {
-        self.columns[c].push_null();
+    fn push_null(&mut self, c: usize) -> Result<(), StepError> {
+        self.columns
+            .get_mut(c)
+            .ok_or_else(|| framing("more fields than columns"))?
+            .push_null();
+        Ok(())
     }
 
     fn push(&mut self, c: usize, v: &[u8]) -> Result<(), StepError> {
-        let kind = self.kinds[c];
-        let col = &mut self.columns[c];
+        let (Some(kind), Some(col)) = (self.kinds.get(c).copied(), self.columns.get_mut(c)) else {
+            return Err(framing("more fields than columns"));
+        };
         let name = col.name.as_str();
         col.validity.push(true);
         let need = |n: usize| {
@@ -232,7 +256,7 @@ impl Decoder {
         match (&mut col.values, kind) {
             (Values::Bool(out), _) => {
                 need(1)?;
-                out.push(v[0] != 0)
+                out.push(v.first() != Some(&0))
             }
             (Values::I16(out), _) => {
                 need(2)?;
@@ -266,7 +290,12 @@ impl Decoder {
                     ))
                     .with_hint("filter or replace 'infinity' timestamps in the query"));
                 }
-                out.push(us + PG_EPOCH_US)
+                out.push(us.checked_add(PG_EPOCH_US).ok_or_else(|| {
+                    bad(
+                        name,
+                        "a timestamp outside the range of microseconds since 1970",
+                    )
+                })?)
             }
             (Values::F32(out), _) => {
                 need(4)?;
@@ -315,8 +344,11 @@ fn uuid_text(b: &[u8]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             s.push('-');
         }
-        s.push(HEX[(byte >> 4) as usize] as char);
-        s.push(HEX[(byte & 15) as usize] as char);
+        for nibble in [byte >> 4, byte & 15] {
+            s.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
     }
     s
 }
@@ -329,19 +361,23 @@ fn numeric_parts<'a>(v: &'a [u8], column: &str) -> Result<Option<NumericParts<'a
     if v.len() < 8 {
         return Err(bad(column, "short numeric"));
     }
-    let ndigits = i16::from_be_bytes(be(v)) as usize;
-    let weight = i16::from_be_bytes(be(&v[2..]));
-    let sign = u16::from_be_bytes(be(&v[4..]));
-    if v.len() < 8 + 2 * ndigits {
-        return Err(bad(column, "short numeric digits"));
-    }
+    let ndigits = usize::try_from(i16::from_be_bytes(be(v)))
+        .map_err(|_| bad(column, "negative numeric digit count"))?;
+    let weight = i16::from_be_bytes(be(v.get(2..).unwrap_or_default()));
+    let sign = u16::from_be_bytes(be(v.get(4..).unwrap_or_default()));
+    // ndigits < 2^15, so this cannot overflow.
+    let digits = v
+        .get(8..8usize.saturating_add(ndigits.saturating_mul(2)))
+        .ok_or_else(|| bad(column, "short numeric digits"))?;
     match sign {
-        0x0000 => Ok(Some((false, weight, &v[8..8 + 2 * ndigits]))),
-        0x4000 => Ok(Some((true, weight, &v[8..8 + 2 * ndigits]))),
+        0x0000 => Ok(Some((false, weight, digits))),
+        0x4000 => Ok(Some((true, weight, digits))),
         _ => Ok(None),
     }
 }
 
+// Float arithmetic, and a weight and index widened from 16 bits: cannot overflow.
+#[allow(clippy::arithmetic_side_effects)]
 fn numeric_f64(v: &[u8], column: &str) -> Result<f64, StepError> {
     let Some((neg, weight, digits)) = numeric_parts(v, column)? else {
         return Ok(f64::NAN);
@@ -354,6 +390,10 @@ fn numeric_f64(v: &[u8], column: &str) -> Result<f64, StepError> {
     Ok(if neg { -x } else { x })
 }
 
+// The exponent is computed in i64 from 16-bit parts; the i128 value only grows by checked
+// operations; the division is by a power of ten (never zero) and the negation of a value below
+// 10^38 in magnitude cannot overflow.
+#[allow(clippy::arithmetic_side_effects)]
 fn numeric_i128(v: &[u8], column: &str, precision: usize, scale: usize) -> Result<i128, StepError> {
     let overflow = || {
         StepError::user(format!(
@@ -420,6 +460,34 @@ mod tests {
         assert_eq!(numeric_i128(&v, "c", 10, 4).unwrap(), -5);
         let err = numeric_i128(&v, "c", 10, 2).unwrap_err();
         assert!(err.message().contains("does not fit decimal(10,2)"));
+    }
+
+    /// A server answer the decoder cannot follow is an error, never a panic.
+    #[test]
+    fn malformed_streams_and_values_are_errors() {
+        let columns = [("id".to_string(), Kind::I64)];
+        let mut header = SIGNATURE.to_vec();
+        header.extend(0i32.to_be_bytes());
+        header.extend((-5i32).to_be_bytes()); // a negative header extension
+        let err = Decoder::new(&columns).decode(&header).unwrap_err();
+        assert!(err.message().contains("negative header extension"), "{err}");
+
+        let mut stream = SIGNATURE.to_vec();
+        stream.extend([0u8; 8]);
+        stream.extend(1i16.to_be_bytes());
+        stream.extend(3i32.to_be_bytes()); // an int8 of 3 bytes
+        stream.extend([1, 2, 3]);
+        let err = Decoder::new(&columns).decode(&stream).unwrap_err();
+        assert!(err.message().contains("3 bytes, expected 8"), "{err}");
+
+        // A numeric with a negative digit count, and one whose digits are cut short.
+        let mut v = numeric(false, 0, 0, &[1]);
+        v[0..2].copy_from_slice(&(-1i16).to_be_bytes());
+        assert!(numeric_i128(&v, "c", 10, 0).is_err());
+        let mut v = numeric(false, 0, 0, &[1]);
+        v[0..2].copy_from_slice(&i16::MAX.to_be_bytes());
+        assert!(numeric_f64(&v, "c").is_err());
+        assert!(numeric_i128(&numeric(false, i16::MAX, 0, &[9999]), "c", 38, 0).is_err());
     }
 
     #[test]

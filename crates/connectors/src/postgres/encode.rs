@@ -94,7 +94,14 @@ impl ColumnEncoder {
                 match $ca.get(i) {
                     None => out.extend_from_slice(&(-1i32).to_be_bytes()),
                     Some(v) => {
-                        let bytes = $conv(v).to_be_bytes();
+                        let Some(value) = $conv(v) else {
+                            return Err(StepError::user(format!(
+                                "column \"{}\": the value in row {i} is outside the range of PostgreSQL's {}",
+                                self.series.name(),
+                                self.ty.name()
+                            )));
+                        };
+                        let bytes = value.to_be_bytes();
                         out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
                         out.extend_from_slice(&bytes);
                     }
@@ -104,17 +111,17 @@ impl ColumnEncoder {
         let s = &self.series;
         let err = |e: PolarsError| StepError::internal(format!("encoding: {e}"));
         match self.ty {
-            Type::BOOL => fixed!(s.bool().map_err(err)?, |v: bool| v as u8),
-            Type::INT2 => fixed!(s.i16().map_err(err)?, |v: i16| v),
-            Type::INT4 => fixed!(s.i32().map_err(err)?, |v: i32| v),
-            Type::INT8 => fixed!(s.i64().map_err(err)?, |v: i64| v),
-            Type::FLOAT4 => fixed!(s.f32().map_err(err)?, |v: f32| v),
-            Type::FLOAT8 => fixed!(s.f64().map_err(err)?, |v: f64| v),
+            Type::BOOL => fixed!(s.bool().map_err(err)?, |v: bool| Some(v as u8)),
+            Type::INT2 => fixed!(s.i16().map_err(err)?, Some::<i16>),
+            Type::INT4 => fixed!(s.i32().map_err(err)?, Some::<i32>),
+            Type::INT8 => fixed!(s.i64().map_err(err)?, Some::<i64>),
+            Type::FLOAT4 => fixed!(s.f32().map_err(err)?, Some::<f32>),
+            Type::FLOAT8 => fixed!(s.f64().map_err(err)?, Some::<f64>),
             Type::DATE => fixed!(s.date().map_err(err)?.physical(), |v: i32| v
-                - PG_EPOCH_DAYS),
+                .checked_sub(PG_EPOCH_DAYS)),
             Type::TIMESTAMP | Type::TIMESTAMPTZ => {
                 fixed!(s.datetime().map_err(err)?.physical(), |v: i64| v
-                    - PG_EPOCH_US)
+                    .checked_sub(PG_EPOCH_US))
             }
             Type::BYTEA => match s.binary().map_err(err)?.get(i) {
                 None => out.extend_from_slice(&(-1i32).to_be_bytes()),
@@ -150,7 +157,16 @@ impl ColumnEncoder {
                         out.extend_from_slice(&bytes);
                     }
                     Type::JSONB => {
-                        out.extend_from_slice(&(text.len() as i32 + 1).to_be_bytes());
+                        let len = i32::try_from(text.len())
+                            .ok()
+                            .and_then(|n| n.checked_add(1))
+                            .ok_or_else(|| {
+                                StepError::user(format!(
+                                    "column \"{}\": a JSON value over 2 GiB",
+                                    s.name()
+                                ))
+                            })?;
+                        out.extend_from_slice(&len.to_be_bytes());
                         out.push(1);
                         out.extend_from_slice(text.as_bytes());
                     }
@@ -171,8 +187,8 @@ fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
         return None;
     }
     let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    for (o, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(out)
 }
@@ -202,9 +218,10 @@ fn numeric_bytes(text: &str) -> Option<Vec<u8>> {
     let dscale = frac.len() as u16;
     // Pad the integer part on the left and the fraction on the right to groups of 4 digits.
     let int = int.trim_start_matches('0');
-    let pad_left = (4 - int.len() % 4) % 4;
+    // Digits to add so that the length is a multiple of 4: (-len) mod 4.
+    let pad_left = int.len().wrapping_neg() % 4;
     let int_digits = format!("{}{int}", "0".repeat(pad_left));
-    let pad_right = (4 - frac.len() % 4) % 4;
+    let pad_right = frac.len().wrapping_neg() % 4;
     let frac_digits = format!("{frac}{}", "0".repeat(pad_right));
     let mut groups: Vec<i16> = int_digits
         .as_bytes()
@@ -217,11 +234,13 @@ fn numeric_bytes(text: &str) -> Option<Vec<u8>> {
                 .unwrap_or(0)
         })
         .collect();
-    let mut weight = (int_digits.len() / 4) as i16 - 1;
+    let mut weight = i16::try_from(int_digits.len() / 4)
+        .unwrap_or(i16::MAX)
+        .saturating_sub(1);
     // Strip leading and trailing zero groups.
     while groups.first() == Some(&0) {
         groups.remove(0);
-        weight -= 1;
+        weight = weight.saturating_sub(1);
     }
     while groups.last() == Some(&0) {
         groups.pop();
@@ -229,7 +248,7 @@ fn numeric_bytes(text: &str) -> Option<Vec<u8>> {
     if groups.is_empty() {
         weight = 0;
     }
-    let mut v = Vec::with_capacity(8 + 2 * groups.len());
+    let mut v = Vec::with_capacity(groups.len().saturating_mul(2).saturating_add(8));
     v.extend((groups.len() as i16).to_be_bytes());
     v.extend(weight.to_be_bytes());
     v.extend(

@@ -121,7 +121,7 @@ async fn stream(
             let chunk = chunk.map_err(|e| pg_error(e, "reading COPY data"))?;
             if pending.is_empty() {
                 let (used, end) = decoder.decode(&chunk)?;
-                pending.extend_from_slice(&chunk[used..]);
+                pending.extend_from_slice(chunk.get(used..).unwrap_or_default());
                 ended |= end;
             } else {
                 pending.extend_from_slice(&chunk);

@@ -344,10 +344,13 @@ impl Sink for PgSink {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let upsert = self.options.mode == PgWriteMode::Upsert;
-        let fields = encoders.len() as i16 + upsert as i16;
+        let fields = i16::try_from(encoders.len())
+            .unwrap_or(i16::MAX)
+            .saturating_add(i16::from(upsert));
         let start = self.rows;
         let bytes = pipeline_data::blocking(move || {
-            let mut out = Vec::with_capacity(df.height() * (8 + 12 * encoders.len()));
+            let per_row = encoders.len().saturating_mul(12).saturating_add(8);
+            let mut out = Vec::with_capacity(df.height().saturating_mul(per_row));
             for i in 0..df.height() {
                 out.extend_from_slice(&fields.to_be_bytes());
                 for e in &encoders {
@@ -355,7 +358,7 @@ impl Sink for PgSink {
                 }
                 if upsert {
                     out.extend_from_slice(&8i32.to_be_bytes());
-                    out.extend_from_slice(&(start as i64 + i as i64).to_be_bytes());
+                    out.extend_from_slice(&(start as i64).saturating_add(i as i64).to_be_bytes());
                 }
             }
             Ok(out)

@@ -147,7 +147,7 @@ impl FileWriter {
     /// Bytes written so far (an estimate before the file closes).
     pub fn size(&self) -> usize {
         match self {
-            FileWriter::Parquet(w) => w.bytes_written() + w.in_progress_size(),
+            FileWriter::Parquet(w) => w.bytes_written().saturating_add(w.in_progress_size()),
             FileWriter::Text { out, .. } => out.bytes() as usize,
             FileWriter::Avro { bytes, .. } => *bytes,
         }
@@ -183,7 +183,7 @@ impl FileWriter {
                     .map_err(|e| super::store_error(e, what))?;
             }
             FileWriter::Avro { frames, bytes, .. } => {
-                *bytes += df.estimated_size();
+                *bytes = bytes.saturating_add(df.estimated_size());
                 frames.push(df.clone());
             }
         }

@@ -191,7 +191,7 @@ impl ObjectSink {
 
     async fn write_part(&mut self, dir: String, df: DataFrame) -> Result<(), StepError> {
         if !self.open.contains_key(&dir) {
-            self.seq += 1;
+            self.seq = self.seq.saturating_add(1);
             let name = match &self.single {
                 Some(name) => name.clone(),
                 None => format!("{}{:05}.{}", self.stem, self.seq, self.format.extension()),
@@ -216,7 +216,10 @@ impl ObjectSink {
             self.open
                 .insert(dir.clone(), OpenFile { writer, published });
         }
-        let what = self.what(&self.open[&dir].published);
+        let what = match self.open.get(&dir) {
+            Some(f) => self.what(&f.published),
+            None => return Err(StepError::internal("file vanished")),
+        };
         let file = self
             .open
             .get_mut(&dir)
@@ -234,7 +237,7 @@ impl ObjectSink {
         if df.height() == 0 {
             return Ok(());
         }
-        self.rows += df.height() as u64;
+        self.rows = self.rows.saturating_add(df.height() as u64);
         if self.options.partition_by.is_empty() {
             return self.write_part(String::new(), df).await;
         }
@@ -277,8 +280,8 @@ impl ObjectSink {
         if let Some(file) = self.open.remove(dir) {
             let what = self.what(&file.published);
             let (upload, bytes) = file.writer.close(&what).await?;
-            self.bytes += bytes;
-            self.files += 1;
+            self.bytes = self.bytes.saturating_add(bytes);
+            self.files = self.files.saturating_add(1);
             self.staged.push(Staged {
                 upload,
                 published: file.published,
@@ -319,13 +322,13 @@ async fn delete_all(
     step: String,
 ) -> Result<(), (usize, object_store::Error)> {
     let mut first: Option<object_store::Error> = None;
-    let mut failed = 0;
+    let mut failed = 0usize;
     for p in paths {
         match store.delete(&p).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
                 tracing::warn!(step = %step, path = %p, error = %e, "could not delete");
-                failed += 1;
+                failed = failed.saturating_add(1);
                 first.get_or_insert(e);
             }
         }

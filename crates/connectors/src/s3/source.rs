@@ -127,7 +127,9 @@ async fn files(
 fn hive_columns(p: &Path, skip: usize) -> Vec<(String, String)> {
     let parts: Vec<String> = p.parts().map(|s| s.as_ref().to_string()).collect();
     let n = parts.len().saturating_sub(1);
-    parts[skip.min(n)..n]
+    parts
+        .get(skip.min(n)..n)
+        .unwrap_or_default()
         .iter()
         .filter_map(|s| {
             s.split_once('=')
@@ -224,7 +226,7 @@ impl Source for ObjectSource {
                 let mut offset = 0;
                 while offset < n {
                     out.push(df.slice(offset as i64, batch_size));
-                    offset += batch_size;
+                    offset = offset.saturating_add(batch_size.max(1));
                 }
                 Ok(out)
             })

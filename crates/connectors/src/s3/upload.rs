@@ -40,13 +40,13 @@ impl DeferredUpload {
     }
 
     fn send_part(&mut self, data: Vec<u8>) {
-        self.parts += 1;
+        self.parts = self.parts.saturating_add(1);
         self.in_flight
             .push_back(self.upload.put_part(PutPayload::from(Bytes::from(data))));
     }
 
     pub async fn write(&mut self, data: &[u8]) -> object_store::Result<()> {
-        self.bytes += data.len() as u64;
+        self.bytes = self.bytes.saturating_add(data.len() as u64);
         self.buffer.extend_from_slice(data);
         while self.buffer.len() >= PART_BYTES {
             let rest = self.buffer.split_off(PART_BYTES);
