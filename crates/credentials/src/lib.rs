@@ -13,7 +13,7 @@ pub mod vault;
 
 pub use error::CredentialError;
 pub use fields::SecretFields;
-pub use provider::{CachedProvider, CredentialProvider, SecretRef, StaticProvider};
+pub use provider::{CachedProvider, CredentialProvider, SecretRef};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use typed::{DeltaConfig, FieldSources, IamConfig, JdbcConfig, KafkaConfig, OtherConfig};
 pub use vault::{VaultProvider, VaultSettings};

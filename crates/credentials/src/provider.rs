@@ -1,5 +1,5 @@
-//! The `CredentialProvider` trait, a per-run cache over any provider, and an in-memory provider
-//! for unit tests.
+//! The `CredentialProvider` trait and a per-run cache over any provider. Tests mock the trait
+//! with mockall (`MockCredentialProvider` in this crate's tests; `mockall::mock!` elsewhere).
 
 use crate::error::CredentialError;
 use crate::fields::SecretFields;
@@ -31,6 +31,7 @@ impl SecretRef {
 }
 
 /// Fetches the fields stored at a secret path.
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait CredentialProvider: Send + Sync {
     async fn fetch(&self, secret: &SecretRef) -> Result<SecretFields, CredentialError>;
@@ -71,76 +72,66 @@ impl CachedProvider {
     }
 }
 
-/// An in-memory provider for unit tests. Counts its reads.
-#[derive(Default)]
-pub struct StaticProvider {
-    secrets: HashMap<String, Vec<(String, String)>>,
-    reads: std::sync::atomic::AtomicU32,
-}
-
-impl StaticProvider {
-    pub fn with(mut self, path: &str, fields: &[(&str, &str)]) -> Self {
-        self.secrets.insert(
-            path.to_string(),
-            fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        self
-    }
-
-    /// How many times `fetch` was called.
-    pub fn reads(&self) -> u32 {
-        self.reads.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-#[async_trait]
-impl CredentialProvider for StaticProvider {
-    async fn fetch(&self, secret: &SecretRef) -> Result<SecretFields, CredentialError> {
-        self.reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let entries = self
-            .secrets
-            .get(&secret.path)
-            .ok_or_else(|| CredentialError::NotFound {
-                mount: secret
-                    .path
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-                    + "/",
-                path: secret.path.clone(),
-                version: secret.kv_version.unwrap_or(2),
-            })?;
-        let mut fields = SecretFields::new(&secret.path);
-        for (k, v) in entries {
-            fields.insert(k.clone(), v.clone());
-        }
-        Ok(fields)
-    }
-
-    fn describe(&self) -> String {
-        "in-memory credentials".into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mockall::predicate::eq;
+
+    fn fields(path: &str) -> SecretFields {
+        let mut f = SecretFields::new(path);
+        f.insert("k", "v");
+        f
+    }
 
     #[tokio::test]
-    async fn the_cache_reads_each_path_once() {
-        let inner = Arc::new(StaticProvider::default().with("secret/a", &[("k", "v")]));
-        let cached = CachedProvider::new(inner.clone());
+    async fn the_cache_reads_each_path_once_and_never_caches_a_failure() {
+        let mut inner = MockCredentialProvider::new();
+        inner
+            .expect_fetch()
+            .with(eq(SecretRef::new("secret/a")))
+            .times(1)
+            .returning(|s| Ok(fields(&s.path)));
+        inner
+            .expect_fetch()
+            .with(eq(SecretRef::new("secret/b")))
+            .times(2)
+            .returning(|s| {
+                Err(CredentialError::PermissionDenied {
+                    path: s.path.clone(),
+                })
+            });
+        let cached = CachedProvider::new(Arc::new(inner));
         let a = SecretRef::new("secret/a");
+        assert!(cached.get(&a).await.unwrap().get("k").is_some());
         cached.get(&a).await.unwrap();
-        cached.get(&a).await.unwrap();
-        assert_eq!(inner.reads(), 1);
-        assert!(cached.get(&SecretRef::new("secret/b")).await.is_err());
-        assert!(cached.get(&SecretRef::new("secret/b")).await.is_err());
-        assert_eq!(inner.reads(), 3, "failures are not cached");
+        let b = SecretRef::new("secret/b");
+        let err = cached.get(&b).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "permission denied for secret/b: check the token's policy"
+        );
+        assert!(
+            cached.get(&b).await.is_err(),
+            "read again: failures are not cached"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_readers_share_one_read() {
+        let mut inner = MockCredentialProvider::new();
+        inner
+            .expect_fetch()
+            .times(1)
+            .returning(|s| Ok(fields(&s.path)));
+        let cached = Arc::new(CachedProvider::new(Arc::new(inner)));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let c = cached.clone();
+                tokio::spawn(async move { c.get(&SecretRef::new("secret/a")).await.map(|_| ()) })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
     }
 }

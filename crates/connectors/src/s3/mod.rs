@@ -3,6 +3,8 @@
 
 mod format;
 mod sink;
+#[cfg(test)]
+mod sink_faults;
 mod source;
 mod target;
 mod upload;

@@ -113,7 +113,7 @@ struct Staged {
     published: Path,
 }
 
-struct ObjectSink {
+pub(super) struct ObjectSink {
     step: String,
     loc: Location,
     format: FileFormat,
@@ -477,6 +477,17 @@ impl LoadMethods {
     /// Writes files to S3 (or a local directory), published when the run succeeds.
     pub async fn s3(options: S3LoadOptions, setup: StepSetup) -> Result<Box<dyn Sink>, StepError> {
         let loc = locate(&setup, &options.path)?;
+        Ok(Box::new(open_sink(options, &setup, loc).await?))
+    }
+}
+
+/// The sink for a located path (tests hand it a store of their own).
+pub(super) async fn open_sink(
+    options: S3LoadOptions,
+    setup: &StepSetup,
+    loc: Location,
+) -> Result<ObjectSink, StepError> {
+    {
         let single = single_object(&options.path);
         let (dir, name) = if single {
             let mut parts: Vec<String> = loc.key.parts().map(|p| p.as_ref().to_string()).collect();
@@ -529,6 +540,6 @@ impl LoadMethods {
                 }
             }
         }
-        Ok(Box::new(sink))
+        Ok(sink)
     }
 }
