@@ -72,6 +72,7 @@ def pipeline(dir_, name, steps, connections=None, retry=None):
 CONN = {
     "pg": {"system": "postgres", "tls_mode": "disable", "credentials": {"vault_path": "secret/pipectl/postgres"}},
     "my": {"system": "mysql", "tls_mode": "disable", "credentials": {"vault_path": "secret/pipectl/mysql"}},
+    "kafka": {"system": "kafka", "credentials": {"vault_path": "secret/pipectl/kafka"}},
     "lake": {"system": "s3", "bucket": ENV["S3_BUCKET"], "credentials": {"vault_path": "secret/pipectl/s3"}},
 }
 
@@ -164,6 +165,73 @@ def pg_restarted_during_load(tmp):
     psql("DROP TABLE IF EXISTS fault_load")
     ok = bool(seen) and code == 0 and n == "2000000 2000000"
     return ok, f"exit {code}, table holds {n.replace(' ', ' rows, ')} distinct"
+
+
+def mysql_killed_during_load(tmp):
+    """The MariaDB connection running the load's LOAD DATA is killed: the transaction is rolled
+    back, the run retried, and the table ends with every row exactly once."""
+    mysql("DROP TABLE IF EXISTS fault_my_load; CREATE TABLE fault_my_load (id BIGINT PRIMARY KEY, "
+          "customer_id BIGINT, amount DOUBLE) ENGINE=InnoDB")
+    p = pipeline(tmp, "fault_my_load", [
+        {"name": "rows", "kind": "extract", "method": "generate", "options": {"rows": 2000000}},
+        {"name": "few", "kind": "transform", "method": "select", "options": {"columns": ["order_id", "customer_id", "amount"]}},
+        {"name": "named", "kind": "transform", "method": "rename", "options": {"columns": {"order_id": "id"}}},
+        {"name": "to_my", "kind": "load", "method": "mysql", "connection": "my", "options": {"table": "fault_my_load"}}],
+        {"my": CONN["my"]}, {"max_retries": 5, "delay_seconds": 2})
+    report = os.path.join(tmp, "fault_my_load_report.json")
+    proc = start(p, "--report", report)
+    victim = wait_for(lambda: mysql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'LOAD DATA%fault_my_load%' LIMIT 1"))
+    if victim:
+        time.sleep(0.3)
+        mysql(f"KILL {victim}")
+    code, err = finish(proc, 300)
+    n = mysql("SELECT CONCAT(COUNT(*), ' ', COUNT(DISTINCT id)) FROM fault_my_load")
+    mysql("DROP TABLE IF EXISTS fault_my_load")
+    attempts = report_of(report).get("attempts", 0)
+    ok = bool(victim) and code == 0 and attempts >= 2 and n == "2000000 2000000"
+    return ok, (f"exit {code}, {attempts} attempts, table holds {n.replace(' ', ' rows, ')} distinct"
+                + ("" if victim else ", never saw the load") + ("" if ok else ": " + err[-400:]))
+
+
+def kafka_restarted_mid_extract(tmp):
+    """1,000,000 events produced by pipectl to a 4-partition topic, then read to Parquet while the
+    broker is stopped and started again: the run gets through (rskafka reconnects, or the run
+    retries) and the Parquet holds every event exactly once."""
+    topic = f"fault_events_{os.getpid()}"
+    subprocess.run([sys.executable, "-c", (
+        "import sys; from kafka.admin import KafkaAdminClient, NewTopic; "
+        f"KafkaAdminClient(bootstrap_servers='{ENV['KAFKA_BOOTSTRAP_SERVERS']}').create_topics([NewTopic('{topic}', 4, 1)])")],
+        check=True, capture_output=True)
+    produce = pipeline(tmp, "fault_kafka_produce", [
+        {"name": "rows", "kind": "extract", "method": "generate", "options": {"rows": 1000000}},
+        {"name": "few", "kind": "transform", "method": "select", "options": {"columns": ["order_id", "amount", "status"]}},
+        {"name": "events", "kind": "load", "method": "kafka", "connection": "kafka",
+         "options": {"topic": topic, "key_column": "order_id", "compression": "lz4"}}],
+        {"kafka": CONN["kafka"]})
+    code, err = finish(start(produce), 300)
+    if code != 0:
+        return False, f"producing the events failed: {err[-400:]}"
+    out = os.path.join(tmp, "fault_kafka_out")
+    p = pipeline(tmp, "fault_kafka", [
+        {"name": "events", "kind": "extract", "method": "kafka", "connection": "kafka",
+         "options": {"topics": [topic], "schema": {"amount": "float64", "status": "string"}, "metadata": True,
+                     "batch_rows": 20000}},
+        {"name": "keys", "kind": "transform", "method": "rename", "options": {"columns": {"_key": "id"}}},
+        {"name": "files", "kind": "load", "method": "s3", "options": {"path": out, "format": "parquet"}}],
+        {"kafka": CONN["kafka"]}, {"max_retries": 5, "delay_seconds": 5})
+    report = os.path.join(tmp, "fault_kafka_report.json")
+    proc = start(p, "--report", report)
+    time.sleep(1.0)
+    reading = proc.poll() is None
+    dev_env("down", "kafka")
+    time.sleep(2)
+    dev_env("up", "kafka")
+    code, err = finish(proc, 300)
+    attempts = report_of(report).get("attempts", 0)
+    rows = parquet_rows(out) if code == 0 else (0, 0)
+    ok = reading and code == 0 and rows == (1000000, 1000000)
+    return ok, (f"stopped while reading: {reading}; exit {code}, {attempts} attempt(s), {rows[0]:,} events ({rows[1]:,} distinct)"
+                + ("" if ok else ": " + err[-600:]))
 
 
 def vault_back_within_retries(tmp):
@@ -333,6 +401,8 @@ CASES = [
     ("PostgreSQL backend terminated mid-extract", "retried; every row once", pg_backend_terminated),
     ("MariaDB connection killed mid-extract", "retried; every row once", mysql_connection_killed),
     ("PostgreSQL restarted during the load", "rolled back, retried; exact rows", pg_restarted_during_load),
+    ("MariaDB connection killed during LOAD DATA", "rolled back, retried; exact rows", mysql_killed_during_load),
+    ("Kafka broker restarted mid-extract", "every event once", kafka_restarted_mid_extract),
     ("Vault down at start, back within retries", "exit 0", vault_back_within_retries),
     ("Vault down for good", "exit 1 naming Vault, no token", vault_down_for_good),
     ("SIGTERM during multipart uploads", "exit 143; no object, no upload left", sigterm_mid_upload),

@@ -40,6 +40,9 @@ pub use delta::{
     DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, read_delta_table,
 };
 pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
+pub use kafka::{
+    KafkaCompression, KafkaExtractOptions, KafkaLoadOptions, OnDecodeError, StartAt, ValueFormat,
+};
 pub use mysql::{MysqlExtractOptions, MysqlLoadOptions, MysqlWriteMode};
 pub use postgres::{NumericMode, PgWriteMode, PostgresExtractOptions, PostgresLoadOptions};
 pub use s3::{FileFormat, ObjectWriteMode, ParquetCompression, S3ExtractOptions, S3LoadOptions};
@@ -73,6 +76,12 @@ pub fn entries() -> Vec<MethodEntry> {
             ExtractMethods::mysql,
         ),
         MethodEntry::extract(
+            "kafka",
+            "Read Kafka topics up to their offsets at the start (json, string or bytes values; stored offsets)",
+            ConnectionUse::Required(&["kafka"]),
+            ExtractMethods::kafka,
+        ),
+        MethodEntry::extract(
             "s3",
             "Read Parquet, Avro, CSV or JSON lines from S3 or a local directory (object, prefix or glob)",
             ConnectionUse::Optional(&["s3"]),
@@ -95,6 +104,12 @@ pub fn entries() -> Vec<MethodEntry> {
             "Write a MySQL/MariaDB InnoDB table by LOAD DATA LOCAL INFILE (append, overwrite, upsert), in one transaction",
             ConnectionUse::Required(&["mysql"]),
             LoadMethods::mysql,
+        ),
+        MethodEntry::load(
+            "kafka",
+            "Produce each row as a Kafka record (JSON or one column; key partitioned like the Java client), at-least-once",
+            ConnectionUse::Required(&["kafka"]),
+            LoadMethods::kafka,
         ),
         MethodEntry::load(
             "s3",

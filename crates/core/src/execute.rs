@@ -254,6 +254,27 @@ pub(crate) async fn run_attempt(
             }
         }
     }
+    // Every load committed: the sources record how far they read (stored offsets). A failure
+    // here fails the attempt; a retry passes the committed loads through and tries again.
+    if failure.is_none() {
+        for segment in segments.iter_mut() {
+            if let Head::Source { index, source } = &mut segment.head
+                && let Err(error) = source.commit().await
+            {
+                let step = plan
+                    .steps
+                    .get(*index)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                failure = Some(StepFailure {
+                    index: *index,
+                    step,
+                    error,
+                });
+                break;
+            }
+        }
+    }
     if failure.is_some() {
         for segment in segments.iter_mut() {
             let mut current = Some(segment.chain.as_mut());
@@ -269,6 +290,11 @@ pub(crate) async fn run_attempt(
         visit_mut(&mut segment.chain, |step| {
             stats[step.index] = Some((step.stats.clone(), step.metrics()))
         });
+        if let Head::Source { index, source } = &segment.head
+            && let Some(Some((_, metrics))) = stats.get_mut(*index)
+        {
+            metrics.extend(source.metrics());
+        }
     }
     observer.attempt_finished();
     AttemptOutcome {

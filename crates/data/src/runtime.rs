@@ -86,6 +86,17 @@ pub trait Source: Send {
     fn total_rows(&self) -> Option<u64> {
         None
     }
+
+    /// Every load of the run has committed: record how far the source was read (e.g. a Kafka
+    /// extract's stored offsets). Never called for a run that failed.
+    async fn commit(&mut self) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Counters beyond rows (e.g. `records_read`, `skipped_records`), for the report.
+    fn metrics(&self) -> Metrics {
+        Vec::new()
+    }
 }
 
 /// Turns batches into batches. Row-wise operators answer each `push`; whole-input ones gather

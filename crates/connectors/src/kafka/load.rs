@@ -1,0 +1,514 @@
+//! `LoadMethods::kafka`: each row becomes one record — the value a JSON object of the row's
+//! columns (or one column's text or bytes), the key a column's text, headers from columns —
+//! produced to the partition the Java client would pick for the key (murmur2), round-robin
+//! without a key. Records are produced per partition in batches of `batch_bytes`, compressed as
+//! asked, with acks from all in-sync replicas (rskafka's default).
+//!
+//! At-least-once: rskafka has no transactions, so records are visible as soon as they are
+//! produced, before the run commits, and a failed run that is retried or rerun may produce some
+//! records twice. The step logs this when it opens; readers that need exactly-once dedupe on
+//! the key.
+
+use super::extract::ValueFormat;
+use super::murmur::partition_for;
+use super::{client, kafka_error};
+use crate::LoadMethods;
+use async_trait::async_trait;
+use pipeline_base::StepError;
+use pipeline_data::method::MethodOptions;
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{CommitOutcome, Metrics, OptionsError, Sink, StepSetup};
+use rskafka::chrono::{DateTime, NaiveDate, Utc};
+use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::record::Record;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Compression of produced record batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaCompression {
+    #[default]
+    None,
+    Gzip,
+    Lz4,
+    Snappy,
+    Zstd,
+}
+
+impl KafkaCompression {
+    fn rskafka(self) -> Compression {
+        match self {
+            KafkaCompression::None => Compression::NoCompression,
+            KafkaCompression::Gzip => Compression::Gzip,
+            KafkaCompression::Lz4 => Compression::Lz4,
+            KafkaCompression::Snappy => Compression::Snappy,
+            KafkaCompression::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// Options of the `kafka` load.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaLoadOptions {
+    /// The topic to produce to (it must exist).
+    pub topic: String,
+    /// `json` (default: every column not used as key or header, as one JSON object), `string`
+    /// or `bytes` (the `value_column` as is).
+    #[serde(default)]
+    pub format: ValueFormat,
+    /// The value column for `string` / `bytes`.
+    #[serde(default)]
+    pub value_column: Option<String>,
+    /// The column whose text is the record key (partitioned like the Java client does).
+    #[serde(default)]
+    pub key_column: Option<String>,
+    /// Columns sent as headers (their text), not in the value.
+    #[serde(default)]
+    pub header_columns: Vec<String>,
+    /// `none` (default), `gzip`, `lz4`, `snappy` or `zstd`.
+    #[serde(default)]
+    pub compression: KafkaCompression,
+    /// Uncompressed bytes per produce request and partition (default 900 KiB; the broker's
+    /// `message.max.bytes` bounds a request's batch).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+}
+
+fn default_batch_bytes() -> usize {
+    900 << 10
+}
+
+impl MethodOptions for KafkaLoadOptions {
+    fn check(&self) -> Result<(), OptionsError> {
+        if self.topic.trim().is_empty() {
+            return Err(OptionsError::new("/topic", "the topic name is empty"));
+        }
+        match (self.format, &self.value_column) {
+            (ValueFormat::Json, Some(_)) => {
+                return Err(OptionsError::new(
+                    "/value_column",
+                    "the json format sends every column; value_column is for string and bytes",
+                ));
+            }
+            (ValueFormat::String | ValueFormat::Bytes, None) => {
+                return Err(OptionsError::new(
+                    "/value_column",
+                    "the string and bytes formats send one column: name it",
+                )
+                .with_hint("\"value_column\": \"payload\""));
+            }
+            _ => {}
+        }
+        if !(1024..=(64 << 20)).contains(&self.batch_bytes) {
+            return Err(OptionsError::new(
+                "/batch_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A JSON string literal.
+fn json_str(s: &str, out: &mut Vec<u8>) {
+    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn decimal_text(v: i128, scale: usize, out: &mut Vec<u8>) {
+    let digits = v.unsigned_abs().to_string();
+    if v < 0 {
+        out.push(b'-');
+    }
+    if scale == 0 {
+        out.extend_from_slice(digits.as_bytes());
+        return;
+    }
+    let padded = format!("{digits:0>width$}", width = scale.saturating_add(1));
+    let (int, frac) = padded.split_at(padded.len().saturating_sub(scale));
+    out.extend_from_slice(int.as_bytes());
+    out.push(b'.');
+    out.extend_from_slice(frac.as_bytes());
+}
+
+/// Appends column `c`'s value in each row's JSON object (`"name":value`).
+fn append_json(c: &Column, first: bool, rows: &mut [Vec<u8>]) -> Result<(), StepError> {
+    let mut key = Vec::new();
+    if !first {
+        key.push(b',');
+    }
+    json_str(c.name(), &mut key);
+    key.push(b':');
+    let s = c.as_materialized_series();
+    let unsupported = || {
+        StepError::user(format!(
+            "column \"{}\" has type {}, which the kafka load cannot write as JSON",
+            c.name(),
+            c.dtype()
+        ))
+        .with_hint("cast it (a cast step) or leave it out (select/drop)")
+    };
+    macro_rules! each {
+        ($ca:expr, $write:expr) => {{
+            for (row, v) in rows.iter_mut().zip($ca.iter()) {
+                row.extend_from_slice(&key);
+                match v {
+                    None => row.extend_from_slice(b"null"),
+                    Some(v) => $write(v, row),
+                }
+            }
+        }};
+    }
+    let int =
+        |v: i64, out: &mut Vec<u8>| out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    let float = |v: f64, out: &mut Vec<u8>| {
+        if v.is_finite() {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+        } else {
+            out.extend_from_slice(b"null");
+        }
+    };
+    let err =
+        |e: PolarsError| StepError::internal(format!("encoding column \"{}\": {e}", c.name()));
+    match c.dtype() {
+        DataType::Boolean => each!(s.bool().map_err(err)?, |v: bool, o: &mut Vec<u8>| o
+            .extend_from_slice(if v { b"true" } else { b"false" })),
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => {
+            let cast = s.cast(&DataType::Int64).map_err(err)?;
+            each!(cast.i64().map_err(err)?, int)
+        }
+        DataType::UInt64 => each!(s.u64().map_err(err)?, |v: u64, o: &mut Vec<u8>| o
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes())),
+        DataType::Float32 | DataType::Float64 => {
+            let cast = s.cast(&DataType::Float64).map_err(err)?;
+            each!(cast.f64().map_err(err)?, float)
+        }
+        DataType::String => each!(s.str().map_err(err)?, |v: &str, o: &mut Vec<u8>| json_str(
+            v, o
+        )),
+        DataType::Binary => each!(s.binary().map_err(err)?, |v: &[u8], o: &mut Vec<u8>| {
+            let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+            json_str(&hex, o)
+        }),
+        DataType::Date => each!(
+            s.date().map_err(err)?.physical(),
+            |v: i32, o: &mut Vec<u8>| {
+                let day = NaiveDate::from_num_days_from_ce_opt(v.saturating_add(719_163));
+                match day {
+                    Some(d) => json_str(&d.format("%Y-%m-%d").to_string(), o),
+                    None => o.extend_from_slice(b"null"),
+                }
+            }
+        ),
+        DataType::Datetime(unit, _) => {
+            let unit = *unit;
+            each!(
+                s.datetime().map_err(err)?.physical(),
+                |v: i64, o: &mut Vec<u8>| {
+                    let us = match unit {
+                        TimeUnit::Nanoseconds => v.div_euclid(1000),
+                        TimeUnit::Microseconds => v,
+                        TimeUnit::Milliseconds => v.saturating_mul(1000),
+                    };
+                    match DateTime::<Utc>::from_timestamp_micros(us) {
+                        Some(t) => json_str(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), o),
+                        None => o.extend_from_slice(b"null"),
+                    }
+                }
+            )
+        }
+        DataType::Decimal(_, scale) => {
+            let scale = *scale;
+            each!(
+                s.decimal().map_err(err)?.physical(),
+                |v: i128, o: &mut Vec<u8>| decimal_text(v, scale, o)
+            )
+        }
+        _ => return Err(unsupported()),
+    }
+    Ok(())
+}
+
+/// Each row's text in column `name` (`None` for NULL).
+fn texts(df: &DataFrame, name: &str, step: &str) -> Result<Vec<Option<String>>, StepError> {
+    let c = df.column(name).map_err(|_| {
+        StepError::user(format!(
+            "step \"{step}\": column \"{name}\" is not in the data"
+        ))
+    })?;
+    let s = c
+        .as_materialized_series()
+        .cast(&DataType::String)
+        .map_err(|e| StepError::user(format!("step \"{step}\": column \"{name}\" as text: {e}")))?;
+    let ca = s
+        .str()
+        .map_err(|e| StepError::internal(format!("column \"{name}\": {e}")))?;
+    Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+struct KafkaSink {
+    step: String,
+    options: KafkaLoadOptions,
+    partitions: Vec<PartitionClient>,
+    /// Records waiting per partition, with their approximate size.
+    pending: BTreeMap<usize, (Vec<Record>, usize)>,
+    /// Next partition for records without a key.
+    round_robin: usize,
+    records: u64,
+    bytes: u64,
+}
+
+impl KafkaSink {
+    /// The rows of `df` as records.
+    fn records(&self, df: &DataFrame) -> Result<Vec<Record>, StepError> {
+        let n = df.height();
+        let values: Vec<Option<Vec<u8>>> = match self.options.format {
+            ValueFormat::Json => {
+                let skip: Vec<&str> = self
+                    .options
+                    .key_column
+                    .iter()
+                    .chain(&self.options.header_columns)
+                    .map(String::as_str)
+                    .collect();
+                let mut rows: Vec<Vec<u8>> = (0..n).map(|_| vec![b'{']).collect();
+                let mut first = true;
+                for c in df.columns() {
+                    if skip.contains(&c.name().as_str()) {
+                        continue;
+                    }
+                    append_json(c, first, &mut rows)
+                        .map_err(|e| e.context(format!("step \"{}\"", self.step)))?;
+                    first = false;
+                }
+                rows.into_iter()
+                    .map(|mut r| {
+                        r.push(b'}');
+                        Some(r)
+                    })
+                    .collect()
+            }
+            ValueFormat::String | ValueFormat::Bytes => {
+                let name = self.options.value_column.clone().unwrap_or_default();
+                let c = df.column(&name).map_err(|_| {
+                    StepError::user(format!(
+                        "step \"{}\": value column \"{name}\" is not in the data",
+                        self.step
+                    ))
+                })?;
+                if let DataType::Binary = c.dtype() {
+                    let ca = c
+                        .as_materialized_series()
+                        .binary()
+                        .map_err(|e| StepError::internal(e.to_string()))?
+                        .clone();
+                    ca.iter().map(|v| v.map(<[u8]>::to_vec)).collect()
+                } else {
+                    texts(df, &name, &self.step)?
+                        .into_iter()
+                        .map(|v| v.map(String::into_bytes))
+                        .collect()
+                }
+            }
+        };
+        let keys = match &self.options.key_column {
+            Some(k) => texts(df, k, &self.step)?,
+            None => vec![None; n],
+        };
+        let headers: Vec<(String, Vec<Option<String>>)> = self
+            .options
+            .header_columns
+            .iter()
+            .map(|h| Ok((h.clone(), texts(df, h, &self.step)?)))
+            .collect::<Result<_, StepError>>()?;
+        let now = Utc::now();
+        Ok(values
+            .into_iter()
+            .zip(keys)
+            .enumerate()
+            .map(|(i, (value, key))| Record {
+                key: key.map(String::into_bytes),
+                value,
+                headers: headers
+                    .iter()
+                    .filter_map(|(h, vals)| {
+                        vals.get(i)
+                            .and_then(|v| v.clone())
+                            .map(|v| (h.clone(), v.into_bytes()))
+                    })
+                    .collect(),
+                timestamp: now,
+            })
+            .collect())
+    }
+
+    /// Produces one partition's pending records.
+    async fn flush(&mut self, partition: usize) -> Result<(), StepError> {
+        let Some((records, size)) = self.pending.remove(&partition) else {
+            return Ok(());
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let Some(client) = self.partitions.get(partition) else {
+            return Err(StepError::internal("a partition vanished"));
+        };
+        let n = records.len() as u64;
+        client
+            .produce(records, self.options.compression.rskafka())
+            .await
+            .map_err(|e| {
+                kafka_error(
+                    e,
+                    &format!(
+                        "step \"{}\": producing to topic \"{}\" partition {partition}",
+                        self.step, self.options.topic
+                    ),
+                )
+            })?;
+        self.records = self.records.saturating_add(n);
+        self.bytes = self.bytes.saturating_add(size as u64);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn write(&mut self, df: DataFrame) -> Result<(), StepError> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        let n = self.partitions.len().max(1);
+        let mut full = Vec::new();
+        for record in self.records(&df)? {
+            let partition = match &record.key {
+                Some(k) => usize::try_from(partition_for(k, n)).unwrap_or(0),
+                None => {
+                    self.round_robin = self.round_robin.wrapping_add(1).checked_rem(n).unwrap_or(0);
+                    self.round_robin
+                }
+            };
+            let size = record.approximate_size();
+            let entry = self.pending.entry(partition).or_default();
+            entry.0.push(record);
+            entry.1 = entry.1.saturating_add(size);
+            if entry.1 >= self.options.batch_bytes && !full.contains(&partition) {
+                full.push(partition);
+            }
+        }
+        for p in full {
+            self.flush(p).await?;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self) -> Result<(), StepError> {
+        let partitions: Vec<usize> = self.pending.keys().copied().collect();
+        for p in partitions {
+            self.flush(p).await?;
+        }
+        tracing::info!(step = %self.step, topic = %self.options.topic, records = self.records, bytes = self.bytes, "produced");
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
+        Ok(CommitOutcome::Published)
+    }
+
+    async fn abort(&mut self) {
+        self.pending.clear();
+        if self.records > 0 {
+            tracing::warn!(step = %self.step, topic = %self.options.topic, records = self.records, "the run failed after this load produced records; Kafka keeps them (at-least-once)");
+        }
+    }
+
+    fn metrics(&self) -> Metrics {
+        vec![
+            ("records_produced", self.records),
+            ("bytes_produced", self.bytes),
+        ]
+    }
+}
+
+impl LoadMethods {
+    /// Produces each row as a Kafka record (at-least-once).
+    pub async fn kafka(
+        options: KafkaLoadOptions,
+        setup: StepSetup,
+    ) -> Result<Box<dyn Sink>, StepError> {
+        let conn = setup.connection_setup()?;
+        let (client, servers) = client(&conn).await?;
+        let topics = client
+            .list_topics()
+            .await
+            .map_err(|e| kafka_error(e, &format!("listing topics on {servers}")))?;
+        let Some(topic) = topics.iter().find(|t| t.name == options.topic) else {
+            return Err(StepError::user(format!(
+                "step \"{}\": topic \"{}\" does not exist on {servers}",
+                setup.step, options.topic
+            ))
+            .with_hint("create it first (pipectl does not create topics)"));
+        };
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in 0..i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX) {
+            let doing = format!("opening topic \"{}\" partition {p}", options.topic);
+            partitions.push(
+                client
+                    .partition_client(options.topic.clone(), p, UnknownTopicHandling::Error)
+                    .await
+                    .map_err(|e| kafka_error(e, &doing))?,
+            );
+        }
+        tracing::info!(step = %setup.step, topic = %options.topic, partitions = partitions.len(), "producing; the kafka load is at-least-once: records are visible as they are produced, and a failed run that is run again may produce some twice");
+        Ok(Box::new(KafkaSink {
+            step: setup.step.clone(),
+            options,
+            partitions,
+            pending: BTreeMap::new(),
+            round_robin: 0,
+            records: 0,
+            bytes: 0,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_become_json_objects() {
+        let df = df!(
+            "id" => [1i64, 2],
+            "name" => [Some("a\"b"), None],
+            "x" => [1.5f64, f64::NAN],
+            "ok" => [true, false],
+        )
+        .unwrap();
+        let mut rows = vec![vec![b'{'], vec![b'{']];
+        for (i, c) in df.columns().iter().enumerate() {
+            append_json(c, i == 0, &mut rows).unwrap();
+        }
+        let rows: Vec<String> = rows
+            .into_iter()
+            .map(|mut r| {
+                r.push(b'}');
+                String::from_utf8(r).unwrap()
+            })
+            .collect();
+        assert_eq!(rows[0], r#"{"id":1,"name":"a\"b","x":1.5,"ok":true}"#);
+        assert_eq!(rows[1], r#"{"id":2,"name":null,"x":null,"ok":false}"#);
+        let mut out = Vec::new();
+        decimal_text(-12345, 3, &mut out);
+        assert_eq!(out, b"-12.345");
+    }
+}

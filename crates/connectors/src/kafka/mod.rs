@@ -1,0 +1,115 @@
+//! Kafka: the connection (KafkaConfig from Vault, SASL PLAIN/SCRAM), the connection check, and
+//! the batch extract and load (`extract.rs`, `load.rs`). rskafka talks to the partitions
+//! directly: no consumer groups, the offsets are ours to keep (`offsets.rs`).
+
+mod decode;
+mod extract;
+mod load;
+mod murmur;
+mod offsets;
+
+pub use extract::{KafkaExtractOptions, OnDecodeError, StartAt, ValueFormat};
+pub use load::{KafkaCompression, KafkaLoadOptions};
+
+use pipeline_base::StepError;
+use pipeline_credentials::{ExposeSecret, KafkaConfig};
+use pipeline_data::ConnectionSetup;
+use rskafka::BackoffConfig;
+use rskafka::client::error::{Error as KafkaError, ProtocolError};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use std::time::Duration;
+
+/// How long rskafka keeps retrying one request before the error reaches the run's own retry
+/// policy (its default retries forever).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A client for the connection's brokers.
+pub(crate) async fn client(setup: &ConnectionSetup) -> Result<(Client, String), StepError> {
+    let k = KafkaConfig::from_sources(setup.sources())
+        .map_err(|e| StepError::from(e).context(format!("connection \"{}\"", setup.name)))?;
+    if k.tls() {
+        return Err(StepError::user(format!(
+            "connection \"{}\": security_protocol {} needs TLS to Kafka, which this build does not support yet",
+            setup.name, k.security_protocol
+        ))
+        .with_hint("use PLAINTEXT or SASL_PLAINTEXT"));
+    }
+    let mut builder = ClientBuilder::new(k.bootstrap_servers.clone())
+        .client_id("pipectl")
+        .backoff_config(BackoffConfig {
+            deadline: Some(REQUEST_DEADLINE),
+            max_backoff: Duration::from_secs(5),
+            ..BackoffConfig::default()
+        });
+    if let (Some(mechanism), Some(user), Some(password)) =
+        (&k.sasl_mechanism, &k.username, &k.password)
+    {
+        // rskafka takes the password as a String: this copy lives as long as the client.
+        let creds = Credentials::new(user.clone(), password.expose_secret().to_string());
+        builder = builder.sasl_config(match mechanism.as_str() {
+            "SCRAM-SHA-256" => SaslConfig::ScramSha256(creds),
+            "SCRAM-SHA-512" => SaslConfig::ScramSha512(creds),
+            _ => SaslConfig::Plain(creds),
+        });
+    }
+    let servers = k.bootstrap_servers.join(",");
+    let client = builder
+        .build()
+        .await
+        .map_err(|e| kafka_error(e, &format!("connecting to Kafka at {servers}")))?;
+    Ok((client, servers))
+}
+
+/// A Kafka error, classed: what the broker refuses for good is the user's or the system's,
+/// a dropped connection or a moving leader is transient.
+pub(crate) fn kafka_error(e: KafkaError, doing: &str) -> StepError {
+    let text = format!("{doing}: {e}");
+    match &e {
+        KafkaError::ServerError {
+            protocol_error,
+            error_message,
+            ..
+        } => {
+            let detail = error_message.clone().unwrap_or_default();
+            match protocol_error {
+                ProtocolError::OffsetOutOfRange => StepError::user(format!(
+                    "{doing}: the offset is outside what the partition still keeps {detail}"
+                ))
+                .with_hint("start from \"earliest\" or \"latest\", or fix the stored offsets"),
+                ProtocolError::UnknownTopicOrPartition => {
+                    StepError::user(format!("{doing}: no such topic or partition {detail}"))
+                        .with_hint("check the topic name, or create the topic first")
+                }
+                ProtocolError::SaslAuthenticationFailed => StepError::external(format!(
+                    "{doing}: authentication failed (check the username and password stored in Vault) {detail}"
+                )),
+                ProtocolError::TopicAuthorizationFailed
+                | ProtocolError::ClusterAuthorizationFailed => {
+                    StepError::external(text).with_hint("grant the user access to the topic (ACLs)")
+                }
+                ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge => {
+                    StepError::user(text)
+                        .with_hint("lower batch_bytes, or raise the topic's max.message.bytes")
+                }
+                _ => StepError::transient(text),
+            }
+        }
+        KafkaError::Connection(c) if c.to_string().contains("Sasl") => {
+            StepError::external(format!("{doing}: authentication failed: {c}"))
+                .with_hint("check the username, password and sasl_mechanism stored in Vault")
+        }
+        KafkaError::InvalidResponse(_) => StepError::external(text),
+        _ => StepError::transient(text)
+            .with_hint("check that the brokers are running and bootstrap_servers is right"),
+    }
+}
+
+/// `validate --connect`: reach the brokers and list the topics.
+pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
+    let (client, servers) = client(&setup).await?;
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|e| kafka_error(e, &format!("listing topics on {servers}")))?;
+    Ok(format!("Kafka at {servers}: {} topics", topics.len()))
+}

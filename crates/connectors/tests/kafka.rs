@@ -1,0 +1,401 @@
+//! The kafka extract and load against the local Kafka: rows produced by the load and read back
+//! both by the extract and by a plain rskafka client; start positions (earliest, latest,
+//! explicit offsets, a timestamp) read exactly the expected records; stored offsets advance
+//! only when the source commits; undecodable records fail or are skipped; an empty topic is a
+//! clean zero-record read; keyed records land where the Java client's partitioner puts them.
+
+mod common;
+
+use common::{read_all, step};
+use pipeline_base::ErrorClass;
+use pipeline_connectors::{ExtractMethods, GenerateOptions, LoadMethods, generate_frame};
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{Runtime, Source};
+use pipeline_testkit::{Env, Service, service, unique};
+use rskafka::chrono::{TimeZone, Utc};
+use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+async fn raw_client(env: &Env) -> Client {
+    ClientBuilder::new(vec![env.get("KAFKA_BOOTSTRAP_SERVERS").to_string()])
+        .build()
+        .await
+        .expect("a Kafka client")
+}
+
+/// A new topic with `partitions` partitions.
+async fn topic(env: &Env, partitions: i32) -> (String, Client) {
+    let client = raw_client(env).await;
+    let name = unique("kt");
+    client
+        .controller_client()
+        .unwrap()
+        .create_topic(name.clone(), partitions, 1, 10_000)
+        .await
+        .unwrap();
+    (name, client)
+}
+
+async fn partition(client: &Client, topic: &str, p: i32) -> PartitionClient {
+    client
+        .partition_client(topic.to_string(), p, UnknownTopicHandling::Retry)
+        .await
+        .unwrap()
+}
+
+/// Produces `values` to one partition with the given timestamp (ms).
+async fn produce(client: &Client, topic: &str, p: i32, values: &[String], ts_ms: i64) {
+    let records = values
+        .iter()
+        .map(|v| Record {
+            key: None,
+            value: Some(v.clone().into_bytes()),
+            headers: BTreeMap::new(),
+            timestamp: Utc.timestamp_millis_opt(ts_ms).unwrap(),
+        })
+        .collect();
+    partition(client, topic, p)
+        .await
+        .produce(records, Compression::NoCompression)
+        .await
+        .unwrap();
+}
+
+fn events(from: i64, n: i64) -> Vec<String> {
+    (from..from + n)
+        .map(|i| json!({"id": i, "amount": i as f64 / 4.0, "status": "PAID"}).to_string())
+        .collect()
+}
+
+async fn extract(env: &Env, options: Value) -> Result<Box<dyn Source>, pipeline_base::StepError> {
+    let s = step(env, "kafka", "kafka", json!({}), options).await;
+    ExtractMethods::kafka(s.options().unwrap(), s).await
+}
+
+async fn read(env: &Env, options: Value) -> DataFrame {
+    let source = extract(env, options).await.expect("the extract opens");
+    read_all(Runtime::Source(source)).await
+}
+
+fn ids(df: &DataFrame) -> Vec<i64> {
+    if df.height() == 0 {
+        return vec![];
+    }
+    let mut v: Vec<i64> = df
+        .column("id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_produces_rows_that_the_extract_and_a_plain_client_read_back() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let (name, client) = topic(&env, 4).await;
+    let o = GenerateOptions {
+        dataset: Default::default(),
+        rows: 5000,
+        seed: 5,
+        batch_size: 1000,
+        null_fraction: 0.1,
+    };
+    let df = generate_frame(&o, 0, 5000).unwrap();
+    let s = step(
+        &env,
+        "kafka",
+        "kafka",
+        json!({}),
+        json!({"topic": name, "key_column": "order_id", "compression": "lz4", "batch_bytes": 65536}),
+    )
+    .await;
+    let sink = LoadMethods::kafka(s.options().unwrap(), s).await.unwrap();
+    let metrics = common::load_frames(sink, vec![df.clone()]).await.unwrap();
+    assert!(metrics.contains(&("records_produced", 5000)), "{metrics:?}");
+
+    // A plain client: every record, keyed by its order id, in the partition the Java client's
+    // murmur2 partitioner chooses, with the row as JSON.
+    let mut seen = 0;
+    for p in 0..4 {
+        let pc = partition(&client, &name, p).await;
+        let mut offset = 0;
+        loop {
+            let (records, hw) = pc.fetch_records(offset, 1..4_000_000, 1000).await.unwrap();
+            for r in &records {
+                let key = String::from_utf8(r.record.key.clone().unwrap()).unwrap();
+                let value: Value =
+                    serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap();
+                assert_eq!(value["status"].as_str().map(|s| s.len() > 1), Some(true));
+                assert!(
+                    value.get("order_id").is_none(),
+                    "the key column is not in the value"
+                );
+                assert_eq!(java_partition(key.as_bytes(), 4), p, "key {key}");
+                seen += 1;
+                offset = r.offset + 1;
+            }
+            if offset >= hw {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, 5000);
+
+    // The extract with metadata: the same rows.
+    let back = read(
+        &env,
+        json!({"topics": [name], "metadata": true, "schema": {"customer_id": "int64", "amount": "float64", "status": "string", "created_at": "datetime"}}),
+    )
+    .await;
+    assert_eq!(back.height(), 5000);
+    let keys: Vec<i64> = {
+        let mut k: Vec<i64> = back
+            .column("_key")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|s| s.unwrap().parse().unwrap())
+            .collect();
+        k.sort_unstable();
+        k
+    };
+    assert_eq!(keys, (1..=5000).collect::<Vec<i64>>());
+    let amounts: f64 = back.column("amount").unwrap().f64().unwrap().sum().unwrap();
+    let expected: f64 = df.column("amount").unwrap().f64().unwrap().sum().unwrap();
+    assert!((amounts - expected).abs() < 1e-6);
+    assert_eq!(
+        back.column("created_at").unwrap().null_count(),
+        0,
+        "datetimes round-trip as RFC 3339 text"
+    );
+    client
+        .controller_client()
+        .unwrap()
+        .delete_topic(name, 10_000)
+        .await
+        .unwrap();
+}
+
+/// Kafka's `Utils.toPositive(Utils.murmur2(key)) % partitions`, written out independently.
+fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    let m: i32 = 0x5bd1e995;
+    let mut h: i32 = 0x9747b28c_u32 as i32 ^ key.len() as i32;
+    let chunks = key.len() / 4;
+    for i in 0..chunks {
+        let b = &key[i * 4..i * 4 + 4];
+        let mut k = (b[0] as i32 & 0xff)
+            | ((b[1] as i32 & 0xff) << 8)
+            | ((b[2] as i32 & 0xff) << 16)
+            | ((b[3] as i32 & 0xff) << 24);
+        k = k.wrapping_mul(m);
+        k ^= ((k as u32) >> 24) as i32;
+        k = k.wrapping_mul(m);
+        h = h.wrapping_mul(m);
+        h ^= k;
+    }
+    let tail = &key[chunks * 4..];
+    if tail.len() >= 3 {
+        h ^= (tail[2] as i32 & 0xff) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= (tail[1] as i32 & 0xff) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= tail[0] as i32 & 0xff;
+        h = h.wrapping_mul(m);
+    }
+    h ^= ((h as u32) >> 13) as i32;
+    h = h.wrapping_mul(m);
+    h ^= ((h as u32) >> 15) as i32;
+    (h & 0x7fffffff) % partitions
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_positions_read_exactly_the_expected_records() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let (name, client) = topic(&env, 2).await;
+    // Partition 0: ids 0..50 at t=1,000,000 ms, then 50..60 at t=2,000,000 ms; partition 1:
+    // ids 100..150 at t=1,000,000 ms.
+    produce(&client, &name, 0, &events(0, 50), 1_000_000).await;
+    produce(&client, &name, 0, &events(50, 10), 2_000_000).await;
+    produce(&client, &name, 1, &events(100, 50), 1_000_000).await;
+
+    let all = read(&env, json!({"topics": [name]})).await;
+    assert_eq!(all.height(), 110);
+    let latest = read(&env, json!({"topics": [name], "start": "latest"})).await;
+    assert_eq!(latest.height(), 0);
+    let explicit = read(
+        &env,
+        json!({"topics": [name], "start": {"offsets": {format!("{name}/0"): 55, "1": 48}}}),
+    )
+    .await;
+    assert_eq!(ids(&explicit), vec![55, 56, 57, 58, 59, 148, 149]);
+    let since = read(
+        &env,
+        json!({"topics": [name], "start": {"timestamp": "1970-01-01T00:33:20Z"}, "partitions": [0]}),
+    )
+    .await;
+    assert_eq!(ids(&since), (50..60).collect::<Vec<i64>>());
+    let out_of_range = extract(
+        &env,
+        json!({"topics": [name], "start": {"offsets": {"0": 500}}}),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(out_of_range.class(), ErrorClass::User);
+    assert!(
+        out_of_range
+            .message()
+            .contains("outside what the partition keeps")
+    );
+    let missing = extract(&env, json!({"topics": ["no_such_topic_pipectl"]}))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        missing
+            .message()
+            .contains("topic \"no_such_topic_pipectl\" does not exist")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_offsets_advance_only_when_the_source_commits() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let (name, client) = topic(&env, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("offsets.json");
+    let options = json!({"topics": [name], "offsets": {"store": store.to_str().unwrap()}});
+    produce(&client, &name, 0, &events(0, 30), 1_000).await;
+
+    let drain = |mut s: Box<dyn Source>| async move {
+        let mut n = 0;
+        while let Some(b) = s.next_batch().await.unwrap() {
+            n += b.rows();
+        }
+        (s, n)
+    };
+    let (mut s, n) = drain(extract(&env, options.clone()).await.unwrap()).await;
+    assert_eq!(n, 30);
+    s.commit().await.unwrap();
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
+    assert_eq!(stored["topics"][&name]["0"], 30);
+
+    produce(&client, &name, 0, &events(30, 20), 2_000).await;
+    // A run that reads but fails before its loads commit: the offsets stay.
+    let (_failed, n) = drain(extract(&env, options.clone()).await.unwrap()).await;
+    assert_eq!(n, 20);
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
+    assert_eq!(
+        stored["topics"][&name]["0"], 30,
+        "not advanced without a commit"
+    );
+    // The rerun reads the same 20 records, and its commit advances the offsets.
+    let (mut s, n) = drain(extract(&env, options.clone()).await.unwrap()).await;
+    assert_eq!(n, 20);
+    s.commit().await.unwrap();
+    let (_, n) = drain(extract(&env, options).await.unwrap()).await;
+    assert_eq!(n, 0, "nothing new");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_records_fail_or_are_skipped_and_an_empty_topic_reads_nothing() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let (empty, _) = topic(&env, 1).await;
+    let none = read(&env, json!({"topics": [empty]})).await;
+    assert_eq!(none.height(), 0);
+
+    let (name, client) = topic(&env, 1).await;
+    let mut values = events(0, 3);
+    values.push("{not json".into());
+    values.extend(events(3, 2));
+    produce(&client, &name, 0, &values, 1_000).await;
+    let mut s = extract(&env, json!({"topics": [name]})).await.unwrap();
+    let err = loop {
+        match s.next_batch().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the bad record was not reported"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.class(), ErrorClass::User);
+    assert!(
+        err.message()
+            .contains(&format!("topic \"{name}\" partition 0 offset 3")),
+        "{}",
+        err.message()
+    );
+    let mut s = extract(&env, json!({"topics": [name], "on_error": "skip"}))
+        .await
+        .unwrap();
+    let mut rows = 0;
+    while let Some(b) = s.next_batch().await.unwrap() {
+        rows += b.rows();
+    }
+    assert_eq!(rows, 5);
+    assert!(s.metrics().contains(&("skipped_records", 1)));
+}
+
+/// Keyed records produced by another client (kafka-python, whose default partitioner ports the
+/// Java client's murmur2): each sits in the partition pipectl's load would choose for its key.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_land_where_the_java_partitioner_puts_them() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let cache = std::env::var("PIPECTL_CACHE").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/pipectl",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let python = std::path::Path::new(&cache).join("py-venv/bin/python");
+    if !python.exists() {
+        pipeline_testkit::skip(&format!("no {} (run scripts/dev-env up)", python.display()));
+        return;
+    }
+    let (name, _client) = topic(&env, 4).await;
+    let script = format!(
+        "from kafka import KafkaProducer\n\
+         p = KafkaProducer(bootstrap_servers='{}')\n\
+         for i in range(100):\n    p.send('{name}', key=f'customer-{{i}}'.encode(), value=b'{{}}')\n\
+         p.flush()\n",
+        env.get("KAFKA_BOOTSTRAP_SERVERS")
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = read(
+        &env,
+        json!({"topics": [name], "format": "string", "metadata": true}),
+    )
+    .await;
+    assert_eq!(back.height(), 100);
+    let keys = back.column("_key").unwrap().str().unwrap();
+    let partitions = back.column("_partition").unwrap().i32().unwrap();
+    for (k, p) in keys.iter().map(Option::unwrap).zip(partitions.into_no_null_iter()) {
+        assert_eq!(java_partition(k.as_bytes(), 4), p, "key {k}");
+    }
+}
