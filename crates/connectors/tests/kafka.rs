@@ -395,7 +395,11 @@ async fn keys_land_where_the_java_partitioner_puts_them() {
     assert_eq!(back.height(), 100);
     let keys = back.column("_key").unwrap().str().unwrap();
     let partitions = back.column("_partition").unwrap().i32().unwrap();
-    for (k, p) in keys.iter().map(Option::unwrap).zip(partitions.into_no_null_iter()) {
+    for (k, p) in keys
+        .iter()
+        .map(Option::unwrap)
+        .zip(partitions.into_no_null_iter())
+    {
         assert_eq!(java_partition(k.as_bytes(), 4), p, "key {k}");
     }
 }

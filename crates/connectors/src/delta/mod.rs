@@ -184,3 +184,84 @@ pub(crate) fn delta_error(e: DeltaTableError, context: &str) -> StepError {
         _ => StepError::external(message),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(r#"{"path": ""}"#, Some("the table path is empty"))]
+    #[case(r#"{"path": "gs://b/t"}"#, Some("unsupported scheme \"gs://\""))]
+    #[case(r#"{"path": "s3://b/t"}"#, None)]
+    #[case(
+        r#"{"path": "../out/t", "mode": "overwrite", "schema_evolution": "evolve"}"#,
+        Some("applies to appends")
+    )]
+    #[case(
+        r#"{"path": "file:///tmp/t", "mode": "append", "schema_evolution": "evolve"}"#,
+        None
+    )]
+    fn load_options_are_checked(#[case] json: &str, #[case] error: Option<&str>) {
+        let o: DeltaLoadOptions = serde_json::from_str(json).unwrap();
+        match (o.check(), error) {
+            (Ok(()), None) => {}
+            (Err(e), Some(want)) => assert!(e.message.contains(want), "{json}: {}", e.message),
+            (got, want) => panic!("{json}: {got:?}, expected {want:?}"),
+        }
+        let x: Result<DeltaExtractOptions, _> = serde_json::from_str(json);
+        if let Ok(x) = x {
+            assert_eq!(x.check().is_ok(), check_path(&x.path).is_ok());
+        }
+    }
+
+    #[test]
+    fn errors_are_classed_by_what_a_retry_can_fix() {
+        let cases = [
+            (DeltaTableError::VersionAlreadyExists(3), true),
+            (DeltaTableError::NotATable("t".into()), false),
+            (DeltaTableError::InvalidTableLocation("x".into()), false),
+            (DeltaTableError::Generic("boom".into()), false),
+        ];
+        for (e, retryable) in cases {
+            let s = delta_error(e, "writing t");
+            assert_eq!(s.retryable(), retryable, "{}", s.message());
+            assert!(s.message().starts_with("writing t: "));
+        }
+        let e = delta_error(
+            DeltaTableError::SchemaMismatch { msg: "x".into() },
+            "writing t",
+        );
+        assert_eq!(e.class(), pipeline_base::ErrorClass::User);
+        assert!(e.hint().unwrap_or_default().contains("schema"));
+    }
+
+    #[test]
+    fn local_paths_become_directory_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = pipeline_data::StepSetup {
+            pipeline: "p".into(),
+            step: "s".into(),
+            run_id: "r".into(),
+            resumed: false,
+            options: serde_json::Value::Null,
+            connection: None,
+            credentials: None,
+            on_failure: pipeline_base::OnFailure::Fail,
+            quarantine: None,
+            max_invalid_fraction: None,
+            main_input: None,
+            side_inputs: vec![],
+            base_dir: dir.path().to_path_buf(),
+        };
+        let url = table_url(&setup, "lake/orders", true).unwrap();
+        assert!(url.as_str().starts_with("file://") && url.as_str().ends_with("/lake/orders/"));
+        assert!(dir.path().join("lake/orders").is_dir());
+        assert_eq!(
+            table_url(&setup, "s3://b/t", false).unwrap().as_str(),
+            "s3://b/t"
+        );
+        assert!(table_url(&setup, "s3://[bad", false).is_err());
+        assert!(storage_options(&setup).unwrap().is_empty());
+    }
+}

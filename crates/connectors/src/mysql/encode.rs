@@ -380,6 +380,68 @@ mod tests {
     }
 
     #[test]
+    fn every_other_type_as_parameters() {
+        let mut df = df!(
+            "u" => [Some(u64::MAX), None],
+            "f" => [Some(1.5f32), None],
+            "b" => [Some(true), Some(false)],
+            "i8" => [Some(-3i8), None],
+        )
+        .unwrap();
+        let dec =
+            Int128Chunked::from_iter_options("d".into(), [Some(-12345i128), None].into_iter())
+                .into_decimal_unchecked(10, 3);
+        df.with_column(dec.into_column()).unwrap();
+        let day = Int32Chunked::new("day".into(), [Some(19_782), None]).into_date();
+        df.with_column(day.into_column()).unwrap();
+        let ns = Int64Chunked::new("ns".into(), [Some(1_500_000_001i64), None])
+            .into_datetime(TimeUnit::Nanoseconds, None);
+        df.with_column(ns.into_column()).unwrap();
+        let ms = Int64Chunked::new("ms".into(), [Some(1_500i64), None])
+            .into_datetime(TimeUnit::Milliseconds, None);
+        df.with_column(ms.into_column()).unwrap();
+        let clock =
+            Int64Chunked::new("clock".into(), [Some(3_723_000_004_000i64), None]).into_time();
+        df.with_column(clock.into_column()).unwrap();
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let enc = FrameEncoder::new(&df, &names).unwrap();
+        let mut values = Vec::new();
+        enc.values(0, &mut values);
+        let text: Vec<String> = values
+            .iter()
+            .map(|v| match v {
+                Value::Bytes(b) => String::from_utf8(b.clone()).unwrap(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "18446744073709551615",
+                "1.5",
+                "1",
+                "-3",
+                "-12.345",
+                "2024-02-29",
+                "1970-01-01 00:00:01.500000",
+                "1970-01-01 00:00:01.500000",
+                "01:02:03.000004"
+            ]
+        );
+        let mut nulls = Vec::new();
+        enc.values(1, &mut nulls);
+        assert_eq!(nulls.iter().filter(|v| **v == Value::NULL).count(), 8);
+        let mut out = Vec::new();
+        enc.tsv(1..2, &mut out);
+        assert!(String::from_utf8(out).unwrap().starts_with("\\N\t\\N\t0\t"));
+        assert!(is_binary(&DataType::Binary) && !is_binary(&DataType::String));
+    }
+
+    #[test]
     fn nested_columns_are_refused_by_name() {
         let s = Series::new("l".into(), [Series::new("".into(), [1i32])]);
         let df = DataFrame::new(1, vec![s.into_column()]).unwrap();

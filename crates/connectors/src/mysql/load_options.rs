@@ -5,6 +5,8 @@ use pipeline_base::StepError;
 use pipeline_data::OptionsError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::DataType;
+#[cfg(test)]
+use pipeline_data::polars::prelude::TimeUnit;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -91,4 +93,59 @@ pub(super) fn sql_type(dtype: &DataType, column: &str, key: bool) -> Result<Stri
             .with_hint("cast it first (a cast step), or create the table yourself"));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(DataType::Boolean, false, "BOOLEAN")]
+    #[case(DataType::Int8, false, "TINYINT")]
+    #[case(DataType::Int16, false, "SMALLINT")]
+    #[case(DataType::Int32, false, "INT")]
+    #[case(DataType::Int64, false, "BIGINT")]
+    #[case(DataType::UInt8, false, "TINYINT UNSIGNED")]
+    #[case(DataType::UInt16, false, "SMALLINT UNSIGNED")]
+    #[case(DataType::UInt32, false, "INT UNSIGNED")]
+    #[case(DataType::UInt64, false, "BIGINT UNSIGNED")]
+    #[case(DataType::Float32, false, "FLOAT")]
+    #[case(DataType::Float64, false, "DOUBLE")]
+    #[case(DataType::Decimal(12, 2), false, "DECIMAL(12,2)")]
+    #[case(DataType::String, true, "VARCHAR(255)")]
+    #[case(DataType::String, false, "LONGTEXT")]
+    #[case(DataType::Binary, true, "VARBINARY(255)")]
+    #[case(DataType::Binary, false, "LONGBLOB")]
+    #[case(DataType::Date, false, "DATE")]
+    #[case(DataType::Datetime(TimeUnit::Microseconds, None), false, "DATETIME(6)")]
+    #[case(DataType::Time, false, "TIME(6)")]
+    fn new_tables_get_these_column_types(
+        #[case] dtype: DataType,
+        #[case] key: bool,
+        #[case] want: &str,
+    ) {
+        assert_eq!(sql_type(&dtype, "c", key).unwrap(), want);
+    }
+
+    #[test]
+    fn a_type_without_a_column_type_is_named() {
+        let list = DataType::List(Box::new(DataType::Int64));
+        let err = sql_type(&list, "tags", false).unwrap_err();
+        assert!(err.message().contains("column \"tags\""), "{err}");
+        assert!(err.hint().unwrap_or_default().contains("cast"));
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let o: MysqlLoadOptions =
+            serde_json::from_value(serde_json::json!({"table": " "})).unwrap();
+        assert_eq!(o.check().unwrap_err().pointer, "/table");
+        let o: MysqlLoadOptions =
+            serde_json::from_value(serde_json::json!({"table": "t", "mode": "upsert"})).unwrap();
+        assert_eq!(o.check().unwrap_err().pointer, "/key");
+        let o: MysqlLoadOptions =
+            serde_json::from_value(serde_json::json!({"table": "t"})).unwrap();
+        assert!(o.ledger, "the ledger is on by default");
+    }
 }

@@ -270,6 +270,107 @@ fn numeric_bytes(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// The field (length + value) of row `i` of `column` encoded for `ty`.
+    fn field(column: Column, ty: &Type, i: usize) -> Result<Vec<u8>, StepError> {
+        let mut out = Vec::new();
+        ColumnEncoder::new(&column, ty)?.encode(i, &mut out)?;
+        Ok(out)
+    }
+
+    fn be(len: i32, value: &[u8]) -> Vec<u8> {
+        let mut v = len.to_be_bytes().to_vec();
+        v.extend_from_slice(value);
+        v
+    }
+
+    #[test]
+    fn every_type_encodes_as_postgres_reads_it() {
+        let c = |name: &str, s: Series| s.with_name(name.into()).into_column();
+        let ok = |col: Column, ty: Type, i: usize| field(col, &ty, i).unwrap();
+        assert_eq!(
+            ok(c("b", Series::new("b".into(), [true])), Type::BOOL, 0),
+            be(1, &[1])
+        );
+        assert_eq!(
+            ok(c("i", Series::new("i".into(), [7i16])), Type::INT2, 0),
+            be(2, &7i16.to_be_bytes())
+        );
+        assert_eq!(
+            ok(c("i", Series::new("i".into(), [7i64])), Type::INT4, 0),
+            be(4, &7i32.to_be_bytes())
+        );
+        assert_eq!(
+            ok(c("i", Series::new("i".into(), [7i32])), Type::INT8, 0),
+            be(8, &7i64.to_be_bytes())
+        );
+        assert_eq!(
+            ok(c("f", Series::new("f".into(), [1.5f32])), Type::FLOAT4, 0),
+            be(4, &1.5f32.to_be_bytes())
+        );
+        assert_eq!(
+            ok(c("f", Series::new("f".into(), [1.5f64])), Type::FLOAT8, 0),
+            be(8, &1.5f64.to_be_bytes())
+        );
+        assert_eq!(
+            ok(
+                c("n", Series::new("n".into(), [None::<i64>])),
+                Type::INT8,
+                0
+            ),
+            (-1i32).to_be_bytes().to_vec(),
+            "NULL"
+        );
+        let day = Series::new("d".into(), [10_958i32])
+            .cast(&DataType::Date)
+            .unwrap();
+        assert_eq!(ok(c("d", day), Type::DATE, 0), be(4, &1i32.to_be_bytes()));
+        let at = Series::new("t".into(), [946_684_800_000_001i64])
+            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+            .unwrap();
+        assert_eq!(
+            ok(c("t", at.clone()), Type::TIMESTAMP, 0),
+            be(8, &1i64.to_be_bytes())
+        );
+        let bin = Series::new("b".into(), [Some(&b"\x00"[..]), None]);
+        assert_eq!(ok(c("b", bin.clone()), Type::BYTEA, 0), be(1, &[0]));
+        assert_eq!(
+            ok(c("b", bin), Type::BYTEA, 1),
+            (-1i32).to_be_bytes().to_vec()
+        );
+        let text = Series::new("s".into(), ["héllo"]);
+        assert_eq!(
+            ok(c("s", text.clone()), Type::TEXT, 0),
+            be(6, "héllo".as_bytes())
+        );
+        assert_eq!(
+            ok(c("s", Series::new("s".into(), ["{}"])), Type::JSONB, 0),
+            be(3, b"\x01{}")
+        );
+        let uuid = Series::new("u".into(), ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]);
+        assert_eq!(ok(c("u", uuid), Type::UUID, 0).len(), 4 + 16);
+        let money = Series::new("m".into(), [12.5f64]);
+        let n = numeric_bytes("12.5").unwrap();
+        assert_eq!(ok(c("m", money), Type::NUMERIC, 0), be(n.len() as i32, &n));
+
+        // What cannot be written is a user error naming the column.
+        let bad = field(c("u", Series::new("u".into(), ["nope"])), &Type::UUID, 0).unwrap_err();
+        assert!(bad.message().contains("\"nope\" is not a UUID"), "{bad}");
+        let bad = field(c("n", Series::new("n".into(), ["1e3"])), &Type::NUMERIC, 0).unwrap_err();
+        assert!(bad.message().contains("is not a number"), "{bad}");
+        let bad = field(c("s", Series::new("s".into(), ["x"])), &Type::INT4, 0).unwrap_err();
+        assert!(
+            bad.message().contains("cannot be written to a int4 column"),
+            "{bad}"
+        );
+        let bad = field(c("s", Series::new("s".into(), ["x"])), &Type::POINT, 0).unwrap_err();
+        assert!(bad.message().contains("type point"), "{bad}");
+        let far = Series::new("d".into(), [i32::MIN])
+            .cast(&DataType::Date)
+            .unwrap();
+        let bad = field(c("d", far), &Type::DATE, 0).unwrap_err();
+        assert!(bad.message().contains("outside the range"), "{bad}");
+    }
+
     #[test]
     fn numerics_encode_like_postgres() {
         // 12345.678 -> digits [1, 2345, 6780], weight 1, dscale 3
