@@ -96,5 +96,23 @@ mod tests {
         }
         assert!(r.get(StepKind::Extract, "generate").is_some());
         assert_eq!(r.kinds_of("delta"), vec![StepKind::Extract, StepKind::Load]);
+        assert!(r.system("kafka").is_some() && r.system("oracle").is_none());
+        assert_eq!(Registry::default().entries().len(), r.entries().len());
+    }
+
+    #[test]
+    fn an_embedder_builds_its_own() {
+        let mut r = Registry::from_entries(pipeline_methods::entries());
+        assert!(r.systems().is_empty());
+        assert!(r.get(StepKind::Extract, "generate").is_none());
+        let kafka = Registry::standard()
+            .systems()
+            .iter()
+            .position(|s| s.system == "kafka")
+            .unwrap();
+        let mut systems = pipeline_connectors::systems();
+        r.register_system(systems.swap_remove(kafka));
+        assert_eq!(r.systems().len(), 1);
+        assert!(r.system("kafka").is_some());
     }
 }

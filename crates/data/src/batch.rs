@@ -94,3 +94,36 @@ impl Batch {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::*;
+
+    #[test]
+    fn batches_convert_between_the_two_formats() {
+        let df = df!("id" => [1i64, 2, 3], "name" => [Some("a"), None, Some("c")]).unwrap();
+        let frame = Batch::Frame(df.clone());
+        assert_eq!((frame.rows(), frame.format()), (3, Format::DataFrame));
+        assert!(frame.size_bytes() > 0);
+        let avro = frame.convert(Format::Avro).unwrap();
+        assert_eq!((avro.rows(), avro.format()), (3, Format::Avro));
+        let Batch::Avro(a) = avro.clone() else {
+            panic!("not Avro")
+        };
+        assert_eq!(avro.size_bytes(), a.bytes().len());
+        assert_eq!(
+            format!("{a:?}"),
+            format!("AvroBatch(3 rows, {} bytes)", a.bytes().len())
+        );
+        let back = avro
+            .convert(Format::DataFrame)
+            .unwrap()
+            .into_frame()
+            .unwrap();
+        assert!(back.equals_missing(&df));
+        let same = Batch::Avro(a.clone()).into_avro().unwrap();
+        assert_eq!(same.rows(), 3);
+        assert_eq!(AvroBatch::new(a.into_bytes(), 3).rows(), 3);
+    }
+}

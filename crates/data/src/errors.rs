@@ -85,4 +85,21 @@ mod tests {
         };
         assert!(polars_error(io, "x").retryable());
     }
+
+    #[test]
+    fn wrapped_errors_keep_the_class_of_what_they_wrap() {
+        let io = || PolarsError::IO {
+            error: std::sync::Arc::new(std::io::Error::other("reset")),
+            msg: None,
+        };
+        let wrapped = io().context("reading a file".into());
+        let e = polars_error(wrapped, "step \"s\"");
+        assert!(e.retryable(), "{}", e.message());
+        let wrapped = PolarsError::ColumnNotFound("x".into()).context("planning".into());
+        assert_eq!(polars_error(wrapped, "s").class(), ErrorClass::User);
+        let other = PolarsError::StringCacheMismatch("caches".into());
+        assert_eq!(polars_error(other, "s").class(), ErrorClass::Internal);
+        let empty = PolarsError::ComputeError("".into());
+        assert!(polars_error(empty, "s").message().starts_with("s: "));
+    }
 }

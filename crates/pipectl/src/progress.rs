@@ -14,7 +14,12 @@ impl Progress {
         if !enabled || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+        Self::drawn_to(ProgressDrawTarget::stderr_with_hz(10))
+    }
+
+    /// A bar drawn to `target` (stderr on a terminal; hidden in tests).
+    fn drawn_to(target: ProgressDrawTarget) -> Self {
+        let bar = ProgressBar::with_draw_target(None, target);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {prefix} {human_pos}/{human_len} rows read ({per_sec}) {wide_bar} {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -53,5 +58,29 @@ impl RunObserver for Progress {
             bar.set_message(step.to_string());
             bar.set_position(rows);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_follows_the_source_and_the_attempts() {
+        assert!(Progress::new(false).bar().is_none(), "off when asked");
+        let p = Progress::drawn_to(ProgressDrawTarget::hidden());
+        let bar = p.bar().unwrap();
+        p.attempt_started(1, 3);
+        assert_eq!(bar.prefix(), "");
+        p.source_rows("orders", 10, Some(100));
+        assert_eq!((bar.position(), bar.length()), (10, Some(100)));
+        assert_eq!(bar.message(), "orders");
+        p.attempt_started(2, 3);
+        assert_eq!(bar.prefix(), "attempt 2/3");
+        assert_eq!(bar.position(), 0, "a retry starts over");
+        p.source_rows("orders", 5, None);
+        assert_eq!(bar.length(), Some(100));
+        p.finish();
+        assert!(bar.is_finished());
     }
 }

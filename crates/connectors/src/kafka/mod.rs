@@ -113,3 +113,65 @@ pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
         .map_err(|e| kafka_error(e, &format!("listing topics on {servers}")))?;
     Ok(format!("Kafka at {servers}: {} topics", topics.len()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_base::ErrorClass;
+    use rskafka::client::error::RequestContext;
+
+    fn server(e: ProtocolError) -> KafkaError {
+        KafkaError::ServerError {
+            protocol_error: e,
+            error_message: Some("detail".into()),
+            request: RequestContext::Topic("t".into()),
+            response: None,
+            is_virtual: false,
+        }
+    }
+
+    #[test]
+    fn broker_answers_are_classed_by_what_a_retry_can_fix() {
+        let cases = [
+            (
+                ProtocolError::OffsetOutOfRange,
+                ErrorClass::User,
+                "outside what the partition still keeps",
+            ),
+            (
+                ProtocolError::UnknownTopicOrPartition,
+                ErrorClass::User,
+                "no such topic",
+            ),
+            (
+                ProtocolError::SaslAuthenticationFailed,
+                ErrorClass::External,
+                "authentication failed",
+            ),
+            (
+                ProtocolError::TopicAuthorizationFailed,
+                ErrorClass::External,
+                "reading t",
+            ),
+            (
+                ProtocolError::MessageTooLarge,
+                ErrorClass::User,
+                "reading t",
+            ),
+        ];
+        for (p, class, text) in cases {
+            let e = kafka_error(server(p), "reading t");
+            assert_eq!(e.class(), class, "{}", e.message());
+            assert!(!e.retryable(), "{}", e.message());
+            assert!(e.message().contains(text), "{}", e.message());
+        }
+        let e = kafka_error(server(ProtocolError::NotLeaderOrFollower), "reading t");
+        assert!(
+            e.retryable(),
+            "a moving leader is transient: {}",
+            e.message()
+        );
+        let e = kafka_error(KafkaError::InvalidResponse("garbage".into()), "reading t");
+        assert_eq!(e.class(), ErrorClass::External);
+    }
+}

@@ -73,3 +73,44 @@ pub(crate) fn locate(setup: &StepSetup, path: &str) -> Result<Location, StepErro
         is_dir,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> StepSetup {
+        StepSetup {
+            pipeline: "p".into(),
+            step: "files".into(),
+            run_id: "r".into(),
+            resumed: false,
+            options: serde_json::Value::Null,
+            connection: None,
+            credentials: None,
+            on_failure: pipeline_base::OnFailure::Fail,
+            quarantine: None,
+            max_invalid_fraction: None,
+            main_input: None,
+            side_inputs: vec![],
+            base_dir: std::env::temp_dir(),
+        }
+    }
+
+    #[test]
+    fn paths_are_checked_before_any_request() {
+        let err = |p: &str| {
+            locate(&setup(), p)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(err("s3:///key").contains("names no bucket"));
+        assert!(err("s3://lake/key").contains("needs an s3 connection"));
+        assert!(err("gs://lake/key").contains("only s3:// and file://"));
+        let local = locate(&setup(), "out/files/").unwrap();
+        assert!(local.is_dir && local.root == "file://");
+        assert!(local.display(&local.key).ends_with("out/files"));
+        let url = locate(&setup(), "file:///tmp/x.parquet").unwrap();
+        assert!(!url.is_dir);
+    }
+}
