@@ -403,3 +403,21 @@ async fn keys_land_where_the_java_partitioner_puts_them() {
         assert_eq!(java_partition(k.as_bytes(), 4), p, "key {k}");
     }
 }
+
+/// `validate --connect` for a Kafka connection reaches the brokers and counts the topics.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connection_check_lists_the_topics() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let s = step(&env, "kafka", "kafka", json!({}), json!({})).await;
+    let kafka = pipeline_connectors::systems()
+        .into_iter()
+        .find(|s| s.system == "kafka")
+        .unwrap();
+    let answer = kafka.check(s.connection_setup().unwrap()).await.unwrap();
+    assert!(
+        answer.starts_with("Kafka at ") && answer.ends_with(" topics"),
+        "{answer}"
+    );
+}

@@ -166,3 +166,31 @@ where
         Err(_) => f(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::*;
+
+    #[test]
+    fn datasets_stack_their_batches_and_a_missing_one_is_named() {
+        let cx = RunContext::new();
+        cx.declare("empty");
+        assert_eq!(cx.dataset("empty").unwrap().height(), 0);
+        let a = df!("id" => [1i64, 2]).unwrap();
+        let b = df!("id" => [3i64]).unwrap();
+        cx.store("ids", Batch::Frame(a));
+        let avro = crate::avro::frame_to_avro(&b, "r").unwrap();
+        cx.store("ids", Batch::Avro(avro));
+        let all = cx.dataset("ids").unwrap();
+        assert_eq!(all.column("id").unwrap().i64().unwrap().sum(), Some(6));
+        let err = cx.dataset("nope").unwrap_err();
+        assert!(err.message().contains("\"nope\" was not produced"), "{err}");
+        let mismatched = df!("other" => ["x"]).unwrap();
+        cx.store("ids", Batch::Frame(mismatched));
+        assert!(
+            cx.dataset("ids").is_err(),
+            "frames that do not stack are an error"
+        );
+    }
+}

@@ -130,5 +130,21 @@ mod tests {
                 .message()
                 .contains("not an offsets file")
         );
+        std::fs::write(store.path(), r#"{"version": 2, "topics": {}}"#).unwrap();
+        assert!(store.load().unwrap_err().message().contains("version 2"));
+        // A directory where the file should be: reading and writing fail with the path named.
+        let dir_store = OffsetStore::new(dir.path().to_path_buf());
+        let err = dir_store.load().unwrap_err();
+        assert!(
+            err.message().contains("reading the stored offsets"),
+            "{err}"
+        );
+        // A save reads first: an unreadable store is never overwritten blindly.
+        let blocked = OffsetStore::new(dir.path().join("sub/offsets.json/inner.json"));
+        let err = blocked.save(&a).unwrap_err();
+        assert!(
+            err.message().contains("reading the stored offsets"),
+            "{err}"
+        );
     }
 }
