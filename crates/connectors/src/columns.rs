@@ -166,3 +166,20 @@ pub(crate) fn take_frame(
     DataFrame::new(rows, out)
         .map_err(|e| StepError::internal(format!("assembling a decoded batch: {e}")))
 }
+
+/// An integer scaled by `10^scale` as decimal text.
+pub(crate) fn write_decimal(v: i128, scale: usize, out: &mut Vec<u8>) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    let digits = v.unsigned_abs().to_string();
+    if scale == 0 {
+        out.extend_from_slice(digits.as_bytes());
+        return;
+    }
+    let padded = format!("{digits:0>width$}", width = scale.saturating_add(1));
+    let (int, frac) = padded.split_at(padded.len().saturating_sub(scale));
+    out.extend_from_slice(int.as_bytes());
+    out.push(b'.');
+    out.extend_from_slice(frac.as_bytes());
+}

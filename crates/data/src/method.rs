@@ -102,6 +102,26 @@ pub struct StepSetup {
 }
 
 impl StepSetup {
+    /// A step without a connection, options or inputs whose relative paths start at
+    /// `base_dir` (for embedders and tests; the executor fills every field itself).
+    pub fn bare(pipeline: &str, step: &str, base_dir: PathBuf) -> Self {
+        StepSetup {
+            pipeline: pipeline.into(),
+            step: step.into(),
+            run_id: String::new(),
+            resumed: false,
+            options: Value::Null,
+            connection: None,
+            credentials: None,
+            on_failure: OnFailure::Fail,
+            quarantine: None,
+            max_invalid_fraction: None,
+            main_input: None,
+            side_inputs: Vec::new(),
+            base_dir,
+        }
+    }
+
     /// Deserializes the typed options (already checked by validation).
     pub fn options<O: DeserializeOwned>(&self) -> Result<O, StepError> {
         serde_json::from_value(self.options.clone())

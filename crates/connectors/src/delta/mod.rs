@@ -239,21 +239,7 @@ mod tests {
     #[test]
     fn local_paths_become_directory_urls() {
         let dir = tempfile::tempdir().unwrap();
-        let setup = pipeline_data::StepSetup {
-            pipeline: "p".into(),
-            step: "s".into(),
-            run_id: "r".into(),
-            resumed: false,
-            options: serde_json::Value::Null,
-            connection: None,
-            credentials: None,
-            on_failure: pipeline_base::OnFailure::Fail,
-            quarantine: None,
-            max_invalid_fraction: None,
-            main_input: None,
-            side_inputs: vec![],
-            base_dir: dir.path().to_path_buf(),
-        };
+        let setup = pipeline_data::StepSetup::bare("p", "s", dir.path().to_path_buf());
         let url = table_url(&setup, "lake/orders", true).unwrap();
         assert!(url.as_str().starts_with("file://") && url.as_str().ends_with("/lake/orders/"));
         assert!(dir.path().join("lake/orders").is_dir());

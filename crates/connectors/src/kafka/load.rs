@@ -13,6 +13,7 @@ use super::extract::ValueFormat;
 use super::murmur::partition_for;
 use super::{client, kafka_error};
 use crate::LoadMethods;
+use crate::columns::write_decimal;
 use async_trait::async_trait;
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
@@ -118,22 +119,6 @@ fn json_str(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-fn decimal_text(v: i128, scale: usize, out: &mut Vec<u8>) {
-    let digits = v.unsigned_abs().to_string();
-    if v < 0 {
-        out.push(b'-');
-    }
-    if scale == 0 {
-        out.extend_from_slice(digits.as_bytes());
-        return;
-    }
-    let padded = format!("{digits:0>width$}", width = scale.saturating_add(1));
-    let (int, frac) = padded.split_at(padded.len().saturating_sub(scale));
-    out.extend_from_slice(int.as_bytes());
-    out.push(b'.');
-    out.extend_from_slice(frac.as_bytes());
-}
-
 /// Appends column `c`'s value in each row's JSON object (`"name":value`).
 fn append_json(c: &Column, first: bool, rows: &mut [Vec<u8>]) -> Result<(), StepError> {
     let mut key = Vec::new();
@@ -230,7 +215,7 @@ fn append_json(c: &Column, first: bool, rows: &mut [Vec<u8>]) -> Result<(), Step
             let scale = *scale;
             each!(
                 s.decimal().map_err(err)?.physical(),
-                |v: i128, o: &mut Vec<u8>| decimal_text(v, scale, o)
+                |v: i128, o: &mut Vec<u8>| write_decimal(v, scale, o)
             )
         }
         _ => return Err(unsupported()),
@@ -508,7 +493,7 @@ mod tests {
         assert_eq!(rows[0], r#"{"id":1,"name":"a\"b","x":1.5,"ok":true}"#);
         assert_eq!(rows[1], r#"{"id":2,"name":null,"x":null,"ok":false}"#);
         let mut out = Vec::new();
-        decimal_text(-12345, 3, &mut out);
+        write_decimal(-12345, 3, &mut out);
         assert_eq!(out, b"-12.345");
     }
 

@@ -4,6 +4,7 @@
 //! Arrow buffers in MySQL's literal formats; zoned datetimes are written in UTC (the session's
 //! time zone).
 
+use crate::columns::write_decimal;
 use mysql_async::Value;
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
@@ -197,23 +198,6 @@ fn write_clock(us: i64, out: &mut Vec<u8>) {
     if frac > 0 {
         let _ = write!(out, ".{frac:06}");
     }
-}
-
-/// An integer scaled by `10^scale` as decimal text.
-pub(crate) fn write_decimal(v: i128, scale: usize, out: &mut Vec<u8>) {
-    if v < 0 {
-        out.push(b'-');
-    }
-    let digits = v.unsigned_abs().to_string();
-    if scale == 0 {
-        out.extend_from_slice(digits.as_bytes());
-        return;
-    }
-    let padded = format!("{digits:0>width$}", width = scale.saturating_add(1));
-    let (int, frac) = padded.split_at(padded.len().saturating_sub(scale));
-    out.extend_from_slice(int.as_bytes());
-    out.push(b'.');
-    out.extend_from_slice(frac.as_bytes());
 }
 
 /// Writes the value's literal text (no escaping); `false` for NULL.

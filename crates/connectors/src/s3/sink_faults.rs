@@ -13,7 +13,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use pipeline_base::{ErrorClass, OnFailure, StepError};
+use pipeline_base::{ErrorClass, StepError};
 use pipeline_data::polars::prelude::*;
 use pipeline_data::{Sink, StepSetup};
 use std::sync::Arc;
@@ -148,19 +148,9 @@ fn healthy() -> MockFaults {
 
 fn setup(run_id: &str, resumed: bool) -> StepSetup {
     StepSetup {
-        pipeline: "p".into(),
-        step: "to_lake".into(),
         run_id: run_id.into(),
         resumed,
-        options: serde_json::Value::Null,
-        connection: None,
-        credentials: None,
-        on_failure: OnFailure::Fail,
-        quarantine: None,
-        max_invalid_fraction: None,
-        main_input: None,
-        side_inputs: vec![],
-        base_dir: std::env::temp_dir(),
+        ..StepSetup::bare("p", "to_lake", std::env::temp_dir())
     }
 }
 

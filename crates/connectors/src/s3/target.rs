@@ -79,21 +79,7 @@ mod tests {
     use super::*;
 
     fn setup() -> StepSetup {
-        StepSetup {
-            pipeline: "p".into(),
-            step: "files".into(),
-            run_id: "r".into(),
-            resumed: false,
-            options: serde_json::Value::Null,
-            connection: None,
-            credentials: None,
-            on_failure: pipeline_base::OnFailure::Fail,
-            quarantine: None,
-            max_invalid_fraction: None,
-            main_input: None,
-            side_inputs: vec![],
-            base_dir: std::env::temp_dir(),
-        }
+        StepSetup::bare("p", "files", std::env::temp_dir())
     }
 
     #[test]

@@ -87,19 +87,9 @@ pub fn drop_table(env: &Env, table: &str) -> pipeline_testkit::Cleanup<impl FnOn
 /// A step without a connection whose relative paths start at `dir`.
 pub fn local_step(dir: &std::path::Path, step: &str, options: Value) -> StepSetup {
     StepSetup {
-        pipeline: "test".into(),
-        step: step.into(),
         run_id: pipeline_testkit::unique("run"),
-        resumed: false,
         options,
-        connection: None,
-        credentials: None,
-        on_failure: OnFailure::Fail,
-        quarantine: None,
-        max_invalid_fraction: None,
-        main_input: None,
-        side_inputs: vec![],
-        base_dir: dir.to_path_buf(),
+        ..StepSetup::bare("test", step, dir.to_path_buf())
     }
 }
 
