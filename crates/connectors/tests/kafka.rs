@@ -421,3 +421,26 @@ async fn the_connection_check_lists_the_topics() {
         "{answer}"
     );
 }
+
+/// The default request size stays under the broker's 1 MiB batch limit, record overhead
+/// included (a 900 KiB default was refused with MessageTooLarge by the benchmark).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_load_with_the_defaults_fits_the_brokers_limit() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let (name, _client) = topic(&env, 1).await;
+    let o = GenerateOptions {
+        dataset: Default::default(),
+        rows: 40_000,
+        seed: 9,
+        batch_size: 40_000,
+        null_fraction: 0.0,
+    };
+    let df = generate_frame(&o, 0, 40_000).unwrap();
+    let s = step(&env, "kafka", "kafka", json!({}), json!({"topic": name})).await;
+    let sink = LoadMethods::kafka(s.options().unwrap(), s).await.unwrap();
+    common::load_frames(sink, vec![df]).await.unwrap();
+    let back = read(&env, json!({"topics": [name], "format": "bytes"})).await;
+    assert_eq!(back.height(), 40_000);
+}

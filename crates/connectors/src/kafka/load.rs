@@ -72,15 +72,19 @@ pub struct KafkaLoadOptions {
     /// `none` (default), `gzip`, `lz4`, `snappy` or `zstd`.
     #[serde(default)]
     pub compression: KafkaCompression,
-    /// Uncompressed bytes per produce request and partition (default 900 KiB; the broker's
-    /// `message.max.bytes` bounds a request's batch).
+    /// Uncompressed bytes per produce request and partition, record overhead included
+    /// (default 256 KiB; the broker's `message.max.bytes`, 1 MiB by default, bounds a batch).
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: usize,
 }
 
 fn default_batch_bytes() -> usize {
-    900 << 10
+    256 << 10
 }
+
+/// Bytes a record adds to a batch beyond its key, value and headers (length varints,
+/// attributes, offset and timestamp deltas), rounded up.
+const RECORD_OVERHEAD: usize = 24;
 
 impl MethodOptions for KafkaLoadOptions {
     fn check(&self) -> Result<(), OptionsError> {
@@ -341,6 +345,16 @@ impl KafkaSink {
         let Some((records, size)) = self.pending.remove(&partition) else {
             return Ok(());
         };
+        self.produce(partition, records, size).await
+    }
+
+    /// Produces one batch of records to one partition.
+    async fn produce(
+        &mut self,
+        partition: usize,
+        records: Vec<Record>,
+        size: usize,
+    ) -> Result<(), StepError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -373,7 +387,8 @@ impl Sink for KafkaSink {
             return Ok(());
         }
         let n = self.partitions.len().max(1);
-        let mut full = Vec::new();
+        // Batches that reached batch_bytes, produced after the frame is split.
+        let mut ready: Vec<(usize, Vec<Record>, usize)> = Vec::new();
         for record in self.records(&df)? {
             let partition = match &record.key {
                 Some(k) => usize::try_from(partition_for(k, n)).unwrap_or(0),
@@ -382,16 +397,17 @@ impl Sink for KafkaSink {
                     self.round_robin
                 }
             };
-            let size = record.approximate_size();
+            let size = record.approximate_size().saturating_add(RECORD_OVERHEAD);
             let entry = self.pending.entry(partition).or_default();
             entry.0.push(record);
             entry.1 = entry.1.saturating_add(size);
-            if entry.1 >= self.options.batch_bytes && !full.contains(&partition) {
-                full.push(partition);
+            if entry.1 >= self.options.batch_bytes {
+                let (records, size) = std::mem::take(entry);
+                ready.push((partition, records, size));
             }
         }
-        for p in full {
-            self.flush(p).await?;
+        for (partition, records, size) in ready {
+            self.produce(partition, records, size).await?;
         }
         Ok(())
     }
