@@ -420,10 +420,18 @@ fn schema_plan_and_methods() {
 fn the_committed_schema_is_up_to_date() {
     let (out, _) = text(&pipectl(&["schema"]));
     let committed = std::fs::read_to_string(repo().join("configs/pipeline.schema.json")).unwrap();
-    assert_eq!(
-        out.trim_end(),
-        committed.trim_end(),
-        "configs/pipeline.schema.json is stale: run `pipectl schema > configs/pipeline.schema.json`"
+    // Name the first line that differs rather than printing two whole schemas.
+    let first_difference = out
+        .trim_end()
+        .lines()
+        .zip(committed.trim_end().lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| format!("line {}: now {a:?}, committed {b:?}", i + 1));
+    assert!(
+        first_difference.is_none() && out.trim_end().len() == committed.trim_end().len(),
+        "configs/pipeline.schema.json is stale ({}): run `pipectl schema > configs/pipeline.schema.json`",
+        first_difference.unwrap_or_else(|| "lengths differ".into())
     );
 }
 
