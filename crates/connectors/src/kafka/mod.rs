@@ -3,6 +3,7 @@
 //! directly: no consumer groups, the offsets are ours to keep (`offsets.rs`).
 
 mod decode;
+mod encode;
 mod extract;
 mod load;
 mod murmur;
