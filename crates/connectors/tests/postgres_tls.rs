@@ -87,6 +87,14 @@ async fn every_tls_mode_behaves_like_libpq() {
     .await
     .unwrap_err();
     assert!(err.message().contains("certificate"), "{}", err.message());
+    let err = session_ssl(&env, json!({"tls_mode": "verify-ca"}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("verify-ca needs ca_cert"),
+        "{}",
+        err.message()
+    );
     let err = session_ssl(
         &env,
         json!({"tls_mode": "verify-ca", "ca_cert": "/nonexistent/ca.pem"}),

@@ -1,7 +1,7 @@
 //! TLS to PostgreSQL with libpq's `sslmode` meanings: `disable` (plain), `prefer` (TLS when the
 //! server offers it, unverified), `require` (TLS, unverified), `verify-ca` (the chain must lead
-//! to a trusted root) and `verify-full` (also the host name). Roots are the connection's
-//! `ca_cert` file, else the system's. rustls with the ring provider; no OpenSSL.
+//! to the connection's `ca_cert`, which it requires) and `verify-full` (also the host name;
+//! roots are `ca_cert`, else the system's). rustls with the ring provider; no OpenSSL.
 
 use crate::tls::{Relaxed, provider, roots};
 use pipeline_base::StepError;
@@ -50,6 +50,14 @@ pub(crate) fn for_mode(
                 SslMode::Require
             };
             (ssl, config)
+        }
+        // Any certificate a public CA signed would pass a name-less check against the system's
+        // roots, so verify-ca needs the CA it trusts named (as libpq and the MySQL connector ask).
+        "verify-ca" if ca_cert.is_none() => {
+            return Err(StepError::user(format!(
+                "connection \"{connection}\": tls_mode verify-ca needs ca_cert, the CA that signs the server's certificate"
+            ))
+            .with_hint("set \"ca_cert\": \"/path/to/ca.pem\", or use verify-full, which also checks the host name"));
         }
         "verify-ca" => {
             let chain = verifier(roots(ca_cert, connection)?)?;
