@@ -444,3 +444,70 @@ async fn a_large_load_with_the_defaults_fits_the_brokers_limit() {
     let back = read(&env, json!({"topics": [name], "format": "bytes"})).await;
     assert_eq!(back.height(), 40_000);
 }
+
+/// The seeded `orders_avro` topic, written by another client (fastavro) as schemaless datums of
+/// `configs/examples/schemas/order_event.avsc`, reads into the same rows as the same events in
+/// `orders_json`; a value of another schema is refused by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_values_read_like_their_json_twins() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let avsc = pipeline_testkit::repo_root().join("configs/examples/schemas/order_event.avsc");
+    let avro = read(
+        &env,
+        json!({"topics": ["orders_avro"], "format": "avro", "avro_schema": avsc.to_str().unwrap()}),
+    )
+    .await;
+    let json = read(
+        &env,
+        json!({"topics": ["orders_json"], "schema": {"order_id": "int64", "customer_id": "int64",
+               "status": "string", "amount": "float64", "event_time": "int64"}}),
+    )
+    .await;
+    assert!(avro.height() >= 10_000, "{}", avro.height());
+    assert_eq!(avro.height(), json.height());
+    let sort = |df: &DataFrame| df.sort(["order_id"], Default::default()).unwrap();
+    let (a, j) = (sort(&avro), sort(&json));
+    for c in ["order_id", "customer_id", "status", "amount"] {
+        assert!(
+            a.column(c)
+                .unwrap()
+                .as_materialized_series()
+                .equals_missing(j.column(c).unwrap().as_materialized_series()),
+            "column {c} differs"
+        );
+    }
+    let micros = a
+        .column("event_time")
+        .unwrap()
+        .datetime()
+        .unwrap()
+        .physical()
+        .clone();
+    assert_eq!(
+        micros.into_no_null_iter().collect::<Vec<i64>>(),
+        j.column("event_time")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect::<Vec<i64>>()
+    );
+
+    // JSON bytes are not an Avro datum of this schema.
+    let mut s = extract(
+        &env,
+        json!({"topics": ["orders_json"], "format": "avro", "avro_schema": avsc.to_str().unwrap()}),
+    )
+    .await
+    .unwrap();
+    let err = loop {
+        match s.next_batch().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("JSON was read as Avro"),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.message().contains("orders_json"), "{}", err.message());
+}

@@ -5,6 +5,9 @@
 
 use super::extract::ValueFormat;
 use crate::columns::{ColumnBuffer, Logical, Values, take_frame};
+use apache_avro::Schema as AvroSchema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value as AvroValue;
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::DataFrame;
 use polars_arrow::array::MutableBinaryViewArray;
@@ -166,9 +169,59 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// The column type of an Avro field: a nullable union takes its other branch's type.
+fn avro_type(s: &AvroSchema) -> FieldType {
+    match s {
+        AvroSchema::Long | AvroSchema::Int => FieldType::I64,
+        AvroSchema::Float | AvroSchema::Double => FieldType::F64,
+        AvroSchema::String | AvroSchema::Enum(_) => FieldType::Str,
+        AvroSchema::Boolean => FieldType::Bool,
+        AvroSchema::Date => FieldType::Date,
+        AvroSchema::TimestampMillis | AvroSchema::TimestampMicros => FieldType::Datetime,
+        AvroSchema::Union(u) => match u.variants() {
+            [AvroSchema::Null, other] | [other, AvroSchema::Null] => avro_type(other),
+            _ => FieldType::Json,
+        },
+        _ => FieldType::Json,
+    }
+}
+
+/// Converts an Avro value to a field's type; `Err` says why it does not fit.
+fn avro_cell(v: &AvroValue, ty: FieldType) -> Result<Cell, String> {
+    let wrong = || {
+        let shown: String = format!("{v:?}").chars().take(60).collect();
+        format!("{shown} is not a {}", name(ty))
+    };
+    Ok(match (v, ty) {
+        (AvroValue::Null, _) => Cell::Null,
+        (AvroValue::Union(_, inner), _) => return avro_cell(inner, ty),
+        (AvroValue::Long(x), FieldType::I64)
+        | (AvroValue::TimestampMicros(x), FieldType::Datetime)
+        | (AvroValue::LocalTimestampMicros(x), FieldType::Datetime) => Cell::I64(*x),
+        (AvroValue::Int(x), FieldType::I64) => Cell::I64(i64::from(*x)),
+        (
+            AvroValue::TimestampMillis(x) | AvroValue::LocalTimestampMillis(x),
+            FieldType::Datetime,
+        ) => Cell::I64(x.checked_mul(1000).ok_or_else(wrong)?),
+        (AvroValue::Double(x), FieldType::F64) => Cell::F64(*x),
+        (AvroValue::Float(x), FieldType::F64) => Cell::F64(f64::from(*x)),
+        (AvroValue::String(s) | AvroValue::Enum(_, s), FieldType::Str) => Cell::Str(s.clone()),
+        (AvroValue::Boolean(b), FieldType::Bool) => Cell::Bool(*b),
+        (AvroValue::Date(d), FieldType::Date) => Cell::I32(*d),
+        (other, FieldType::Json) => Cell::Str(
+            Value::try_from(other.clone())
+                .map(|j| j.to_string())
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => return Err(wrong()),
+    })
+}
+
 /// Fills the columns of one extract step, record by record.
 pub(crate) struct Decoder {
     format: ValueFormat,
+    /// For `avro`: the reader of the writer schema.
+    avro: Option<GenericDatumReader<'static>>,
     /// JSON fields, in column order (empty until inferred when no schema is declared).
     fields: Vec<(String, FieldType)>,
     metadata: bool,
@@ -181,6 +234,7 @@ impl Decoder {
     pub fn new(format: ValueFormat, schema: Vec<(String, FieldType)>, metadata: bool) -> Self {
         let mut d = Decoder {
             format,
+            avro: None,
             fields: schema,
             metadata,
             columns: Vec::new(),
@@ -193,9 +247,36 @@ impl Decoder {
         d
     }
 
+    /// A decoder of Avro datums written with the record schema `avsc` (JSON text).
+    pub fn avro(avsc: &str, metadata: bool) -> Result<Self, StepError> {
+        let schema = AvroSchema::parse_str(avsc)
+            .map_err(|e| StepError::user(format!("the Avro schema does not parse: {e}")))?;
+        let AvroSchema::Record(record) = &schema else {
+            return Err(StepError::user(
+                "the Avro schema is not a record: each record value must be one row",
+            ));
+        };
+        let fields = record
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), avro_type(&f.schema)))
+            .collect();
+        // The reader borrows its schema for as long as the step reads: one small schema per
+        // opened step is kept for the life of the process.
+        let schema: &'static AvroSchema = Box::leak(Box::new(schema));
+        let reader = GenericDatumReader::builder(schema)
+            .build()
+            .map_err(|e| StepError::user(format!("the Avro schema cannot be read with: {e}")))?;
+        let mut d = Decoder::new(ValueFormat::Avro, fields, metadata);
+        d.avro = Some(reader);
+        Ok(d)
+    }
+
     fn buffers(&self) -> Vec<ColumnBuffer> {
         let mut out: Vec<ColumnBuffer> = match self.format {
-            ValueFormat::Json => self.fields.iter().map(|(n, t)| t.buffer(n)).collect(),
+            ValueFormat::Json | ValueFormat::Avro => {
+                self.fields.iter().map(|(n, t)| t.buffer(n)).collect()
+            }
             ValueFormat::String => vec![FieldType::Str.buffer("value")],
             ValueFormat::Bytes => vec![ColumnBuffer::new(
                 "value",
@@ -259,6 +340,28 @@ impl Decoder {
                             cell(v, *ty).map_err(|why| format!("field \"{field}\": {why}"))?
                         }
                     };
+                    self.cells.push(c);
+                }
+            }
+            ValueFormat::Avro => {
+                let (Some(bytes), Some(reader)) = (value, &self.avro) else {
+                    return Err("the record has no value (a tombstone)".into());
+                };
+                let mut rest = bytes;
+                let datum = reader
+                    .read_value(&mut rest)
+                    .map_err(|e| format!("the value is not an Avro datum of the schema: {e}"))?;
+                if !rest.is_empty() {
+                    return Err(format!(
+                        "{} bytes are left after the Avro datum (another schema?)",
+                        rest.len()
+                    ));
+                }
+                let AvroValue::Record(values) = datum else {
+                    return Err("the Avro value is not a record".into());
+                };
+                for ((field, ty), (_, v)) in self.fields.iter().zip(&values) {
+                    let c = avro_cell(v, *ty).map_err(|why| format!("field \"{field}\": {why}"))?;
                     self.cells.push(c);
                 }
             }

@@ -48,6 +48,9 @@ pub enum ValueFormat {
     String,
     /// The raw value bytes, in a column `value`.
     Bytes,
+    /// An Avro datum per record (no container, no registry header), written with the schema in
+    /// `avro_schema`: one column per field of the record.
+    Avro,
 }
 
 /// What happens to a record that cannot be decoded.
@@ -90,6 +93,9 @@ pub struct KafkaExtractOptions {
     /// order. Without it, the first record's fields and types are used and then enforced.
     #[serde(default)]
     pub schema: Option<IndexMap<String, String>>,
+    /// For `avro`: the writer schema, an `.avsc` file (relative to the pipeline file).
+    #[serde(default)]
+    pub avro_schema: Option<String>,
     /// Add `_topic`, `_partition`, `_offset`, `_timestamp`, `_key` and `_headers` (JSON) columns.
     #[serde(default)]
     pub metadata: bool,
@@ -153,6 +159,22 @@ impl MethodOptions for KafkaExtractOptions {
                     )
                     .with_hint(format!("one of: {}", FieldType::NAMES)));
                 }
+            }
+        }
+        match (self.format, &self.avro_schema) {
+            (ValueFormat::Avro, None) => {
+                return Err(OptionsError::new(
+                    "/avro_schema",
+                    "the avro format needs the writer schema",
+                )
+                .with_hint("\"avro_schema\": \"schemas/order_event.avsc\""));
+            }
+            (ValueFormat::Avro, Some(_)) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(OptionsError::new(
+                    "/avro_schema",
+                    "avro_schema applies to the avro format only",
+                ));
             }
         }
         if self.batch_rows == 0 {
@@ -471,6 +493,22 @@ impl ExtractMethods {
                 });
             }
         }
+        let decoder = match (&options.avro_schema, options.format) {
+            (Some(path), ValueFormat::Avro) => {
+                let path = setup.resolve_path(path);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    StepError::user(format!(
+                        "step \"{}\": cannot read the Avro schema {}: {e}",
+                        setup.step,
+                        path.display()
+                    ))
+                })?;
+                Decoder::avro(&text, options.metadata).map_err(|e| {
+                    e.context(format!("step \"{}\": {}", setup.step, path.display()))
+                })?
+            }
+            _ => Decoder::new(options.format, options.schema(), options.metadata),
+        };
         let mut ends = Offsets::new();
         let mut total = 0u64;
         for r in &ranges {
@@ -491,7 +529,7 @@ impl ExtractMethods {
             step: setup.step.clone(),
             rx,
             tasks,
-            decoder: Decoder::new(options.format, options.schema(), options.metadata),
+            decoder,
             on_error: options.on_error,
             batch_rows: options.batch_rows,
             store,
@@ -519,6 +557,8 @@ mod tests {
     )]
     #[case(r#"{"topics": ["t"], "schema": {"a": "money"}}"#, Some("/schema/a"))]
     #[case(r#"{"topics": ["t"], "batch_rows": 0}"#, Some("/batch_rows"))]
+    #[case(r#"{"topics": ["t"], "format": "avro"}"#, Some("/avro_schema"))]
+    #[case(r#"{"topics": ["t"], "avro_schema": "a.avsc"}"#, Some("/avro_schema"))]
     #[case(r#"{"topics": ["t"], "fetch_bytes": 10}"#, Some("/fetch_bytes"))]
     #[case(
         r#"{"topics": ["t"], "start": {"timestamp": "yesterday"}}"#,

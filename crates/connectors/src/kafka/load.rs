@@ -92,6 +92,13 @@ impl MethodOptions for KafkaLoadOptions {
             return Err(OptionsError::new("/topic", "the topic name is empty"));
         }
         match (self.format, &self.value_column) {
+            (ValueFormat::Avro, _) => {
+                return Err(OptionsError::new(
+                    "/format",
+                    "the kafka load writes json, string or bytes values; avro is read-only so far",
+                )
+                .with_hint("write json (or string/bytes of a column)"));
+            }
             (ValueFormat::Json, Some(_)) => {
                 return Err(OptionsError::new(
                     "/value_column",
@@ -158,6 +165,9 @@ impl KafkaSink {
                         Some(r)
                     })
                     .collect()
+            }
+            ValueFormat::Avro => {
+                return Err(StepError::internal("the kafka load got the avro format"));
             }
             ValueFormat::String | ValueFormat::Bytes => {
                 let name = self.options.value_column.clone().unwrap_or_default();
