@@ -550,6 +550,91 @@ mod tests {
     }
 
     #[test]
+    fn avro_datums_of_every_mapped_type() {
+        let avsc = r#"{"type": "record", "name": "r", "fields": [
+            {"name": "i", "type": "int"},
+            {"name": "f", "type": "float"},
+            {"name": "ok", "type": "boolean"},
+            {"name": "color", "type": {"type": "enum", "name": "c", "symbols": ["RED", "BLUE"]}},
+            {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "ms", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "maybe", "type": ["null", "string"]},
+            {"name": "either", "type": ["null", "long", "string"]},
+            {"name": "tags", "type": {"type": "array", "items": "string"}}
+        ]}"#;
+        let schema = AvroSchema::parse_str(avsc).unwrap();
+        let datum = AvroValue::Record(vec![
+            ("i".into(), AvroValue::Int(7)),
+            ("f".into(), AvroValue::Float(0.5)),
+            ("ok".into(), AvroValue::Boolean(true)),
+            ("color".into(), AvroValue::Enum(1, "BLUE".into())),
+            ("day".into(), AvroValue::Date(19_782)),
+            ("ms".into(), AvroValue::TimestampMillis(1_500)),
+            (
+                "maybe".into(),
+                AvroValue::Union(0, Box::new(AvroValue::Null)),
+            ),
+            (
+                "either".into(),
+                AvroValue::Union(1, Box::new(AvroValue::Long(3))),
+            ),
+            (
+                "tags".into(),
+                AvroValue::Array(vec![AvroValue::String("a".into())]),
+            ),
+        ]);
+        let bytes = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(datum)
+            .unwrap();
+        let mut d = Decoder::avro(avsc, false).unwrap();
+        let mut r = rec(0, None);
+        r.record.value = Some(bytes.clone());
+        d.push("t", 0, &r).unwrap();
+        let mut extra = bytes;
+        extra.push(0);
+        r.record.value = Some(extra);
+        assert!(
+            d.push("t", 0, &r)
+                .unwrap_err()
+                .contains("left after the Avro datum")
+        );
+        r.record.value = None;
+        assert!(d.push("t", 0, &r).unwrap_err().contains("tombstone"));
+        let df = d.take_frame().unwrap();
+        assert_eq!(df.height(), 1);
+        assert_eq!(df.column("i").unwrap().i64().unwrap().get(0), Some(7));
+        assert_eq!(df.column("f").unwrap().f64().unwrap().get(0), Some(0.5));
+        assert_eq!(
+            df.column("color").unwrap().str().unwrap().get(0),
+            Some("BLUE")
+        );
+        assert_eq!(
+            df.column("ms")
+                .unwrap()
+                .datetime()
+                .unwrap()
+                .physical()
+                .get(0),
+            Some(1_500_000)
+        );
+        assert_eq!(df.column("maybe").unwrap().null_count(), 1);
+        assert_eq!(
+            df.column("either").unwrap().str().unwrap().get(0),
+            Some("3")
+        );
+        assert_eq!(
+            df.column("tags").unwrap().str().unwrap().get(0),
+            Some("[\"a\"]")
+        );
+        assert!(Decoder::avro("{", false).is_err());
+        assert!(Decoder::avro(r#""string""#, false).is_err());
+        // A value of another type than the schema's column.
+        assert!(avro_cell(&AvroValue::String("x".into()), FieldType::I64).is_err());
+    }
+
+    #[test]
     fn strings_and_bytes() {
         let mut d = Decoder::new(ValueFormat::String, vec![], false);
         d.push("t", 0, &rec(0, Some("héllo"))).unwrap();
