@@ -3,6 +3,7 @@
 //! columns `_topic`, `_partition`, `_offset`, `_timestamp`, `_key` and `_headers`. A record that
 //! does not fit is refused whole (nothing of it is pushed), with the reason.
 
+use super::avro::{avro_cell, avro_type};
 use super::extract::ValueFormat;
 use crate::columns::{ColumnBuffer, Logical, Values, take_frame};
 use apache_avro::Schema as AvroSchema;
@@ -73,7 +74,7 @@ impl FieldType {
 }
 
 /// One decoded value, held until the whole record has decoded.
-enum Cell {
+pub(super) enum Cell {
     Null,
     Str(String),
     I64(i64),
@@ -148,7 +149,7 @@ fn cell(v: &Value, ty: FieldType) -> Result<Cell, String> {
     })
 }
 
-fn name(ty: FieldType) -> &'static str {
+pub(super) fn name(ty: FieldType) -> &'static str {
     match ty {
         FieldType::Str => "string",
         FieldType::I64 => "int64",
@@ -167,54 +168,6 @@ fn short(v: &Value) -> String {
         Some((at, _)) => format!("{}…", s.get(..at).unwrap_or_default()),
         None => s,
     }
-}
-
-/// The column type of an Avro field: a nullable union takes its other branch's type.
-fn avro_type(s: &AvroSchema) -> FieldType {
-    match s {
-        AvroSchema::Long | AvroSchema::Int => FieldType::I64,
-        AvroSchema::Float | AvroSchema::Double => FieldType::F64,
-        AvroSchema::String | AvroSchema::Enum(_) => FieldType::Str,
-        AvroSchema::Boolean => FieldType::Bool,
-        AvroSchema::Date => FieldType::Date,
-        AvroSchema::TimestampMillis | AvroSchema::TimestampMicros => FieldType::Datetime,
-        AvroSchema::Union(u) => match u.variants() {
-            [AvroSchema::Null, other] | [other, AvroSchema::Null] => avro_type(other),
-            _ => FieldType::Json,
-        },
-        _ => FieldType::Json,
-    }
-}
-
-/// Converts an Avro value to a field's type; `Err` says why it does not fit.
-fn avro_cell(v: &AvroValue, ty: FieldType) -> Result<Cell, String> {
-    let wrong = || {
-        let shown: String = format!("{v:?}").chars().take(60).collect();
-        format!("{shown} is not a {}", name(ty))
-    };
-    Ok(match (v, ty) {
-        (AvroValue::Null, _) => Cell::Null,
-        (AvroValue::Union(_, inner), _) => return avro_cell(inner, ty),
-        (AvroValue::Long(x), FieldType::I64)
-        | (AvroValue::TimestampMicros(x), FieldType::Datetime)
-        | (AvroValue::LocalTimestampMicros(x), FieldType::Datetime) => Cell::I64(*x),
-        (AvroValue::Int(x), FieldType::I64) => Cell::I64(i64::from(*x)),
-        (
-            AvroValue::TimestampMillis(x) | AvroValue::LocalTimestampMillis(x),
-            FieldType::Datetime,
-        ) => Cell::I64(x.checked_mul(1000).ok_or_else(wrong)?),
-        (AvroValue::Double(x), FieldType::F64) => Cell::F64(*x),
-        (AvroValue::Float(x), FieldType::F64) => Cell::F64(f64::from(*x)),
-        (AvroValue::String(s) | AvroValue::Enum(_, s), FieldType::Str) => Cell::Str(s.clone()),
-        (AvroValue::Boolean(b), FieldType::Bool) => Cell::Bool(*b),
-        (AvroValue::Date(d), FieldType::Date) => Cell::I32(*d),
-        (other, FieldType::Json) => Cell::Str(
-            Value::try_from(other.clone())
-                .map(|j| j.to_string())
-                .map_err(|e| e.to_string())?,
-        ),
-        _ => return Err(wrong()),
-    })
 }
 
 /// Fills the columns of one extract step, record by record.

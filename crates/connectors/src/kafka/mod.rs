@@ -2,6 +2,7 @@
 //! the batch extract and load (`extract.rs`, `load.rs`). rskafka talks to the partitions
 //! directly: no consumer groups, the offsets are ours to keep (`offsets.rs`).
 
+mod avro;
 mod decode;
 mod encode;
 mod extract;
