@@ -44,6 +44,22 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 PROPS
+  kafka_launch "$dir" "$log"
+  if ! kafka_wait 90; then
+    # The broker's data is only seeded test data: a store it cannot open (a machine stopped
+    # mid-write, a version change) is set aside and the broker started once more on fresh storage.
+    log_tail "$log"
+    say "kafka: did not start; starting it again on fresh storage (the old one is kept in $dir/data.failed)"
+    kafka_stop
+    rm -rf "$dir/data.failed" && mv "$dir/data" "$dir/data.failed" && mkdir -p "$dir/data"
+    kafka_launch "$dir" "$log"
+    wait_for kafka "$log" 90 kafka_ready
+  fi
+}
+
+# kafka_launch DIR LOG: formats the storage when new, starts the broker unless it runs.
+kafka_launch() {
+  local dir="$1" log="$2"
   if [ ! -f "$dir/data/meta.properties" ]; then
     local id; id="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
     kafka_java kafka.tools.StorageTool format --config "$dir/server.properties" --cluster-id "$id" --standalone \
@@ -53,7 +69,17 @@ PROPS
     nohup java -Xmx1g -Xms256m -cp "$(kafka_libs)/*" kafka.Kafka "$dir/server.properties" >>"$log" 2>&1 &
     echo $! >"$STATE/run/kafka.pid"
   fi
-  wait_for kafka "$log" 90 kafka_ready
+}
+
+# kafka_wait SECONDS: until a client lists the topics; gives up early when the broker exits.
+kafka_wait() {
+  local deadline=$(( SECONDS + $1 ))
+  while (( SECONDS < deadline )); do
+    kafka_ready && return 0
+    pid_alive kafka || { say "kafka: the broker exited while starting"; return 1; }
+    sleep 0.5
+  done
+  return 1
 }
 
 kafka_stop() { stop_pid kafka; }
