@@ -3,7 +3,7 @@
 
 KAFKA_VERSION=4.4.0
 kafka_libs() { echo "$CACHE/kafka-$KAFKA_VERSION/libs"; }
-kafka_where() { echo "127.0.0.1:$KAFKA_PORT"; }
+kafka_where() { echo "127.0.0.1:$KAFKA_PORT, SASL_SSL localhost:$KAFKA_SASL_PORT"; }
 kafka_java() { java -Xmx256m -cp "$(kafka_libs)/*" "$@"; }
 
 kafka_install() {
@@ -24,15 +24,24 @@ kafka_ready() {
 
 kafka_start() {
   local dir="$STATE/kafka" log="$STATE/logs/kafka.log"
-  mkdir -p "$dir/data"
+  mkdir -p "$dir/data" "$dir/tls"
+  # The SASL_SSL listener's key and certificate ("localhost", signed by the local CA) as one PEM.
+  local_tls_certs "$log"
+  (umask 077 && cat "$STATE/postgres-tls/server.key" "$STATE/postgres-tls/server.crt" >"$dir/tls/server.pem")
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://localhost:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/tls/server.pem
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 num.partitions=1
@@ -83,6 +92,23 @@ kafka_wait() {
 }
 
 kafka_stop() { stop_pid kafka; }
+
+# The SASL_SSL listener (PLAIN, SCRAM-SHA-256/512 over TLS from the local CA): a broker started
+# before it existed is restarted; the SCRAM credentials are (re)set through the plain listener.
+kafka_post_start() {
+  local log="$STATE/logs/kafka.log"
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_SASL_PORT") 2>/dev/null; then
+    say "kafka: restarting it to open the SASL_SSL listener on $KAFKA_SASL_PORT"
+    kafka_stop
+    kafka_start
+  fi
+  local m
+  for m in SCRAM-SHA-256 SCRAM-SHA-512; do # one mechanism per request, as the broker asks
+    kafka_java org.apache.kafka.tools.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+      --entity-type users --entity-name "$KAFKA_SASL_USER" --add-config "$m=[password=$KAFKA_SASL_PASSWORD]" \
+      >>"$log" 2>&1 || die "kafka: setting the $m credentials failed; see $log"
+  done
+}
 
 kafka_topic() {
   kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" "$@"

@@ -207,6 +207,9 @@ pub struct KafkaConfig {
     pub password: Option<SecretString>,
     /// A CA certificate file for TLS.
     pub ca_cert: Option<String>,
+    /// With TLS: `verify-full` (the default, as the Java client's https endpoint
+    /// identification), `verify-ca` (the chain, not the host name) or `require` (unverified).
+    pub tls_mode: Option<String>,
 }
 
 impl KafkaConfig {
@@ -214,6 +217,7 @@ impl KafkaConfig {
     pub const PROTOCOLS: &'static [&'static str] =
         &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
     pub const MECHANISMS: &'static [&'static str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+    pub const TLS_MODES: &'static [&'static str] = &["require", "verify-ca", "verify-full"];
 
     pub fn from_sources(src: FieldSources<'_>) -> Result<Self, CredentialError> {
         let kind = Self::KIND;
@@ -249,6 +253,7 @@ impl KafkaConfig {
             username,
             password,
             ca_cert: src.plain("ca_cert"),
+            tls_mode: src.one_of("tls_mode", kind, Self::TLS_MODES)?,
         })
     }
 

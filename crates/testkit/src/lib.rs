@@ -18,6 +18,8 @@ pub enum Service {
     Postgres,
     Mysql,
     Kafka,
+    /// The local Kafka's SASL_SSL listener (credentials at `pipectl/kafka_secure` in Vault).
+    KafkaSecure,
     Vault,
     S3,
 }
@@ -34,6 +36,12 @@ impl Service {
             ],
             Service::Mysql => &["MYSQL_HOST", "MYSQL_PORT", "VAULT_ADDR", "VAULT_TOKEN"],
             Service::Kafka => &["KAFKA_BOOTSTRAP_SERVERS", "VAULT_ADDR", "VAULT_TOKEN"],
+            Service::KafkaSecure => &[
+                "KAFKA_SASL_BOOTSTRAP_SERVERS",
+                "KAFKA_CA_CERT",
+                "VAULT_ADDR",
+                "VAULT_TOKEN",
+            ],
             Service::Vault => &["VAULT_ADDR", "VAULT_TOKEN"],
             Service::S3 => &["S3_ENDPOINT", "S3_BUCKET", "VAULT_ADDR", "VAULT_TOKEN"],
         }

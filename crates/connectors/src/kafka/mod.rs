@@ -1,6 +1,6 @@
-//! Kafka: the connection (KafkaConfig from Vault, SASL PLAIN/SCRAM), the connection check, and
-//! the batch extract and load (`extract.rs`, `load.rs`). rskafka talks to the partitions
-//! directly: no consumer groups, the offsets are ours to keep (`offsets.rs`).
+//! Kafka: the connection (KafkaConfig from Vault, SASL PLAIN/SCRAM, TLS in `tls.rs`), the
+//! connection check, and the batch extract and load (`extract.rs`, `load.rs`). rskafka talks to
+//! the partitions directly: no consumer groups, the offsets are ours to keep (`offsets.rs`).
 
 mod avro;
 mod decode;
@@ -9,6 +9,7 @@ mod extract;
 mod load;
 mod murmur;
 mod offsets;
+mod tls;
 
 pub use extract::{KafkaExtractOptions, OnDecodeError, StartAt, ValueFormat};
 pub use load::{KafkaCompression, KafkaLoadOptions};
@@ -19,30 +20,62 @@ use pipeline_data::ConnectionSetup;
 use rskafka::BackoffConfig;
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long rskafka keeps retrying one request before the error reaches the run's own retry
 /// policy (its default retries forever).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The first connection attempt's deadline: what retries cannot fix (a refused login, an
+/// untrusted certificate) is answered after it instead of after the client's retries.
+const FIRST_TRY: Duration = Duration::from_secs(3);
+
 /// A client for the connection's brokers.
 pub(crate) async fn client(setup: &ConnectionSetup) -> Result<(Client, String), StepError> {
     let k = KafkaConfig::from_sources(setup.sources())
         .map_err(|e| StepError::from(e).context(format!("connection \"{}\"", setup.name)))?;
-    if k.tls() {
-        return Err(StepError::user(format!(
-            "connection \"{}\": security_protocol {} needs TLS to Kafka, which this build does not support yet",
-            setup.name, k.security_protocol
-        ))
-        .with_hint("use PLAINTEXT or SASL_PLAINTEXT"));
-    }
+    let tls = match k.tls() {
+        true => Some(tls::client_config(
+            k.tls_mode.as_deref(),
+            k.ca_cert.as_deref(),
+            &setup.name,
+        )?),
+        false => None,
+    };
+    let servers = k.bootstrap_servers.join(",");
+    let doing = format!("connecting to Kafka at {servers}");
+    let client = match build(&k, tls.clone(), FIRST_TRY).await {
+        Ok(client) => client,
+        Err(e) => {
+            let e = kafka_error(e, &doing);
+            if !e.retryable() {
+                return Err(e);
+            }
+            build(&k, tls, REQUEST_DEADLINE)
+                .await
+                .map_err(|e| kafka_error(e, &doing))?
+        }
+    };
+    Ok((client, servers))
+}
+
+/// Connects with requests retried until `deadline`.
+async fn build(
+    k: &KafkaConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    deadline: Duration,
+) -> Result<Client, KafkaError> {
     let mut builder = ClientBuilder::new(k.bootstrap_servers.clone())
         .client_id("pipectl")
         .backoff_config(BackoffConfig {
-            deadline: Some(REQUEST_DEADLINE),
+            deadline: Some(deadline),
             max_backoff: Duration::from_secs(5),
             ..BackoffConfig::default()
         });
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls);
+    }
     if let (Some(mechanism), Some(user), Some(password)) =
         (&k.sasl_mechanism, &k.username, &k.password)
     {
@@ -54,12 +87,7 @@ pub(crate) async fn client(setup: &ConnectionSetup) -> Result<(Client, String), 
             _ => SaslConfig::Plain(creds),
         });
     }
-    let servers = k.bootstrap_servers.join(",");
-    let client = builder
-        .build()
-        .await
-        .map_err(|e| kafka_error(e, &format!("connecting to Kafka at {servers}")))?;
-    Ok((client, servers))
+    builder.build().await
 }
 
 /// A Kafka error, classed: what the broker refuses for good is the user's or the system's,
@@ -100,6 +128,12 @@ pub(crate) fn kafka_error(e: KafkaError, doing: &str) -> StepError {
             StepError::external(format!("{doing}: authentication failed: {c}"))
                 .with_hint("check the username, password and sasl_mechanism stored in Vault")
         }
+        KafkaError::Connection(c) if c.to_string().contains("certificate") => StepError::external(
+            format!("{doing}: the TLS handshake failed: {c}"),
+        )
+        .with_hint(
+            "check ca_cert and tls_mode in Vault (verify-full also checks the broker's host name)",
+        ),
         KafkaError::InvalidResponse(_) => StepError::external(text),
         _ => StepError::transient(text)
             .with_hint("check that the brokers are running and bootstrap_servers is right"),
