@@ -2,7 +2,7 @@
 //! both by the extract and by a plain rskafka client; start positions (earliest, latest,
 //! explicit offsets, a timestamp) read exactly the expected records; stored offsets advance
 //! only when the source commits; undecodable records fail or are skipped; an empty topic is a
-//! clean zero-record read; keyed records land where the Java client's partitioner puts them.
+//! clean zero-record read; keyed records land where Kafka's console producer puts them.
 
 mod common;
 
@@ -11,32 +11,17 @@ use pipeline_base::ErrorClass;
 use pipeline_connectors::{ExtractMethods, GenerateOptions, LoadMethods, generate_frame};
 use pipeline_data::polars::prelude::*;
 use pipeline_data::{Runtime, Source};
-use pipeline_testkit::{Env, Service, service, unique};
+use pipeline_testkit::{Env, Service, service};
 use rskafka::chrono::{TimeZone, Utc};
+use rskafka::client::Client;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-async fn raw_client(env: &Env) -> Client {
-    ClientBuilder::new(vec![env.get("KAFKA_BOOTSTRAP_SERVERS").to_string()])
-        .build()
-        .await
-        .expect("a Kafka client")
-}
-
 /// A new topic with `partitions` partitions.
 async fn topic(env: &Env, partitions: i32) -> (String, Client) {
-    let client = raw_client(env).await;
-    let name = unique("kt");
-    client
-        .controller_client()
-        .unwrap()
-        .create_topic(name.clone(), partitions, 1, 10_000)
-        .await
-        .unwrap();
-    (name, client)
+    common::kafka_topic(env, partitions).await
 }
 
 async fn partition(client: &Client, topic: &str, p: i32) -> PartitionClient {
@@ -352,36 +337,31 @@ async fn undecodable_records_fail_or_are_skipped_and_an_empty_topic_reads_nothin
     assert!(s.metrics().contains(&("skipped_records", 1)));
 }
 
-/// Keyed records produced by another client (kafka-python, whose default partitioner ports the
-/// Java client's murmur2): each sits in the partition pipectl's load would choose for its key.
+/// Keyed records produced by Kafka's own console producer (the Java client's default
+/// partitioner): each sits in the partition pipectl's load would choose for its key.
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_land_where_the_java_partitioner_puts_them() {
     let Some(env) = service(Service::Kafka) else {
         return;
     };
-    let cache = std::env::var("PIPECTL_CACHE").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/pipectl",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let python = std::path::Path::new(&cache).join("py-venv/bin/python");
-    if !python.exists() {
-        pipeline_testkit::skip(&format!("no {} (run scripts/dev-env up)", python.display()));
-        return;
-    }
     let (name, _client) = topic(&env, 4).await;
-    let script = format!(
-        "from kafka import KafkaProducer\n\
-         p = KafkaProducer(bootstrap_servers='{}')\n\
-         for i in range(100):\n    p.send('{name}', key=f'customer-{{i}}'.encode(), value=b'{{}}')\n\
-         p.flush()\n",
-        env.get("KAFKA_BOOTSTRAP_SERVERS")
-    );
-    let out = std::process::Command::new(&python)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
+    let input: String = (0..100).map(|i| format!("customer-{i}:{{}}\n")).collect();
+    let Some(out) = pipeline_testkit::kafka_tool(
+        "org.apache.kafka.tools.ConsoleProducer",
+        &[
+            "--bootstrap-server",
+            env.get("KAFKA_BOOTSTRAP_SERVERS"),
+            "--topic",
+            &name,
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=:",
+        ],
+        input.as_bytes(),
+    ) else {
+        return;
+    };
     assert!(
         out.status.success(),
         "{}",
@@ -395,13 +375,48 @@ async fn keys_land_where_the_java_partitioner_puts_them() {
     assert_eq!(back.height(), 100);
     let keys = back.column("_key").unwrap().str().unwrap();
     let partitions = back.column("_partition").unwrap().i32().unwrap();
+    let mut used = std::collections::BTreeSet::new();
     for (k, p) in keys
         .iter()
         .map(Option::unwrap)
         .zip(partitions.into_no_null_iter())
     {
         assert_eq!(java_partition(k.as_bytes(), 4), p, "key {k}");
+        used.insert(p);
     }
+    assert_eq!(used.len(), 4, "100 keys spread over every partition");
+
+    // pipectl's load puts the same keys in the same partitions.
+    let (ours, _client) = topic(&env, 4).await;
+    let keyed = df!(
+        "key" => (0..100).map(|i| format!("customer-{i}")).collect::<Vec<_>>(),
+        "v" => vec!["{}"; 100]
+    )
+    .unwrap();
+    let s = step(
+        &env,
+        "kafka",
+        "kafka",
+        json!({}),
+        json!({"topic": ours, "key_column": "key", "format": "string", "value_column": "v"}),
+    )
+    .await;
+    let sink = LoadMethods::kafka(s.options().unwrap(), s).await.unwrap();
+    common::load_frames(sink, vec![keyed]).await.unwrap();
+    let placed = |df: &DataFrame| -> BTreeMap<String, i32> {
+        let keys = df.column("_key").unwrap().str().unwrap();
+        let parts = df.column("_partition").unwrap().i32().unwrap();
+        keys.iter()
+            .map(|k| k.unwrap().to_string())
+            .zip(parts.into_no_null_iter())
+            .collect()
+    };
+    let mine = read(
+        &env,
+        json!({"topics": [ours], "format": "string", "metadata": true}),
+    )
+    .await;
+    assert_eq!(placed(&mine), placed(&back));
 }
 
 /// `validate --connect` for a Kafka connection reaches the brokers and counts the topics.

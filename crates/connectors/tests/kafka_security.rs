@@ -10,24 +10,13 @@ use pipeline_base::ErrorClass;
 use pipeline_connectors::{ExtractMethods, GenerateOptions, LoadMethods, generate_frame};
 use pipeline_data::Runtime;
 use pipeline_testkit::{Env, Service, service, unique, vault_client, vault_secret};
-use rskafka::client::ClientBuilder;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Instant;
 
 /// A topic made through the plain listener.
 async fn topic(env: &Env) -> String {
-    let plain = std::env::var("KAFKA_BOOTSTRAP_SERVERS").expect("KAFKA_BOOTSTRAP_SERVERS");
-    let client = ClientBuilder::new(vec![plain]).build().await.unwrap();
-    let name = unique("ks");
-    client
-        .controller_client()
-        .unwrap()
-        .create_topic(name.clone(), 2, 1, 10_000)
-        .await
-        .unwrap();
-    let _ = env;
-    name
+    common::kafka_topic(env, 2).await.0
 }
 
 /// Produces 500 generated rows over the secure connection with `settings`, then reads them back.

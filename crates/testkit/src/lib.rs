@@ -37,6 +37,7 @@ impl Service {
             Service::Mysql => &["MYSQL_HOST", "MYSQL_PORT", "VAULT_ADDR", "VAULT_TOKEN"],
             Service::Kafka => &["KAFKA_BOOTSTRAP_SERVERS", "VAULT_ADDR", "VAULT_TOKEN"],
             Service::KafkaSecure => &[
+                "KAFKA_BOOTSTRAP_SERVERS",
                 "KAFKA_SASL_BOOTSTRAP_SERVERS",
                 "KAFKA_CA_CERT",
                 "VAULT_ADDR",
@@ -106,6 +107,63 @@ pub fn service(s: Service) -> Option<Env> {
 pub fn skip(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
+}
+
+/// The tool cache of `scripts/dev-env` (`PIPECTL_CACHE`, else `~/.cache/pipectl`).
+pub fn cache_dir() -> std::path::PathBuf {
+    match std::env::var("PIPECTL_CACHE") {
+        Ok(dir) if !dir.is_empty() => dir.into(),
+        _ => std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/pipectl"),
+    }
+}
+
+/// A tool `scripts/dev-env` installs, or `None` with a skip message (a failure under CI).
+fn dev_tool(path: std::path::PathBuf) -> Option<std::path::PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let message = format!("no {} (run scripts/dev-env up)", path.display());
+    if in_ci() {
+        panic!("{message}");
+    }
+    skip(&message);
+    None
+}
+
+/// The Python of the dev-env venv (boto3, pyarrow, kafka-python, fastavro): an independent
+/// client to read back what pipectl wrote.
+pub fn python() -> Option<std::path::PathBuf> {
+    dev_tool(cache_dir().join("py-venv/bin/python"))
+}
+
+/// Runs a class of the local Kafka's own jars (`org.apache.kafka.tools.ConsoleProducer`, ...)
+/// with `stdin`; `None` with a skip message when the jars are missing.
+pub fn kafka_tool(class: &str, args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    use std::io::Write;
+    let libs = std::fs::read_dir(cache_dir())
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("libs"))
+        .find(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|n| n.to_string_lossy().starts_with("kafka-"))
+                && p.is_dir()
+        });
+    let libs = dev_tool(libs.unwrap_or_else(|| cache_dir().join("kafka-VERSION/libs")))?;
+    let mut child = std::process::Command::new("java")
+        .args(["-Xmx256m", "-cp", &format!("{}/*", libs.display()), class])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting java for {class}: {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin).expect("writing the tool's input");
+    }
+    Some(child.wait_with_output().expect("the tool's output"))
 }
 
 /// The repository root of the checkout under test. Read at run time (cargo sets

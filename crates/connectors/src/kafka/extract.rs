@@ -6,7 +6,7 @@
 
 use super::decode::{Decoder, FieldType};
 use super::offsets::{OffsetStore, Offsets};
-use super::{client, kafka_error};
+use super::{client, kafka_error, read_avsc};
 use crate::ExtractMethods;
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -495,17 +495,9 @@ impl ExtractMethods {
         }
         let decoder = match (&options.avro_schema, options.format) {
             (Some(path), ValueFormat::Avro) => {
-                let path = setup.resolve_path(path);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    StepError::user(format!(
-                        "step \"{}\": cannot read the Avro schema {}: {e}",
-                        setup.step,
-                        path.display()
-                    ))
-                })?;
-                Decoder::avro(&text, options.metadata).map_err(|e| {
-                    e.context(format!("step \"{}\": {}", setup.step, path.display()))
-                })?
+                let (text, path) = read_avsc(&setup, path)?;
+                Decoder::avro(&text, options.metadata)
+                    .map_err(|e| e.context(format!("step \"{}\": {path}", setup.step)))?
             }
             _ => Decoder::new(options.format, options.schema(), options.metadata),
         };

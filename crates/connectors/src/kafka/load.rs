@@ -9,9 +9,11 @@
 //! records twice. The step logs this when it opens; readers that need exactly-once dedupe on
 //! the key.
 
+use super::avro_write::AvroWriter;
 use super::encode::{append_json, texts};
 use super::extract::ValueFormat;
 use super::murmur::partition_for;
+use super::read_avsc;
 use super::{client, kafka_error};
 use crate::LoadMethods;
 use async_trait::async_trait;
@@ -56,10 +58,14 @@ impl KafkaCompression {
 pub struct KafkaLoadOptions {
     /// The topic to produce to (it must exist).
     pub topic: String,
-    /// `json` (default: every column not used as key or header, as one JSON object), `string`
-    /// or `bytes` (the `value_column` as is).
+    /// `json` (default: every column not used as key or header, as one JSON object), `avro`
+    /// (those columns as one Avro datum), `string` or `bytes` (the `value_column` as is).
     #[serde(default)]
     pub format: ValueFormat,
+    /// For `avro`: the writer schema, an `.avsc` record file (relative to the pipeline file);
+    /// without it the schema is derived from the data (every column a nullable field).
+    #[serde(default)]
+    pub avro_schema: Option<String>,
     /// The value column for `string` / `bytes`.
     #[serde(default)]
     pub value_column: Option<String>,
@@ -92,17 +98,10 @@ impl MethodOptions for KafkaLoadOptions {
             return Err(OptionsError::new("/topic", "the topic name is empty"));
         }
         match (self.format, &self.value_column) {
-            (ValueFormat::Avro, _) => {
-                return Err(OptionsError::new(
-                    "/format",
-                    "the kafka load writes json, string or bytes values; avro is read-only so far",
-                )
-                .with_hint("write json (or string/bytes of a column)"));
-            }
-            (ValueFormat::Json, Some(_)) => {
+            (ValueFormat::Json | ValueFormat::Avro, Some(_)) => {
                 return Err(OptionsError::new(
                     "/value_column",
-                    "the json format sends every column; value_column is for string and bytes",
+                    "the json and avro formats send every column; value_column is for string and bytes",
                 ));
             }
             (ValueFormat::String | ValueFormat::Bytes, None) => {
@@ -113,6 +112,12 @@ impl MethodOptions for KafkaLoadOptions {
                 .with_hint("\"value_column\": \"payload\""));
             }
             _ => {}
+        }
+        if self.avro_schema.is_some() && self.format != ValueFormat::Avro {
+            return Err(OptionsError::new(
+                "/avro_schema",
+                "avro_schema applies to the avro format only",
+            ));
         }
         if !(1024..=(64 << 20)).contains(&self.batch_bytes) {
             return Err(OptionsError::new(
@@ -127,6 +132,8 @@ impl MethodOptions for KafkaLoadOptions {
 struct KafkaSink {
     step: String,
     options: KafkaLoadOptions,
+    /// For `avro`: the writer schema.
+    avro: Option<AvroWriter>,
     partitions: Vec<PartitionClient>,
     /// Records waiting per partition, with their approximate size.
     pending: BTreeMap<usize, (Vec<Record>, usize)>,
@@ -137,18 +144,22 @@ struct KafkaSink {
 }
 
 impl KafkaSink {
+    /// The key and header columns, which the json and avro values leave out.
+    fn not_in_value(&self) -> Vec<&str> {
+        self.options
+            .key_column
+            .iter()
+            .chain(&self.options.header_columns)
+            .map(String::as_str)
+            .collect()
+    }
+
     /// The rows of `df` as records.
     fn records(&self, df: &DataFrame) -> Result<Vec<Record>, StepError> {
         let n = df.height();
         let values: Vec<Option<Vec<u8>>> = match self.options.format {
             ValueFormat::Json => {
-                let skip: Vec<&str> = self
-                    .options
-                    .key_column
-                    .iter()
-                    .chain(&self.options.header_columns)
-                    .map(String::as_str)
-                    .collect();
+                let skip = self.not_in_value();
                 let mut rows: Vec<Vec<u8>> = (0..n).map(|_| vec![b'{']).collect();
                 let mut first = true;
                 for c in df.columns() {
@@ -167,7 +178,17 @@ impl KafkaSink {
                     .collect()
             }
             ValueFormat::Avro => {
-                return Err(StepError::internal("the kafka load got the avro format"));
+                let Some(writer) = &self.avro else {
+                    return Err(StepError::internal("the kafka avro load has no writer"));
+                };
+                let skip = self.not_in_value();
+                let values = df.drop_many(skip.iter().copied());
+                writer
+                    .datums(&values)
+                    .map_err(|e| e.context(format!("step \"{}\"", self.step)))?
+                    .into_iter()
+                    .map(Some)
+                    .collect()
             }
             ValueFormat::String | ValueFormat::Bytes => {
                 let name = self.options.value_column.clone().unwrap_or_default();
@@ -330,6 +351,19 @@ impl LoadMethods {
         setup: StepSetup,
     ) -> Result<Box<dyn Sink>, StepError> {
         let conn = setup.connection_setup()?;
+        let avro = match (options.format, &options.avro_schema) {
+            (ValueFormat::Avro, Some(path)) => {
+                let (text, path) = read_avsc(&setup, path)?;
+                Some(
+                    AvroWriter::from_file(&text, &path)
+                        .map_err(|e| e.context(format!("step \"{}\"", setup.step)))?,
+                )
+            }
+            (ValueFormat::Avro, None) => Some(AvroWriter::Derived {
+                record_name: options.topic.clone(),
+            }),
+            _ => None,
+        };
         let (client, servers) = client(&conn).await?;
         let topics = client
             .list_topics()
@@ -356,6 +390,7 @@ impl LoadMethods {
         Ok(Box::new(KafkaSink {
             step: setup.step.clone(),
             options,
+            avro,
             partitions,
             pending: BTreeMap::new(),
             round_robin: 0,
@@ -373,6 +408,9 @@ mod tests {
         KafkaSink {
             step: "out".into(),
             options: serde_json::from_value(options).unwrap(),
+            avro: Some(AvroWriter::Derived {
+                record_name: "t".into(),
+            }),
             partitions: Vec::new(),
             pending: BTreeMap::new(),
             round_robin: 0,
@@ -508,6 +546,18 @@ mod tests {
         assert_eq!(
             check(serde_json::json!({"topic": "t", "format": "bytes"})),
             Some("/value_column".into())
+        );
+        assert_eq!(
+            check(serde_json::json!({"topic": "t", "format": "avro"})),
+            None
+        );
+        assert_eq!(
+            check(serde_json::json!({"topic": "t", "format": "avro", "value_column": "v"})),
+            Some("/value_column".into())
+        );
+        assert_eq!(
+            check(serde_json::json!({"topic": "t", "avro_schema": "a.avsc"})),
+            Some("/avro_schema".into())
         );
         assert_eq!(
             check(serde_json::json!({"topic": "t", "batch_bytes": 10})),

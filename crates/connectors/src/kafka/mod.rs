@@ -3,6 +3,7 @@
 //! the partitions directly: no consumer groups, the offsets are ours to keep (`offsets.rs`).
 
 mod avro;
+mod avro_write;
 mod decode;
 mod encode;
 mod extract;
@@ -88,6 +89,22 @@ async fn build(
         });
     }
     builder.build().await
+}
+
+/// The text of a step's `.avsc` file (relative to the pipeline file) and its path as shown.
+pub(super) fn read_avsc(
+    setup: &pipeline_data::StepSetup,
+    path: &str,
+) -> Result<(String, String), StepError> {
+    let path = setup.resolve_path(path);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        StepError::user(format!(
+            "step \"{}\": cannot read the Avro schema {}: {e}",
+            setup.step,
+            path.display()
+        ))
+    })?;
+    Ok((text, path.display().to_string()))
 }
 
 /// A Kafka error, classed: what the broker refuses for good is the user's or the system's,

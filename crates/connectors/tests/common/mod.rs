@@ -115,3 +115,20 @@ pub async fn load_frames(
         }
     }
 }
+
+/// A new topic with `partitions` partitions on the local Kafka's plain listener.
+pub async fn kafka_topic(env: &Env, partitions: i32) -> (String, rskafka::client::Client) {
+    let client =
+        rskafka::client::ClientBuilder::new(vec![env.get("KAFKA_BOOTSTRAP_SERVERS").to_string()])
+            .build()
+            .await
+            .expect("a Kafka client");
+    let name = pipeline_testkit::unique("kt");
+    client
+        .controller_client()
+        .unwrap()
+        .create_topic(name.clone(), partitions, 1, 10_000)
+        .await
+        .unwrap();
+    (name, client)
+}

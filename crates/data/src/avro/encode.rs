@@ -12,6 +12,26 @@ use std::collections::HashSet;
 
 /// Encodes a DataFrame as an Avro object container with a record schema named `record_name`.
 pub fn frame_to_avro(df: &DataFrame, record_name: &str) -> Result<AvroBatch, StepError> {
+    let (schema, records) = frame_to_avro_records(df, record_name)?;
+    let mut writer = Writer::new(&schema, Vec::with_capacity(df.height() * 16 + 1024))
+        .map_err(|e| StepError::internal(format!("creating the Avro writer: {e}")))?;
+    for record in records {
+        writer
+            .append_value(record)
+            .map_err(|e| StepError::internal(format!("writing an Avro record: {e}")))?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| StepError::internal(format!("finishing the Avro container: {e}")))?;
+    Ok(AvroBatch::new(bytes, df.height()))
+}
+
+/// The record schema of a DataFrame (every column a nullable field, see the module doc) and
+/// its rows as Avro record values of that schema, for writers of single datums (Kafka).
+pub fn frame_to_avro_records(
+    df: &DataFrame,
+    record_name: &str,
+) -> Result<(Schema, Vec<Value>), StepError> {
     let mut df = df.clone();
     df.rechunk_mut();
     let mut fields = Vec::with_capacity(df.width());
@@ -44,23 +64,19 @@ pub fn frame_to_avro(df: &DataFrame, record_name: &str) -> Result<AvroBatch, Ste
         .iter()
         .map(|f| f["name"].as_str().unwrap_or_default().to_string())
         .collect();
-    let mut writer = Writer::new(&schema, Vec::with_capacity(df.height() * 16 + 1024))
-        .map_err(|e| StepError::internal(format!("creating the Avro writer: {e}")))?;
     let mut iters: Vec<_> = columns.into_iter().map(Vec::into_iter).collect();
-    for _ in 0..df.height() {
-        let record: Vec<(String, Value)> = names
-            .iter()
-            .zip(iters.iter_mut())
-            .map(|(n, it)| (n.clone(), it.next().unwrap_or(Value::Null)))
-            .collect();
-        writer
-            .append_value(Value::Record(record))
-            .map_err(|e| StepError::internal(format!("writing an Avro record: {e}")))?;
-    }
-    let bytes = writer
-        .into_inner()
-        .map_err(|e| StepError::internal(format!("finishing the Avro container: {e}")))?;
-    Ok(AvroBatch::new(bytes, df.height()))
+    let records = (0..df.height())
+        .map(|_| {
+            Value::Record(
+                names
+                    .iter()
+                    .zip(iters.iter_mut())
+                    .map(|(n, it)| (n.clone(), it.next().unwrap_or(Value::Null)))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok((schema, records))
 }
 
 fn nullable(v: Option<Value>) -> Value {

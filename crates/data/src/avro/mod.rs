@@ -16,7 +16,7 @@ mod decode;
 mod encode;
 
 pub use decode::avro_to_frame;
-pub use encode::frame_to_avro;
+pub use encode::{frame_to_avro, frame_to_avro_records};
 
 /// Record name used when a step does not give one.
 pub const DEFAULT_RECORD_NAME: &str = "pipectl_record";
