@@ -1,7 +1,8 @@
 //! The kafka extract and load against the local Kafka: rows produced by the load and read back
 //! both by the extract and by a plain rskafka client; start positions (earliest, latest,
 //! explicit offsets, a timestamp) read exactly the expected records; stored offsets advance
-//! only when the source commits; undecodable records fail or are skipped; an empty topic is a
+//! only when the source commits; undecodable records fail, are skipped or are dead-lettered at
+//! commit; an empty topic is a
 //! clean zero-record read; keyed records land where Kafka's console producer puts them.
 
 mod common;
@@ -63,6 +64,15 @@ async fn extract(env: &Env, options: Value) -> Result<Box<dyn Source>, pipeline_
 async fn read(env: &Env, options: Value) -> DataFrame {
     let source = extract(env, options).await.expect("the extract opens");
     read_all(Runtime::Source(source)).await
+}
+
+/// Reads a source to its end: the source (to commit) and the rows read.
+async fn drain(mut s: Box<dyn Source>) -> (Box<dyn Source>, usize) {
+    let mut n = 0;
+    while let Some(b) = s.next_batch().await.unwrap() {
+        n += b.rows();
+    }
+    (s, n)
 }
 
 fn ids(df: &DataFrame) -> Vec<i64> {
@@ -267,13 +277,6 @@ async fn stored_offsets_advance_only_when_the_source_commits() {
     let options = json!({"topics": [name], "offsets": {"store": store.to_str().unwrap()}});
     produce(&client, &name, 0, &events(0, 30), 1_000).await;
 
-    let drain = |mut s: Box<dyn Source>| async move {
-        let mut n = 0;
-        while let Some(b) = s.next_batch().await.unwrap() {
-            n += b.rows();
-        }
-        (s, n)
-    };
     let (mut s, n) = drain(extract(&env, options.clone()).await.unwrap()).await;
     assert_eq!(n, 30);
     s.commit().await.unwrap();
@@ -298,7 +301,7 @@ async fn stored_offsets_advance_only_when_the_source_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn undecodable_records_fail_or_are_skipped_and_an_empty_topic_reads_nothing() {
+async fn undecodable_records_fail_are_skipped_or_dead_lettered_and_an_empty_topic_reads_nothing() {
     let Some(env) = service(Service::Kafka) else {
         return;
     };
@@ -335,6 +338,45 @@ async fn undecodable_records_fail_or_are_skipped_and_an_empty_topic_reads_nothin
     }
     assert_eq!(rows, 5);
     assert!(s.metrics().contains(&("skipped_records", 1)));
+
+    // Dead letters: held until the source commits (a run that fails publishes none), then
+    // produced as read, with where they came from and why.
+    let (dlq, _) = topic(&env, 1).await;
+    let options = json!({"topics": [name], "on_error": "dead_letter", "dead_letter_topic": dlq});
+    let (_, rows) = drain(extract(&env, options.clone()).await.unwrap()).await;
+    assert_eq!(rows, 5);
+    let dlq_partition = partition(&client, &dlq, 0).await;
+    let dead = || async {
+        dlq_partition
+            .fetch_records(0, 1..1_000_000, 1000)
+            .await
+            .unwrap()
+            .0
+    };
+    assert!(dead().await.is_empty(), "nothing before the commit");
+    let (mut s, rows) = drain(extract(&env, options).await.unwrap()).await;
+    assert_eq!(rows, 5);
+    s.commit().await.unwrap();
+    assert!(
+        s.metrics().contains(&("dead_lettered_records", 1)),
+        "{:?}",
+        s.metrics()
+    );
+    let records = dead().await;
+    assert_eq!(records.len(), 1);
+    let r = &records[0].record;
+    assert_eq!(r.value.as_deref(), Some(&b"{not json"[..]));
+    let header = |k: &str| String::from_utf8(r.headers[k].clone()).unwrap();
+    assert_eq!(header("pipectl.topic"), name);
+    assert_eq!(header("pipectl.offset"), "3");
+    assert_eq!(header("pipectl.partition"), "0");
+    assert!(
+        header("pipectl.error").contains("not valid JSON")
+            || header("pipectl.error").contains("JSON"),
+        "{}",
+        header("pipectl.error")
+    );
+    assert_eq!(header("pipectl.step"), "kafka_step");
 }
 
 /// Keyed records produced by Kafka's own console producer (the Java client's default

@@ -4,9 +4,10 @@
 //! batches of `batch_rows`. With `"offsets": {"store": FILE}` the next offsets are kept between
 //! runs and written only after every load of the run has committed (`Source::commit`).
 
+use super::dead_letter::DeadLetters;
 use super::decode::{Decoder, FieldType};
 use super::offsets::{OffsetStore, Offsets};
-use super::{client, kafka_error, read_avsc};
+use super::{client, kafka_error, open_partitions, read_avsc};
 use crate::ExtractMethods;
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -62,6 +63,9 @@ pub enum OnDecodeError {
     Fail,
     /// The record is left out, counted (`skipped_records`) and logged.
     Skip,
+    /// The record goes to `dead_letter_topic` as it was read, with headers saying where it
+    /// came from and why (`pipectl.error`, ...), produced when the run's loads have committed.
+    DeadLetter,
 }
 
 /// Where the extract keeps its offsets between runs.
@@ -99,9 +103,12 @@ pub struct KafkaExtractOptions {
     /// Add `_topic`, `_partition`, `_offset`, `_timestamp`, `_key` and `_headers` (JSON) columns.
     #[serde(default)]
     pub metadata: bool,
-    /// `fail` (default) or `skip` records that cannot be decoded.
+    /// `fail` (default), `skip` or `dead_letter` records that cannot be decoded.
     #[serde(default)]
     pub on_error: OnDecodeError,
+    /// With `"on_error": "dead_letter"`: the existing topic that receives them.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
     /// Rows per batch handed to the next step (default 65,536).
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
@@ -207,6 +214,28 @@ impl MethodOptions for KafkaExtractOptions {
             }
             _ => {}
         }
+        match (self.on_error, &self.dead_letter_topic) {
+            (OnDecodeError::DeadLetter, None) => {
+                return Err(OptionsError::new(
+                    "/dead_letter_topic",
+                    "on_error dead_letter needs the topic that receives them",
+                )
+                .with_hint("\"dead_letter_topic\": \"orders_dlq\""));
+            }
+            (OnDecodeError::DeadLetter, Some(t)) if t.trim().is_empty() => {
+                return Err(OptionsError::new(
+                    "/dead_letter_topic",
+                    "the topic name is empty",
+                ));
+            }
+            (OnDecodeError::Fail | OnDecodeError::Skip, Some(_)) => {
+                return Err(OptionsError::new(
+                    "/dead_letter_topic",
+                    "dead_letter_topic applies with \"on_error\": \"dead_letter\" only",
+                ));
+            }
+            _ => {}
+        }
         if let Some(o) = &self.offsets
             && (o.store.trim().is_empty() || o.store.contains("://"))
         {
@@ -243,6 +272,8 @@ struct KafkaSource {
     on_error: OnDecodeError,
     batch_rows: usize,
     store: Option<OffsetStore>,
+    /// With `on_error: dead_letter`: the records refused, produced at commit.
+    dead_letters: Option<DeadLetters>,
     /// The offsets to store after a complete read.
     ends: Offsets,
     total: u64,
@@ -295,6 +326,14 @@ impl Source for KafkaSource {
                             ))
                             .with_hint("fix the producer, declare the field's type in \"schema\", or set \"on_error\": \"skip\""));
                         }
+                        OnDecodeError::DeadLetter => {
+                            if let Some(dl) = &mut self.dead_letters {
+                                dl.hold(&chunk.topic, chunk.partition, r, &why)?;
+                                if dl.held() <= 10 {
+                                    tracing::warn!(step = %self.step, topic = %dl.topic, "dead-lettering the record at {at}: {why}");
+                                }
+                            }
+                        }
                         OnDecodeError::Skip => {
                             self.skipped = self.skipped.saturating_add(1);
                             if self.skipped <= 10 {
@@ -312,6 +351,13 @@ impl Source for KafkaSource {
     }
 
     async fn commit(&mut self) -> Result<(), StepError> {
+        if let Some(dl) = &mut self.dead_letters
+            && dl.held() > 0
+        {
+            let n = dl.held();
+            dl.publish().await?;
+            tracing::info!(step = %self.step, topic = %dl.topic, records = n, "produced the dead letters");
+        }
         if let Some(store) = &self.store {
             store.save(&self.ends)?;
             tracing::info!(step = %self.step, store = %store.path().display(), "stored the next offsets");
@@ -324,6 +370,12 @@ impl Source for KafkaSource {
             ("partitions", self.partitions),
             ("records_read", self.read),
             ("skipped_records", self.skipped),
+            (
+                "dead_lettered_records",
+                self.dead_letters
+                    .as_ref()
+                    .map_or(0, |d| (d.held() as u64).saturating_add(d.produced)),
+            ),
         ]
     }
 }
@@ -393,6 +445,15 @@ impl ExtractMethods {
             .list_topics()
             .await
             .map_err(|e| kafka_error(e, &format!("listing topics on {servers}")))?;
+        let dead_letters = match (&options.dead_letter_topic, options.on_error) {
+            (Some(topic), OnDecodeError::DeadLetter) => Some(DeadLetters::new(
+                topic.clone(),
+                open_partitions(&client, &servers, topic, &setup.step).await?,
+                &setup.step,
+                &setup.run_id,
+            )),
+            _ => None,
+        };
         let store = options
             .offsets
             .as_ref()
@@ -525,6 +586,7 @@ impl ExtractMethods {
             on_error: options.on_error,
             batch_rows: options.batch_rows,
             store,
+            dead_letters,
             ends,
             total,
             read: 0,
@@ -536,48 +598,5 @@ impl ExtractMethods {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rstest::rstest;
-
-    #[rstest]
-    #[case(r#"{"topics": []}"#, Some("/topics"))]
-    #[case(r#"{"topics": [" "]}"#, Some("/topics/0"))]
-    #[case(
-        r#"{"topics": ["t"], "format": "string", "schema": {"a": "string"}}"#,
-        Some("/schema")
-    )]
-    #[case(r#"{"topics": ["t"], "schema": {"a": "money"}}"#, Some("/schema/a"))]
-    #[case(r#"{"topics": ["t"], "batch_rows": 0}"#, Some("/batch_rows"))]
-    #[case(r#"{"topics": ["t"], "format": "avro"}"#, Some("/avro_schema"))]
-    #[case(r#"{"topics": ["t"], "avro_schema": "a.avsc"}"#, Some("/avro_schema"))]
-    #[case(r#"{"topics": ["t"], "fetch_bytes": 10}"#, Some("/fetch_bytes"))]
-    #[case(
-        r#"{"topics": ["t"], "start": {"timestamp": "yesterday"}}"#,
-        Some("/start/timestamp")
-    )]
-    #[case(
-        r#"{"topics": ["t"], "start": {"offsets": {"t/x": 1}}}"#,
-        Some("/start/offsets/t/x")
-    )]
-    #[case(
-        r#"{"topics": ["t"], "start": {"offsets": {"0": -1}}}"#,
-        Some("/start/offsets/0")
-    )]
-    #[case(
-        r#"{"topics": ["t"], "offsets": {"store": "s3://b/o.json"}}"#,
-        Some("/offsets/store")
-    )]
-    #[case(r#"{"topics": ["t"], "start": "latest", "schema": {"a": "int64", "b": "date"}, "offsets": {"store": "o.json"}}"#, None)]
-    fn options_are_checked(#[case] json: &str, #[case] pointer: Option<&str>) {
-        let o: KafkaExtractOptions = serde_json::from_str(json).unwrap();
-        assert_eq!(
-            o.check().err().map(|e| e.pointer),
-            pointer.map(String::from),
-            "{json}"
-        );
-        if pointer.is_none() {
-            assert_eq!(o.schema().len(), 2);
-        }
-    }
-}
+#[path = "extract_tests.rs"]
+mod tests;

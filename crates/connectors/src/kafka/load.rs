@@ -13,8 +13,8 @@ use super::avro_write::AvroWriter;
 use super::encode::{append_json, texts};
 use super::extract::ValueFormat;
 use super::murmur::partition_for;
-use super::read_avsc;
 use super::{client, kafka_error};
+use super::{open_partitions, read_avsc};
 use crate::LoadMethods;
 use async_trait::async_trait;
 use pipeline_base::StepError;
@@ -22,7 +22,7 @@ use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
 use pipeline_data::{CommitOutcome, Metrics, OptionsError, Sink, StepSetup};
 use rskafka::chrono::Utc;
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{Compression, PartitionClient};
 use rskafka::record::Record;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -365,27 +365,7 @@ impl LoadMethods {
             _ => None,
         };
         let (client, servers) = client(&conn).await?;
-        let topics = client
-            .list_topics()
-            .await
-            .map_err(|e| kafka_error(e, &format!("listing topics on {servers}")))?;
-        let Some(topic) = topics.iter().find(|t| t.name == options.topic) else {
-            return Err(StepError::user(format!(
-                "step \"{}\": topic \"{}\" does not exist on {servers}",
-                setup.step, options.topic
-            ))
-            .with_hint("create it first (pipectl does not create topics)"));
-        };
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in 0..i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX) {
-            let doing = format!("opening topic \"{}\" partition {p}", options.topic);
-            partitions.push(
-                client
-                    .partition_client(options.topic.clone(), p, UnknownTopicHandling::Error)
-                    .await
-                    .map_err(|e| kafka_error(e, &doing))?,
-            );
-        }
+        let partitions = open_partitions(&client, &servers, &options.topic, &setup.step).await?;
         tracing::info!(step = %setup.step, topic = %options.topic, partitions = partitions.len(), "producing; the kafka load is at-least-once: records are visible as they are produced, and a failed run that is run again may produce some twice");
         Ok(Box::new(KafkaSink {
             step: setup.step.clone(),

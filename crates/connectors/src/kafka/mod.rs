@@ -4,6 +4,7 @@
 
 mod avro;
 mod avro_write;
+mod dead_letter;
 mod decode;
 mod encode;
 mod extract;
@@ -20,6 +21,7 @@ use pipeline_credentials::{ExposeSecret, KafkaConfig};
 use pipeline_data::ConnectionSetup;
 use rskafka::BackoffConfig;
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
+use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +91,36 @@ async fn build(
         });
     }
     builder.build().await
+}
+
+/// A client for each partition of an existing topic (pipectl does not create topics).
+pub(super) async fn open_partitions(
+    client: &Client,
+    servers: &str,
+    topic: &str,
+    step: &str,
+) -> Result<Vec<PartitionClient>, StepError> {
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|e| kafka_error(e, &format!("listing topics on {servers}")))?;
+    let Some(found) = topics.iter().find(|t| t.name == topic) else {
+        return Err(StepError::user(format!(
+            "step \"{step}\": topic \"{topic}\" does not exist on {servers}"
+        ))
+        .with_hint("create it first (pipectl does not create topics)"));
+    };
+    let mut partitions = Vec::with_capacity(found.partitions.len());
+    for p in 0..i32::try_from(found.partitions.len()).unwrap_or(i32::MAX) {
+        let doing = format!("opening topic \"{topic}\" partition {p}");
+        partitions.push(
+            client
+                .partition_client(topic.to_string(), p, UnknownTopicHandling::Error)
+                .await
+                .map_err(|e| kafka_error(e, &doing))?,
+        );
+    }
+    Ok(partitions)
 }
 
 /// The text of a step's `.avsc` file (relative to the pipeline file) and its path as shown.
