@@ -18,7 +18,8 @@ seed_vault() {
     username="$MYSQL_USER" password="$MYSQL_PASSWORD"
   vault_put pipectl/s3 access_key_id="$AWS_ACCESS_KEY_ID" secret_access_key="$AWS_SECRET_ACCESS_KEY" \
     region="$S3_REGION" endpoint="http://127.0.0.1:$S3_PORT"
-  vault_put pipectl/kafka bootstrap_servers="127.0.0.1:$KAFKA_PORT" security_protocol=PLAINTEXT
+  vault_put pipectl/kafka bootstrap_servers="127.0.0.1:$KAFKA_PORT" security_protocol=PLAINTEXT \
+    schema_registry_url="http://127.0.0.1:$SCHEMA_REGISTRY_PORT/apis/ccompat/v7"
   vault_put pipectl/kafka_secure bootstrap_servers="localhost:$KAFKA_SASL_PORT" security_protocol=SASL_SSL \
     sasl_mechanism=SCRAM-SHA-512 username="$KAFKA_SASL_USER" password="$KAFKA_SASL_PASSWORD" \
     ca_cert="$STATE/postgres-tls/ca.crt"

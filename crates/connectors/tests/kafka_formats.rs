@@ -15,6 +15,20 @@ async fn topic(env: &Env, partitions: i32) -> String {
     common::kafka_topic(env, partitions).await.0
 }
 
+/// Runs a Python script that prints one JSON object; its output.
+fn run_python(python: &std::path::Path, script: &str) -> Value {
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// 1,000 order events shaped like the example's `order_event.avsc` (every 7th customer null).
 fn orders() -> DataFrame {
     let n = 1000i64;
@@ -151,16 +165,7 @@ print(json.dumps({{"n": len(rows), "ids": sum(r["order_id"] for r in rows),
         avsc = examples.join("schemas/order_event.avsc").display(),
         servers = env.get("KAFKA_BOOTSTRAP_SERVERS"),
     );
-    let out = std::process::Command::new(&python)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = run_python(&python, &script);
     assert_eq!(got["n"], 1000);
     assert_eq!(got["ids"], 500_500);
     assert_eq!(got["null_customers"], 142);
@@ -203,4 +208,84 @@ async fn avro_values_with_a_schema_derived_from_the_data_read_back() {
     .await;
     assert_eq!(canonical(&back), canonical(&orders()));
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// `avro_confluent`: the load registers the value schema under `TOPIC-value` and frames each
+/// datum (magic byte 0, schema id); the extract fetches the schema by id; an independent
+/// reader (kafka-python, the registry over HTTP, fastavro) decodes the same records.
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_confluent_values_round_trip_through_the_schema_registry() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let Some(python) = pipeline_testkit::python() else {
+        return;
+    };
+    let registry = env.get("SCHEMA_REGISTRY_URL").to_string();
+    assert!(
+        !registry.is_empty() || !pipeline_testkit::in_ci(),
+        "SCHEMA_REGISTRY_URL is not set (scripts/dev-env env)"
+    );
+    if registry.is_empty() {
+        pipeline_testkit::skip("no SCHEMA_REGISTRY_URL (scripts/dev-env up)");
+        return;
+    }
+    let examples = repo_root().join("configs/examples");
+    // With the example's schema file, and with a schema derived from the data.
+    for avsc in [Some("schemas/order_event.avsc"), None] {
+        let name = topic(&env, 3).await;
+        let mut options = json!({"topic": name, "format": "avro_confluent"});
+        if let Some(avsc) = avsc {
+            options["avro_schema"] = json!(avsc);
+        }
+        load(&env, options).await;
+        // The reader's columns: the subject's latest schema.
+        let back = extract(
+            &env,
+            json!({"topics": [name], "format": "avro_confluent", "metadata": true}),
+            &examples,
+        )
+        .await;
+        let keys: i64 = back
+            .column("order_id")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .sum()
+            .unwrap();
+        assert_eq!(keys, 500_500, "{avsc:?}");
+        let amount: f64 = back.column("amount").unwrap().f64().unwrap().sum().unwrap();
+        assert!((amount - 62_562.5).abs() < 1e-6, "{avsc:?}: {amount}");
+        assert_eq!(
+            back.column("customer_id").unwrap().null_count(),
+            142,
+            "{avsc:?}"
+        );
+
+        let script = format!(
+            r#"
+import io, json, struct, urllib.request, fastavro
+from kafka import KafkaConsumer
+c = KafkaConsumer("{name}", bootstrap_servers="{servers}", auto_offset_reset="earliest", consumer_timeout_ms=10000)
+schemas, n, amount = {{}}, 0, 0.0
+for m in c:
+    magic, sid = struct.unpack(">bI", m.value[:5])
+    assert magic == 0, magic
+    if sid not in schemas:
+        text = json.load(urllib.request.urlopen(f"{registry}/schemas/ids/{{sid}}"))["schema"]
+        schemas[sid] = fastavro.parse_schema(json.loads(text))
+    r = fastavro.schemaless_reader(io.BytesIO(m.value[5:]), schemas[sid])
+    n += 1
+    amount += r["amount"]
+    if n == 1000:
+        break
+print(json.dumps({{"n": n, "amount": amount, "ids": len(schemas)}}))
+"#,
+            servers = env.get("KAFKA_BOOTSTRAP_SERVERS"),
+        );
+        let got = run_python(&python, &script);
+        assert_eq!(got["n"], 1000, "{avsc:?}");
+        assert_eq!(got["ids"], 1, "one schema registered: {avsc:?}");
+        assert!((got["amount"].as_f64().unwrap() - 62_562.5).abs() < 1e-6);
+    }
 }

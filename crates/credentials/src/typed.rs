@@ -210,6 +210,10 @@ pub struct KafkaConfig {
     /// With TLS: `verify-full` (the default, as the Java client's https endpoint
     /// identification), `verify-ca` (the chain, not the host name) or `require` (unverified).
     pub tls_mode: Option<String>,
+    /// The Confluent-compatible Schema Registry of `avro_confluent` values (its API base URL).
+    pub schema_registry_url: Option<String>,
+    pub schema_registry_username: Option<String>,
+    pub schema_registry_password: Option<SecretString>,
 }
 
 impl KafkaConfig {
@@ -254,6 +258,9 @@ impl KafkaConfig {
             password,
             ca_cert: src.plain("ca_cert"),
             tls_mode: src.one_of("tls_mode", kind, Self::TLS_MODES)?,
+            schema_registry_url: src.plain("schema_registry_url"),
+            schema_registry_username: src.plain("schema_registry_username"),
+            schema_registry_password: src.secret("schema_registry_password"),
         })
     }
 

@@ -15,8 +15,12 @@ use std::collections::HashSet;
 pub(super) enum AvroWriter {
     /// Derived from each frame, its record named after the topic.
     Derived { record_name: String },
-    /// Parsed from the user's `.avsc` file (shown in errors).
-    File { schema: Schema, path: String },
+    /// Parsed from the user's `.avsc` file (shown in errors), with its text.
+    File {
+        schema: Schema,
+        path: String,
+        text: String,
+    },
 }
 
 impl AvroWriter {
@@ -32,7 +36,20 @@ impl AvroWriter {
         Ok(AvroWriter::File {
             schema,
             path: path.to_string(),
+            text: text.to_string(),
         })
+    }
+
+    /// The writer schema's JSON text for the value columns of `df` (for a registry).
+    pub fn schema_text(&self, df: &DataFrame) -> Result<String, StepError> {
+        match self {
+            AvroWriter::File { text, .. } => Ok(text.clone()),
+            AvroWriter::Derived { record_name } => {
+                let (schema, _) = frame_to_avro_records(&df.head(Some(0)), record_name)?;
+                serde_json::to_string(&schema)
+                    .map_err(|e| StepError::internal(format!("the derived Avro schema: {e}")))
+            }
+        }
     }
 
     /// One datum per row of `df` (the value columns only).
@@ -44,7 +61,7 @@ impl AvroWriter {
         let (derived, rows) = frame_to_avro_records(df, record_name)?;
         let (schema, file) = match self {
             AvroWriter::Derived { .. } => (&derived, None),
-            AvroWriter::File { schema, path } => {
+            AvroWriter::File { schema, path, .. } => {
                 check_columns(schema, &derived, path)?;
                 (schema, Some(path))
             }

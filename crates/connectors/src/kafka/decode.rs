@@ -5,6 +5,7 @@
 
 use super::avro::{avro_cell, avro_type};
 use super::extract::ValueFormat;
+use super::registry::split_wire;
 use crate::columns::{ColumnBuffer, Logical, Values, take_frame};
 use apache_avro::Schema as AvroSchema;
 use apache_avro::reader::datum::GenericDatumReader;
@@ -15,6 +16,7 @@ use polars_arrow::array::MutableBinaryViewArray;
 use rskafka::chrono::{DateTime, NaiveDate, NaiveDateTime};
 use rskafka::record::RecordAndOffset;
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// The type of a JSON field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,11 +172,38 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// The reader of the record schema `avsc` and its fields as columns. The reader borrows its
+/// schema for as long as the step reads: one small schema per opened step (and writer schema
+/// id) is kept for the life of the process.
+fn avro_reader(
+    avsc: &str,
+) -> Result<(GenericDatumReader<'static>, Vec<(String, FieldType)>), StepError> {
+    let schema = AvroSchema::parse_str(avsc)
+        .map_err(|e| StepError::user(format!("the Avro schema does not parse: {e}")))?;
+    let AvroSchema::Record(record) = &schema else {
+        return Err(StepError::user(
+            "the Avro schema is not a record: each record value must be one row",
+        ));
+    };
+    let fields = record
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), avro_type(&f.schema)))
+        .collect();
+    let schema: &'static AvroSchema = Box::leak(Box::new(schema));
+    let reader = GenericDatumReader::builder(schema)
+        .build()
+        .map_err(|e| StepError::user(format!("the Avro schema cannot be read with: {e}")))?;
+    Ok((reader, fields))
+}
+
 /// Fills the columns of one extract step, record by record.
 pub(crate) struct Decoder {
     format: ValueFormat,
     /// For `avro`: the reader of the writer schema.
     avro: Option<GenericDatumReader<'static>>,
+    /// For `avro_confluent`: a reader per writer schema id seen (fields matched by name).
+    writers: HashMap<u32, GenericDatumReader<'static>>,
     /// JSON fields, in column order (empty until inferred when no schema is declared).
     fields: Vec<(String, FieldType)>,
     metadata: bool,
@@ -188,6 +217,7 @@ impl Decoder {
         let mut d = Decoder {
             format,
             avro: None,
+            writers: HashMap::new(),
             fields: schema,
             metadata,
             columns: Vec::new(),
@@ -202,32 +232,37 @@ impl Decoder {
 
     /// A decoder of Avro datums written with the record schema `avsc` (JSON text).
     pub fn avro(avsc: &str, metadata: bool) -> Result<Self, StepError> {
-        let schema = AvroSchema::parse_str(avsc)
-            .map_err(|e| StepError::user(format!("the Avro schema does not parse: {e}")))?;
-        let AvroSchema::Record(record) = &schema else {
-            return Err(StepError::user(
-                "the Avro schema is not a record: each record value must be one row",
-            ));
-        };
-        let fields = record
-            .fields
-            .iter()
-            .map(|f| (f.name.clone(), avro_type(&f.schema)))
-            .collect();
-        // The reader borrows its schema for as long as the step reads: one small schema per
-        // opened step is kept for the life of the process.
-        let schema: &'static AvroSchema = Box::leak(Box::new(schema));
-        let reader = GenericDatumReader::builder(schema)
-            .build()
-            .map_err(|e| StepError::user(format!("the Avro schema cannot be read with: {e}")))?;
+        let (reader, fields) = avro_reader(avsc)?;
         let mut d = Decoder::new(ValueFormat::Avro, fields, metadata);
         d.avro = Some(reader);
         Ok(d)
     }
 
+    /// A decoder of `avro_confluent` values whose columns are the fields of the record schema
+    /// `avsc` (the reader's); each writer schema is added with [`Decoder::add_writer`].
+    pub fn avro_confluent(avsc: &str, metadata: bool) -> Result<Self, StepError> {
+        let (_, fields) = avro_reader(avsc)?;
+        Ok(Decoder::new(ValueFormat::AvroConfluent, fields, metadata))
+    }
+
+    /// The writer schema id of an `avro_confluent` value not seen yet.
+    pub fn unknown_writer(&self, r: &RecordAndOffset) -> Option<u32> {
+        let bytes = r.record.value.as_deref()?;
+        let (id, _) = split_wire(bytes).ok()?;
+        (!self.writers.contains_key(&id)).then_some(id)
+    }
+
+    /// Adds the writer schema `avsc` of id `id`.
+    pub fn add_writer(&mut self, id: u32, avsc: &str) -> Result<(), StepError> {
+        let (reader, _) =
+            avro_reader(avsc).map_err(|e| e.context(format!("schema id {id} of the registry")))?;
+        self.writers.insert(id, reader);
+        Ok(())
+    }
+
     fn buffers(&self) -> Vec<ColumnBuffer> {
         let mut out: Vec<ColumnBuffer> = match self.format {
-            ValueFormat::Json | ValueFormat::Avro => {
+            ValueFormat::Json | ValueFormat::Avro | ValueFormat::AvroConfluent => {
                 self.fields.iter().map(|(n, t)| t.buffer(n)).collect()
             }
             ValueFormat::String => vec![FieldType::Str.buffer("value")],
@@ -296,11 +331,22 @@ impl Decoder {
                     self.cells.push(c);
                 }
             }
-            ValueFormat::Avro => {
-                let (Some(bytes), Some(reader)) = (value, &self.avro) else {
+            ValueFormat::Avro | ValueFormat::AvroConfluent => {
+                let Some(bytes) = value else {
                     return Err("the record has no value (a tombstone)".into());
                 };
-                let mut rest = bytes;
+                let (reader, mut rest, by_name) = match (self.format, &self.avro) {
+                    (ValueFormat::AvroConfluent, _) => {
+                        let (id, rest) = split_wire(bytes)?;
+                        let reader = self
+                            .writers
+                            .get(&id)
+                            .ok_or_else(|| format!("schema id {id} is not known"))?;
+                        (reader, rest, true)
+                    }
+                    (_, Some(reader)) => (reader, bytes, false),
+                    (_, None) => return Err("no Avro schema".into()),
+                };
                 let datum = reader
                     .read_value(&mut rest)
                     .map_err(|e| format!("the value is not an Avro datum of the schema: {e}"))?;
@@ -313,9 +359,22 @@ impl Decoder {
                 let AvroValue::Record(values) = datum else {
                     return Err("the Avro value is not a record".into());
                 };
-                for ((field, ty), (_, v)) in self.fields.iter().zip(&values) {
-                    let c = avro_cell(v, *ty).map_err(|why| format!("field \"{field}\": {why}"))?;
-                    self.cells.push(c);
+                if by_name {
+                    // Another writer schema: its fields by name, missing ones null.
+                    for (field, ty) in &self.fields {
+                        let c = match values.iter().find(|(n, _)| n == field) {
+                            None => Cell::Null,
+                            Some((_, v)) => avro_cell(v, *ty)
+                                .map_err(|why| format!("field \"{field}\": {why}"))?,
+                        };
+                        self.cells.push(c);
+                    }
+                } else {
+                    for ((field, ty), (_, v)) in self.fields.iter().zip(&values) {
+                        let c =
+                            avro_cell(v, *ty).map_err(|why| format!("field \"{field}\": {why}"))?;
+                        self.cells.push(c);
+                    }
                 }
             }
             ValueFormat::String => self.cells.push(match value {
@@ -370,235 +429,5 @@ impl Decoder {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rskafka::chrono::{TimeZone, Utc};
-    use rskafka::record::Record;
-    use std::collections::BTreeMap;
-
-    fn rec(offset: i64, value: Option<&str>) -> RecordAndOffset {
-        RecordAndOffset {
-            record: Record {
-                key: Some(b"k1".to_vec()),
-                value: value.map(|v| v.as_bytes().to_vec()),
-                headers: BTreeMap::from([("source".to_string(), b"test".to_vec())]),
-                timestamp: Utc.timestamp_millis_opt(1_700_000_000_123).unwrap(),
-            },
-            offset,
-        }
-    }
-
-    #[test]
-    fn json_with_an_inferred_schema_is_enforced_afterwards() {
-        let mut d = Decoder::new(ValueFormat::Json, vec![], true);
-        d.push(
-            "t",
-            0,
-            &rec(
-                5,
-                Some(r#"{"id": 1, "amount": 2.5, "tags": ["a"], "ok": true}"#),
-            ),
-        )
-        .unwrap();
-        d.push(
-            "t",
-            0,
-            &rec(6, Some(r#"{"id": 2, "amount": 3, "ok": null}"#)),
-        )
-        .unwrap();
-        let err = d
-            .push("t", 0, &rec(7, Some(r#"{"id": "three"}"#)))
-            .unwrap_err();
-        assert_eq!(err, "field \"id\": \"three\" is not a int64");
-        assert!(
-            d.push("t", 0, &rec(8, Some("not json")))
-                .unwrap_err()
-                .contains("not JSON")
-        );
-        assert!(
-            d.push("t", 0, &rec(9, None))
-                .unwrap_err()
-                .contains("tombstone")
-        );
-        let df = d.take_frame().unwrap();
-        assert_eq!(df.height(), 2, "refused records leave nothing behind");
-        let names: Vec<&str> = df
-            .get_column_names()
-            .into_iter()
-            .map(|s| s.as_str())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "id",
-                "amount",
-                "tags",
-                "ok",
-                "_topic",
-                "_partition",
-                "_offset",
-                "_timestamp",
-                "_key",
-                "_headers"
-            ]
-        );
-        assert_eq!(
-            df.column("amount").unwrap().f64().unwrap().get(1),
-            Some(3.0)
-        );
-        assert_eq!(
-            df.column("tags").unwrap().str().unwrap().get(0),
-            Some("[\"a\"]")
-        );
-        assert_eq!(df.column("_offset").unwrap().i64().unwrap().get(1), Some(6));
-        assert_eq!(
-            df.column("_headers").unwrap().str().unwrap().get(0),
-            Some("{\"source\":\"test\"}")
-        );
-    }
-
-    #[test]
-    fn declared_types_parse_dates_and_times() {
-        let schema = vec![
-            ("d".to_string(), FieldType::Date),
-            ("t".to_string(), FieldType::Datetime),
-            ("ms".to_string(), FieldType::Datetime),
-        ];
-        let mut d = Decoder::new(ValueFormat::Json, schema, false);
-        d.push(
-            "t",
-            0,
-            &rec(
-                0,
-                Some(r#"{"d": "1970-01-02", "t": "1970-01-01T00:00:01+01:00", "ms": 1500}"#),
-            ),
-        )
-        .unwrap();
-        d.push("t", 0, &rec(1, Some(r#"{"d": "2024-02-30"}"#)))
-            .unwrap_err();
-        let df = d.take_frame().unwrap();
-        assert_eq!(df.height(), 1);
-        assert_eq!(
-            df.column("d").unwrap().date().unwrap().physical().get(0),
-            Some(1)
-        );
-        assert_eq!(
-            df.column("t")
-                .unwrap()
-                .datetime()
-                .unwrap()
-                .physical()
-                .get(0),
-            Some(-3_599_000_000)
-        );
-        assert_eq!(
-            df.column("ms")
-                .unwrap()
-                .datetime()
-                .unwrap()
-                .physical()
-                .get(0),
-            Some(1_500_000)
-        );
-    }
-
-    #[test]
-    fn avro_datums_of_every_mapped_type() {
-        let avsc = r#"{"type": "record", "name": "r", "fields": [
-            {"name": "i", "type": "int"},
-            {"name": "f", "type": "float"},
-            {"name": "ok", "type": "boolean"},
-            {"name": "color", "type": {"type": "enum", "name": "c", "symbols": ["RED", "BLUE"]}},
-            {"name": "day", "type": {"type": "int", "logicalType": "date"}},
-            {"name": "ms", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-            {"name": "maybe", "type": ["null", "string"]},
-            {"name": "either", "type": ["null", "long", "string"]},
-            {"name": "tags", "type": {"type": "array", "items": "string"}}
-        ]}"#;
-        let schema = AvroSchema::parse_str(avsc).unwrap();
-        let datum = AvroValue::Record(vec![
-            ("i".into(), AvroValue::Int(7)),
-            ("f".into(), AvroValue::Float(0.5)),
-            ("ok".into(), AvroValue::Boolean(true)),
-            ("color".into(), AvroValue::Enum(1, "BLUE".into())),
-            ("day".into(), AvroValue::Date(19_782)),
-            ("ms".into(), AvroValue::TimestampMillis(1_500)),
-            (
-                "maybe".into(),
-                AvroValue::Union(0, Box::new(AvroValue::Null)),
-            ),
-            (
-                "either".into(),
-                AvroValue::Union(1, Box::new(AvroValue::Long(3))),
-            ),
-            (
-                "tags".into(),
-                AvroValue::Array(vec![AvroValue::String("a".into())]),
-            ),
-        ]);
-        let bytes = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
-            .build()
-            .unwrap()
-            .write_value_to_vec(datum)
-            .unwrap();
-        let mut d = Decoder::avro(avsc, false).unwrap();
-        let mut r = rec(0, None);
-        r.record.value = Some(bytes.clone());
-        d.push("t", 0, &r).unwrap();
-        let mut extra = bytes;
-        extra.push(0);
-        r.record.value = Some(extra);
-        assert!(
-            d.push("t", 0, &r)
-                .unwrap_err()
-                .contains("left after the Avro datum")
-        );
-        r.record.value = None;
-        assert!(d.push("t", 0, &r).unwrap_err().contains("tombstone"));
-        let df = d.take_frame().unwrap();
-        assert_eq!(df.height(), 1);
-        assert_eq!(df.column("i").unwrap().i64().unwrap().get(0), Some(7));
-        assert_eq!(df.column("f").unwrap().f64().unwrap().get(0), Some(0.5));
-        assert_eq!(
-            df.column("color").unwrap().str().unwrap().get(0),
-            Some("BLUE")
-        );
-        assert_eq!(
-            df.column("ms")
-                .unwrap()
-                .datetime()
-                .unwrap()
-                .physical()
-                .get(0),
-            Some(1_500_000)
-        );
-        assert_eq!(df.column("maybe").unwrap().null_count(), 1);
-        assert_eq!(
-            df.column("either").unwrap().str().unwrap().get(0),
-            Some("3")
-        );
-        assert_eq!(
-            df.column("tags").unwrap().str().unwrap().get(0),
-            Some("[\"a\"]")
-        );
-        assert!(Decoder::avro("{", false).is_err());
-        assert!(Decoder::avro(r#""string""#, false).is_err());
-        // A value of another type than the schema's column.
-        assert!(avro_cell(&AvroValue::String("x".into()), FieldType::I64).is_err());
-    }
-
-    #[test]
-    fn strings_and_bytes() {
-        let mut d = Decoder::new(ValueFormat::String, vec![], false);
-        d.push("t", 0, &rec(0, Some("héllo"))).unwrap();
-        let mut bad = rec(1, None);
-        bad.record.value = Some(vec![0xff, 0xfe]);
-        assert!(d.push("t", 0, &bad).unwrap_err().contains("UTF-8"));
-        assert_eq!(d.take_frame().unwrap().height(), 1);
-        let mut d = Decoder::new(ValueFormat::Bytes, vec![], false);
-        d.push("t", 0, &bad).unwrap();
-        d.push("t", 0, &rec(2, None)).unwrap();
-        let df = d.take_frame().unwrap();
-        assert_eq!(df.column("value").unwrap().null_count(), 1);
-    }
-}
+#[path = "decode_tests.rs"]
+mod tests;

@@ -1,5 +1,6 @@
 //! Unit tests of the kafka extract's options.
 use super::*;
+use pipeline_data::method::MethodOptions;
 use rstest::rstest;
 
 #[rstest]

@@ -13,8 +13,9 @@ use super::avro_write::AvroWriter;
 use super::encode::{append_json, texts};
 use super::extract::ValueFormat;
 use super::murmur::partition_for;
+use super::registry::{Registry, wire_header};
 use super::{client, kafka_error};
-use super::{open_partitions, read_avsc};
+use super::{open_partitions, read_avsc, registry};
 use crate::LoadMethods;
 use async_trait::async_trait;
 use pipeline_base::StepError;
@@ -26,7 +27,7 @@ use rskafka::client::partition::{Compression, PartitionClient};
 use rskafka::record::Record;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Compression of produced record batches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -98,7 +99,7 @@ impl MethodOptions for KafkaLoadOptions {
             return Err(OptionsError::new("/topic", "the topic name is empty"));
         }
         match (self.format, &self.value_column) {
-            (ValueFormat::Json | ValueFormat::Avro, Some(_)) => {
+            (ValueFormat::Json | ValueFormat::Avro | ValueFormat::AvroConfluent, Some(_)) => {
                 return Err(OptionsError::new(
                     "/value_column",
                     "the json and avro formats send every column; value_column is for string and bytes",
@@ -113,7 +114,9 @@ impl MethodOptions for KafkaLoadOptions {
             }
             _ => {}
         }
-        if self.avro_schema.is_some() && self.format != ValueFormat::Avro {
+        if self.avro_schema.is_some()
+            && !matches!(self.format, ValueFormat::Avro | ValueFormat::AvroConfluent)
+        {
             return Err(OptionsError::new(
                 "/avro_schema",
                 "avro_schema applies to the avro format only",
@@ -132,8 +135,10 @@ impl MethodOptions for KafkaLoadOptions {
 struct KafkaSink {
     step: String,
     options: KafkaLoadOptions,
-    /// For `avro`: the writer schema.
+    /// For `avro` and `avro_confluent`: the writer schema.
     avro: Option<AvroWriter>,
+    /// For `avro_confluent`: the registry and the ids of the schemas registered by this load.
+    registry: Option<(Registry, HashMap<String, u32>)>,
     partitions: Vec<PartitionClient>,
     /// Records waiting per partition, with their approximate size.
     pending: BTreeMap<usize, (Vec<Record>, usize)>,
@@ -144,6 +149,33 @@ struct KafkaSink {
 }
 
 impl KafkaSink {
+    /// For `avro_confluent`: the registry id of the frame's writer schema, registered under
+    /// `TOPIC-value` the first time this load sees it.
+    async fn schema_id(&mut self, df: &DataFrame) -> Result<Option<u32>, StepError> {
+        let (Some((registry, ids)), Some(writer)) = (&mut self.registry, &self.avro) else {
+            return Ok(None);
+        };
+        let values = df.drop_many(
+            self.options
+                .key_column
+                .iter()
+                .chain(&self.options.header_columns)
+                .map(String::as_str),
+        );
+        let text = writer.schema_text(&values)?;
+        if let Some(id) = ids.get(&text) {
+            return Ok(Some(*id));
+        }
+        let subject = format!("{}-value", self.options.topic);
+        let id = registry
+            .register(&subject, &text)
+            .await
+            .map_err(|e| e.context(format!("step \"{}\"", self.step)))?;
+        tracing::info!(step = %self.step, subject = %subject, id, "value schema registered");
+        ids.insert(text, id);
+        Ok(Some(id))
+    }
+
     /// The key and header columns, which the json and avro values leave out.
     fn not_in_value(&self) -> Vec<&str> {
         self.options
@@ -155,7 +187,8 @@ impl KafkaSink {
     }
 
     /// The rows of `df` as records.
-    fn records(&self, df: &DataFrame) -> Result<Vec<Record>, StepError> {
+    /// `avro_confluent` values start with the header of schema `schema_id`.
+    fn records(&self, df: &DataFrame, schema_id: Option<u32>) -> Result<Vec<Record>, StepError> {
         let n = df.height();
         let values: Vec<Option<Vec<u8>>> = match self.options.format {
             ValueFormat::Json => {
@@ -177,7 +210,7 @@ impl KafkaSink {
                     })
                     .collect()
             }
-            ValueFormat::Avro => {
+            ValueFormat::Avro | ValueFormat::AvroConfluent => {
                 let Some(writer) = &self.avro else {
                     return Err(StepError::internal("the kafka avro load has no writer"));
                 };
@@ -187,7 +220,15 @@ impl KafkaSink {
                     .datums(&values)
                     .map_err(|e| e.context(format!("step \"{}\"", self.step)))?
                     .into_iter()
-                    .map(Some)
+                    .map(|datum| match schema_id {
+                        Some(id) => {
+                            let mut v = Vec::with_capacity(datum.len().saturating_add(5));
+                            v.extend_from_slice(&wire_header(id));
+                            v.extend_from_slice(&datum);
+                            Some(v)
+                        }
+                        None => Some(datum),
+                    })
                     .collect()
             }
             ValueFormat::String | ValueFormat::Bytes => {
@@ -293,7 +334,8 @@ impl Sink for KafkaSink {
         let n = self.partitions.len().max(1);
         // Batches that reached batch_bytes, produced after the frame is split.
         let mut ready: Vec<(usize, Vec<Record>, usize)> = Vec::new();
-        for record in self.records(&df)? {
+        let schema_id = self.schema_id(&df).await?;
+        for record in self.records(&df, schema_id)? {
             let partition = match &record.key {
                 Some(k) => usize::try_from(partition_for(k, n)).unwrap_or(0),
                 None => {
@@ -352,16 +394,20 @@ impl LoadMethods {
     ) -> Result<Box<dyn Sink>, StepError> {
         let conn = setup.connection_setup()?;
         let avro = match (options.format, &options.avro_schema) {
-            (ValueFormat::Avro, Some(path)) => {
+            (ValueFormat::Avro | ValueFormat::AvroConfluent, Some(path)) => {
                 let (text, path) = read_avsc(&setup, path)?;
                 Some(
                     AvroWriter::from_file(&text, &path)
                         .map_err(|e| e.context(format!("step \"{}\"", setup.step)))?,
                 )
             }
-            (ValueFormat::Avro, None) => Some(AvroWriter::Derived {
+            (ValueFormat::Avro | ValueFormat::AvroConfluent, None) => Some(AvroWriter::Derived {
                 record_name: options.topic.clone(),
             }),
+            _ => None,
+        };
+        let registry = match options.format {
+            ValueFormat::AvroConfluent => Some((registry(&conn)?, HashMap::new())),
             _ => None,
         };
         let (client, servers) = client(&conn).await?;
@@ -371,6 +417,7 @@ impl LoadMethods {
             step: setup.step.clone(),
             options,
             avro,
+            registry,
             partitions,
             pending: BTreeMap::new(),
             round_robin: 0,
@@ -381,177 +428,5 @@ impl LoadMethods {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sink(options: serde_json::Value) -> KafkaSink {
-        KafkaSink {
-            step: "out".into(),
-            options: serde_json::from_value(options).unwrap(),
-            avro: Some(AvroWriter::Derived {
-                record_name: "t".into(),
-            }),
-            partitions: Vec::new(),
-            pending: BTreeMap::new(),
-            round_robin: 0,
-            records: 0,
-            bytes: 0,
-        }
-    }
-
-    fn text(b: &Option<Vec<u8>>) -> String {
-        String::from_utf8(b.clone().unwrap_or_default()).unwrap()
-    }
-
-    #[test]
-    fn every_type_in_a_json_value_with_key_and_headers_apart() {
-        let mut df = df!(
-            "id" => [1i64, 2],
-            "small" => [Some(-3i8), None],
-            "big" => [Some(u64::MAX), Some(0)],
-            "f" => [Some(0.25f32), None],
-            "raw" => [Some(&b"\x01\xff"[..]), None],
-            "source" => [Some("web"), None],
-        )
-        .unwrap();
-        let day = Int32Chunked::new("day".into(), [Some(19_782), None]).into_date();
-        df.with_column(day.into_column()).unwrap();
-        for (name, unit) in [
-            ("at_ns", TimeUnit::Nanoseconds),
-            ("at_us", TimeUnit::Microseconds),
-            ("at_ms", TimeUnit::Milliseconds),
-        ] {
-            let per_second = match unit {
-                TimeUnit::Nanoseconds => 1_000_000_000,
-                TimeUnit::Microseconds => 1_000_000,
-                TimeUnit::Milliseconds => 1_000,
-            };
-            let t = Int64Chunked::new(name.into(), [Some(1_700_000_000 * per_second), None])
-                .into_datetime(unit, Some(TimeZone::UTC));
-            df.with_column(t.into_column()).unwrap();
-        }
-        let dec =
-            Int128Chunked::from_iter_options("price".into(), [Some(1999i128), None].into_iter())
-                .into_decimal_unchecked(10, 2);
-        df.with_column(dec.into_column()).unwrap();
-        let s = sink(
-            serde_json::json!({"topic": "t", "key_column": "id", "header_columns": ["source"]}),
-        );
-        let records = s.records(&df).unwrap();
-        assert_eq!(text(&records[0].key), "1");
-        assert_eq!(records[0].headers.get("source"), Some(&b"web".to_vec()));
-        assert!(records[1].headers.is_empty(), "a NULL header is left out");
-        let v: serde_json::Value =
-            serde_json::from_slice(records[0].value.as_ref().unwrap()).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({
-                "small": -3, "big": 18446744073709551615u64, "f": 0.25, "raw": "01ff",
-                "day": "2024-02-29", "at_ns": "2023-11-14T22:13:20.000000Z",
-                "at_us": "2023-11-14T22:13:20.000000Z", "at_ms": "2023-11-14T22:13:20.000000Z",
-                "price": 19.99
-            })
-        );
-        let v: serde_json::Value =
-            serde_json::from_slice(records[1].value.as_ref().unwrap()).unwrap();
-        assert!(
-            v.as_object()
-                .unwrap()
-                .values()
-                .filter(|x| x.is_null())
-                .count()
-                >= 8
-        );
-
-        let nested = DataFrame::new(
-            1,
-            vec![Series::new("l".into(), [Series::new("".into(), [1i32])]).into_column()],
-        )
-        .unwrap();
-        let err = s.records(&nested).err().unwrap();
-        assert!(err.message().contains("column \"l\""), "{err}");
-    }
-
-    #[test]
-    fn one_column_values_as_text_or_bytes() {
-        let df = df!("payload" => [Some("a"), None], "n" => [1i32, 2]).unwrap();
-        let s =
-            sink(serde_json::json!({"topic": "t", "format": "string", "value_column": "payload"}));
-        let r = s.records(&df).unwrap();
-        assert_eq!(
-            (text(&r[0].value), r[1].value.clone()),
-            ("a".to_string(), None)
-        );
-        assert!(r[0].key.is_none());
-        let s = sink(serde_json::json!({"topic": "t", "format": "bytes", "value_column": "n"}));
-        assert_eq!(text(&s.records(&df).unwrap()[1].value), "2");
-        let bin = df!("b" => [&b"\x00\x01"[..]]).unwrap();
-        let s = sink(serde_json::json!({"topic": "t", "format": "bytes", "value_column": "b"}));
-        assert_eq!(s.records(&bin).unwrap()[0].value, Some(vec![0, 1]));
-        let s = sink(serde_json::json!({"topic": "t", "format": "string", "value_column": "gone"}));
-        assert!(
-            s.records(&df)
-                .err()
-                .unwrap()
-                .message()
-                .contains("\"gone\" is not in the data")
-        );
-        let s = sink(serde_json::json!({"topic": "t", "key_column": "gone"}));
-        assert!(
-            s.records(&df)
-                .err()
-                .unwrap()
-                .message()
-                .contains("\"gone\" is not in the data")
-        );
-    }
-
-    #[test]
-    fn options_are_checked() {
-        let check = |v: serde_json::Value| {
-            serde_json::from_value::<KafkaLoadOptions>(v)
-                .unwrap()
-                .check()
-                .err()
-                .map(|e| e.pointer)
-        };
-        assert_eq!(
-            check(serde_json::json!({"topic": " "})),
-            Some("/topic".into())
-        );
-        assert_eq!(
-            check(serde_json::json!({"topic": "t", "value_column": "v"})),
-            Some("/value_column".into())
-        );
-        assert_eq!(
-            check(serde_json::json!({"topic": "t", "format": "bytes"})),
-            Some("/value_column".into())
-        );
-        assert_eq!(
-            check(serde_json::json!({"topic": "t", "format": "avro"})),
-            None
-        );
-        assert_eq!(
-            check(serde_json::json!({"topic": "t", "format": "avro", "value_column": "v"})),
-            Some("/value_column".into())
-        );
-        assert_eq!(
-            check(serde_json::json!({"topic": "t", "avro_schema": "a.avsc"})),
-            Some("/avro_schema".into())
-        );
-        assert_eq!(
-            check(serde_json::json!({"topic": "t", "batch_bytes": 10})),
-            Some("/batch_bytes".into())
-        );
-        assert_eq!(
-            check(serde_json::json!({"topic": "t", "compression": "zstd"})),
-            None
-        );
-        for c in ["none", "gzip", "lz4", "snappy", "zstd"] {
-            let o: KafkaLoadOptions =
-                serde_json::from_value(serde_json::json!({"topic": "t", "compression": c}))
-                    .unwrap();
-            let _ = o.compression.rskafka();
-        }
-    }
-}
+#[path = "load_tests.rs"]
+mod tests;

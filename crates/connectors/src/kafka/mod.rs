@@ -8,9 +8,11 @@ mod dead_letter;
 mod decode;
 mod encode;
 mod extract;
+mod extract_options;
 mod load;
 mod murmur;
 mod offsets;
+mod registry;
 mod tls;
 
 pub use extract::{KafkaExtractOptions, OnDecodeError, StartAt, ValueFormat};
@@ -29,6 +31,13 @@ use std::time::Duration;
 /// How long rskafka keeps retrying one request before the error reaches the run's own retry
 /// policy (its default retries forever).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The connection's Schema Registry (for `avro_confluent`).
+pub(super) fn registry(setup: &ConnectionSetup) -> Result<registry::Registry, StepError> {
+    let k = KafkaConfig::from_sources(setup.sources())
+        .map_err(|e| StepError::from(e).context(format!("connection \"{}\"", setup.name)))?;
+    registry::Registry::new(&k, &setup.name)
+}
 
 /// The first connection attempt's deadline: what retries cannot fix (a refused login, an
 /// untrusted certificate) is answered after it instead of after the client's retries.
