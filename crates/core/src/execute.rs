@@ -144,21 +144,18 @@ pub(crate) async fn run_attempt(
             });
             break;
         };
-        let creds = match (&step.connection, &step.connection_config) {
-            (Some(name), Some(config)) => connection_credentials(name, config, credentials).await,
-            _ => Ok(None),
-        };
-        let creds = match creds {
-            Ok(c) => c,
-            Err(error) => {
-                failure = Some(StepFailure {
-                    index: i,
-                    step: step.name.clone(),
-                    error,
-                });
-                break;
-            }
-        };
+        let (creds, other_connections) =
+            match step_credentials(step, &plan.base_dir, credentials).await {
+                Ok(c) => c,
+                Err(error) => {
+                    failure = Some(StepFailure {
+                        index: i,
+                        step: step.name.clone(),
+                        error,
+                    });
+                    break;
+                }
+            };
         let setup = StepSetup {
             pipeline: plan.pipeline.clone(),
             step: step.name.clone(),
@@ -173,6 +170,7 @@ pub(crate) async fn run_attempt(
             main_input: step.inputs.first().cloned(),
             side_inputs: step.inputs.iter().skip(1).cloned().collect(),
             base_dir: plan.base_dir.clone(),
+            other_connections,
         };
         let span = tracing::info_span!(parent: run_span, "step", step = %step.name);
         let runtime = match entry.open(setup).await {
@@ -379,4 +377,36 @@ async fn drive(
         }
     }
     segment.chain.finish(cx).await
+}
+
+/// The Vault fields of a step's connection and the other connections its options name.
+async fn step_credentials(
+    step: &crate::plan::PlannedStep,
+    base_dir: &std::path::Path,
+    credentials: Option<&CachedProvider>,
+) -> Result<
+    (
+        Option<Arc<pipeline_credentials::SecretFields>>,
+        std::collections::BTreeMap<String, pipeline_data::ConnectionSetup>,
+    ),
+    StepError,
+> {
+    let creds = match (&step.connection, &step.connection_config) {
+        (Some(name), Some(config)) => connection_credentials(name, config, credentials).await?,
+        _ => None,
+    };
+    let mut others = std::collections::BTreeMap::new();
+    for (name, config) in &step.other_connections {
+        let credentials = connection_credentials(name, config, credentials).await?;
+        others.insert(
+            name.clone(),
+            pipeline_data::ConnectionSetup {
+                name: name.clone(),
+                config: config.clone(),
+                credentials,
+                base_dir: base_dir.to_path_buf(),
+            },
+        );
+    }
+    Ok((creds, others))
 }

@@ -31,6 +31,9 @@ pub struct PlannedStep {
     pub connection: Option<String>,
     #[serde(skip)]
     pub connection_config: Option<ConnectionConfig>,
+    /// Connections named inside the options (`"connection": "NAME"` at any depth).
+    #[serde(skip)]
+    pub other_connections: Vec<(String, ConnectionConfig)>,
     pub on_failure: Option<OnFailure>,
     /// The dataset invalid rows go to (`on_failure: quarantine`).
     pub quarantine: Option<String>,
@@ -50,6 +53,22 @@ pub struct Plan {
     pub connections: Vec<(String, String, Option<String>)>,
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `(JSON pointer of the object, name)` of every `"connection": "NAME"` inside `options`.
+fn nested_connections(options: &serde_json::Map<String, Value>, at: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, value) in options {
+        match value {
+            Value::String(name) if key == "connection" => out.push((at.to_string(), name.clone())),
+            Value::Object(inner) => {
+                let escaped = key.replace('~', "~0").replace('/', "~1");
+                out.extend(nested_connections(inner, &format!("{at}/{escaped}")));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn step_pointer(i: usize, field: &str) -> String {
@@ -236,6 +255,26 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
             (None, _) => None,
         };
 
+        // Connections named inside the options (e.g. an offsets store on S3).
+        let mut other_connections = Vec::new();
+        for (pointer, name) in nested_connections(&step.options, "") {
+            match config.connections.get(&name) {
+                Some(c) => other_connections.push((name, c.clone())),
+                None => {
+                    let hint = suggest(&name, config.connections.keys().map(String::as_str))
+                        .map(|s| format!("did you mean \"{s}\"?"))
+                        .unwrap_or_else(|| "define it under \"connections\"".into());
+                    errors.push(
+                        err(
+                            &format!("{}{pointer}/connection", step_pointer(i, "options")),
+                            format!("unknown connection \"{name}\""),
+                        )
+                        .with_hint(hint),
+                    );
+                }
+            }
+        }
+
         if step.on_failure.is_some() && step.kind != StepKind::Validate {
             errors.push(err(
                 &step_pointer(i, "on_failure"),
@@ -293,6 +332,7 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
             whole_input: false,
             connection: step.connection.clone(),
             connection_config,
+            other_connections,
             on_failure: step.on_failure,
             quarantine,
             max_invalid_fraction: step.max_invalid_fraction,

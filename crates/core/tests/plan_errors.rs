@@ -92,6 +92,18 @@ fn options_inputs_connections_and_mode_are_all_checked() {
 }
 
 #[test]
+fn connections_named_inside_options_must_exist() {
+    let t = errors(
+        r#"{"name": "p", "connections": {"events": {"system": "kafka"}, "lake": {"system": "s3"}},
+            "steps": [{"name": "e", "kind": "extract", "method": "kafka", "connection": "events",
+              "options": {"topics": ["t"], "offsets": {"store": "s3://b/o.json", "connection": "lak"}}}]}"#,
+    );
+    assert!(t.contains("unknown connection \"lak\""), "{t}");
+    assert!(t.contains("did you mean \"lake\"?"), "{t}");
+    assert!(t.contains("at /steps/0/options/offsets/connection"), "{t}");
+}
+
+#[test]
 fn duplicate_names_and_a_first_step_without_input() {
     let t = errors(
         r#"{"name": "p", "steps": [{"name": "f", "kind": "transform", "method": "select", "options": {"columns": ["a"]}}, {"name": "f", "kind": "extract", "method": "generate"}]}"#,

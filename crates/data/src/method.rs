@@ -9,6 +9,7 @@
 
 use crate::operators::{RowWise, SinkOperator, Validate, Whole};
 use crate::runtime::{Datasets, Operator, RunContext, Runtime, Sink, Source};
+use crate::system::ConnectionSetup;
 use crate::validation::Check;
 use futures::future::BoxFuture;
 use pipeline_base::{Format, OnFailure, StepError, StepKind};
@@ -18,6 +19,7 @@ use polars::prelude::*;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -99,6 +101,10 @@ pub struct StepSetup {
     pub side_inputs: Vec<String>,
     /// The directory of the pipeline file, for relative paths.
     pub base_dir: PathBuf,
+    /// Other connections the options name (`"connection": "NAME"` anywhere inside them, e.g. a
+    /// Kafka extract's `"offsets": {"store": "s3://...", "connection": "lake"}`), with their
+    /// credentials.
+    pub other_connections: BTreeMap<String, ConnectionSetup>,
 }
 
 impl StepSetup {
@@ -119,7 +125,19 @@ impl StepSetup {
             main_input: None,
             side_inputs: Vec::new(),
             base_dir,
+            other_connections: BTreeMap::new(),
         }
+    }
+
+    /// A connection the options name (checked to exist when the pipeline was planned).
+    pub fn other_connection(&self, name: &str) -> Result<ConnectionSetup, StepError> {
+        self.other_connections.get(name).cloned().ok_or_else(|| {
+            StepError::user(format!(
+                "step \"{}\": connection \"{name}\" is not defined",
+                self.step
+            ))
+            .with_hint("define it under \"connections\"")
+        })
     }
 
     /// Deserializes the typed options (already checked by validation).

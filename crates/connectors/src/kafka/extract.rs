@@ -146,8 +146,8 @@ impl Source for KafkaSource {
             tracing::info!(step = %self.step, topic = %dl.topic, records = n, "produced the dead letters");
         }
         if let Some(store) = &self.store {
-            store.save(&self.ends)?;
-            tracing::info!(step = %self.step, store = %store.path().display(), "stored the next offsets");
+            store.save(&self.ends).await?;
+            tracing::info!(step = %self.step, store = %store.describe(), "stored the next offsets");
         }
         Ok(())
     }
@@ -241,12 +241,21 @@ impl ExtractMethods {
             )),
             _ => None,
         };
-        let store = options
-            .offsets
-            .as_ref()
-            .map(|o| OffsetStore::new(setup.resolve_path(&o.store)));
+        let store = match &options.offsets {
+            Some(o) => {
+                let conn = match &o.connection {
+                    Some(name) => Some(setup.other_connection(name)?),
+                    None => None,
+                };
+                Some(
+                    OffsetStore::open(&o.store, conn, |p| setup.resolve_path(p))
+                        .map_err(|e| e.context(format!("step \"{}\"", setup.step)))?,
+                )
+            }
+            None => None,
+        };
         let stored = match &store {
-            Some(s) => s.load()?,
+            Some(s) => s.load().await?,
             None => Offsets::new(),
         };
         let mut ranges = Vec::new();

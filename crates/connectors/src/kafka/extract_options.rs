@@ -63,9 +63,12 @@ pub enum OnDecodeError {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OffsetsOptions {
-    /// A local JSON file (relative to the pipeline file), written atomically after the run's
-    /// loads have committed.
+    /// A local JSON file (relative to the pipeline file), or `s3://BUCKET/KEY` with
+    /// `connection`, written atomically after the run's loads have committed.
     pub store: String,
+    /// The s3 connection of an `s3://` store.
+    #[serde(default)]
+    pub connection: Option<String>,
 }
 
 /// Options of the `kafka` extract.
@@ -228,12 +231,31 @@ impl MethodOptions for KafkaExtractOptions {
             _ => {}
         }
         if let Some(o) = &self.offsets
-            && (o.store.trim().is_empty() || o.store.contains("://"))
+            && (o.store.trim().is_empty()
+                || (o.store.contains("://") && !o.store.starts_with("s3://")))
         {
             return Err(OptionsError::new(
                 "/offsets/store",
-                "the offsets store is a local file path",
+                "the offsets store is a local file path or s3://BUCKET/KEY",
             ));
+        }
+        if let Some(o) = &self.offsets {
+            match (o.store.starts_with("s3://"), &o.connection) {
+                (true, None) => {
+                    return Err(OptionsError::new(
+                        "/offsets/connection",
+                        "an s3:// offsets store needs the s3 connection to write it with",
+                    )
+                    .with_hint("\"offsets\": {\"store\": \"s3://bucket/state/orders.json\", \"connection\": \"lake\"}"));
+                }
+                (false, Some(_)) => {
+                    return Err(OptionsError::new(
+                        "/offsets/connection",
+                        "a local offsets store takes no connection",
+                    ));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -51,6 +51,7 @@ pub async fn step(
         main_input: None,
         side_inputs: vec![],
         base_dir: std::env::temp_dir(),
+        other_connections: Default::default(),
     }
 }
 
