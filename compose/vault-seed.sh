@@ -11,7 +11,8 @@ vault kv put "$m/pipectl/mysql" host=127.0.0.1 port="$MYSQL_PORT" database="$MYS
   username="$MYSQL_USER" password="$MYSQL_PASSWORD"
 vault kv put "$m/pipectl/s3" access_key_id="$AWS_ACCESS_KEY_ID" secret_access_key="$AWS_SECRET_ACCESS_KEY" \
   region="$S3_REGION" endpoint="http://127.0.0.1:$S3_PORT"
-vault kv put "$m/pipectl/kafka" bootstrap_servers="127.0.0.1:$KAFKA_PORT" security_protocol=PLAINTEXT
+vault kv put "$m/pipectl/kafka" bootstrap_servers="127.0.0.1:$KAFKA_PORT" security_protocol=PLAINTEXT \
+  schema_registry_url="http://127.0.0.1:$SCHEMA_REGISTRY_PORT/apis/ccompat/v7"
 vault kv put "$m/pipectl/delta" storage_backend=s3 aws_access_key_id="$AWS_ACCESS_KEY_ID" \
   aws_secret_access_key="$AWS_SECRET_ACCESS_KEY" aws_region="$S3_REGION" \
   aws_endpoint_url="http://127.0.0.1:$S3_PORT" aws_allow_http=true

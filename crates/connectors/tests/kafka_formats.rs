@@ -289,3 +289,71 @@ print(json.dumps({{"n": n, "amount": amount, "ids": len(schemas)}}))
         assert!((got["amount"].as_f64().unwrap() - 62_562.5).abs() < 1e-6);
     }
 }
+
+/// `bytes` and `string`: one column produced as is, with headers and keys, and read back
+/// byte for byte (with the headers as JSON in `_headers`).
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_values_round_trip_with_keys_and_headers() {
+    let Some(env) = service(Service::Kafka) else {
+        return;
+    };
+    let payloads: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| {
+            i.to_le_bytes()
+                .iter()
+                .chain(&[0u8, 255, 10])
+                .copied()
+                .collect()
+        })
+        .collect();
+    let df = df!(
+        "payload" => payloads.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        "id" => (0..300i64).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "source" => vec!["unit-test"; 300]
+    )
+    .unwrap();
+    for format in ["bytes", "string"] {
+        let name = topic(&env, 2).await;
+        let (frame, column) = match format {
+            "bytes" => (df.clone(), "payload"),
+            _ => (df.clone(), "id"),
+        };
+        let s = step(
+            &env,
+            "kafka",
+            "kafka",
+            json!({}),
+            json!({"topic": name, "format": format, "value_column": column, "key_column": "id", "header_columns": ["source"]}),
+        )
+        .await;
+        let sink = LoadMethods::kafka(s.options().unwrap(), s).await.unwrap();
+        common::load_frames(sink, vec![frame]).await.unwrap();
+        let back = extract(
+            &env,
+            json!({"topics": [name], "format": format, "metadata": true}),
+            &std::env::temp_dir(),
+        )
+        .await
+        .sort(["_key"], Default::default())
+        .unwrap();
+        assert_eq!(back.height(), 300, "{format}");
+        let headers = back.column("_headers").unwrap().str().unwrap();
+        assert!(
+            headers
+                .iter()
+                .all(|h| h.is_some_and(|h| h.contains("unit-test"))),
+            "{format}"
+        );
+        let mut expected = df.sort(["id"], Default::default()).unwrap();
+        if format == "bytes" {
+            let got = back.column("value").unwrap().binary().unwrap();
+            let want = expected.column("payload").unwrap().binary().unwrap();
+            assert!(got.equal_missing(want).all(), "bytes come back as written");
+        } else {
+            expected = expected.select(["id"]).unwrap();
+            let got = back.column("value").unwrap().str().unwrap();
+            let want = expected.column("id").unwrap().str().unwrap();
+            assert!(got.equal_missing(want).all(), "text comes back as written");
+        }
+    }
+}

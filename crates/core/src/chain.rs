@@ -21,6 +21,8 @@ pub struct StepStats {
     pub busy: Duration,
     pub finished: bool,
     pub committed: bool,
+    /// A source's details for the report (`Source::details`).
+    pub details: Option<serde_json::Value>,
 }
 
 /// A step that failed, with the step's name.

@@ -289,9 +289,10 @@ pub(crate) async fn run_attempt(
             stats[step.index] = Some((step.stats.clone(), step.metrics()))
         });
         if let Head::Source { index, source } = &segment.head
-            && let Some(Some((_, metrics))) = stats.get_mut(*index)
+            && let Some(Some((step_stats, metrics))) = stats.get_mut(*index)
         {
             metrics.extend(source.metrics());
+            step_stats.details = source.details();
         }
     }
     observer.attempt_finished();

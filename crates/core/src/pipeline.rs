@@ -282,6 +282,7 @@ impl Pipeline {
                     .iter()
                     .map(|(k, v)| (k.to_string(), *v))
                     .collect::<BTreeMap<_, _>>(),
+                details: stats.details.clone(),
             });
         }
         RunReport {

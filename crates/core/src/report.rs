@@ -33,6 +33,9 @@ pub struct StepReport {
     pub rows_per_sec: u64,
     /// Method-specific counters (validation checked/passed/failed, files written, ...).
     pub metrics: BTreeMap<String, u64>,
+    /// What a source read beyond counters (a Kafka extract: each partition's start, end, lag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -97,6 +97,12 @@ pub trait Source: Send {
     fn metrics(&self) -> Metrics {
         Vec::new()
     }
+
+    /// What the source read beyond counters, for the run report (e.g. each Kafka partition's
+    /// start, end and lag).
+    fn details(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Turns batches into batches. Row-wise operators answer each `push`; whole-input ones gather

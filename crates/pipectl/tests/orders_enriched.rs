@@ -67,6 +67,15 @@ async fn kafka_and_mysql_merge_validate_and_load_to_delta_and_postgres() {
         events >= 10_000,
         "the seeded topic holds 10,000 events: {events}"
     );
+    // The report lists each partition read: start, end and the lag when the step opened.
+    let read = r["steps"][2]["details"]["partitions"].as_array().unwrap();
+    assert_eq!(read.len(), 3, "{}", r["steps"][2]);
+    let lag: u64 = read.iter().map(|p| p["lag"].as_u64().unwrap()).sum();
+    assert_eq!(lag, events);
+    assert!(
+        read.iter()
+            .all(|p| p["end"].as_i64() >= p["start"].as_i64())
+    );
 
     let kept = pipeline_connectors::read_delta_table(&lake)
         .await
@@ -106,6 +115,14 @@ async fn kafka_and_mysql_merge_validate_and_load_to_delta_and_postgres() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["steps"][2]["rows_out"], 0);
+    assert!(
+        r["steps"][2]["details"]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["lag"] == 0 && p["start"] == p["end"]),
+        "the second run starts at the stored offsets"
+    );
     assert_eq!(
         pipeline_connectors::read_delta_table(&lake)
             .await

@@ -37,6 +37,9 @@ struct Range {
 }
 
 struct KafkaSource {
+    /// Each partition's start and end offsets and the lag when the step opened (the report).
+    read_ranges: Vec<serde_json::Value>,
+    offsets_store: Option<String>,
     step: String,
     rx: mpsc::Receiver<Result<Chunk, StepError>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -150,6 +153,13 @@ impl Source for KafkaSource {
             tracing::info!(step = %self.step, store = %store.describe(), "stored the next offsets");
         }
         Ok(())
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "partitions": self.read_ranges,
+            "offsets_store": self.offsets_store,
+        }))
     }
 
     fn metrics(&self) -> Metrics {
@@ -385,6 +395,18 @@ impl ExtractMethods {
             total = total.saturating_add(u64::try_from(r.end.saturating_sub(r.start)).unwrap_or(0));
         }
         let partitions = ranges.len() as u64;
+        let read_ranges = ranges
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "topic": &*r.topic,
+                    "partition": r.partition,
+                    "start": r.start,
+                    "end": r.end,
+                    "lag": r.end.saturating_sub(r.start),
+                })
+            })
+            .collect();
         let (tx, rx) = mpsc::channel(ranges.len().saturating_mul(2).max(4));
         let tasks = ranges
             .into_iter()
@@ -393,6 +415,8 @@ impl ExtractMethods {
             .collect();
         drop(tx);
         Ok(Box::new(KafkaSource {
+            read_ranges,
+            offsets_store: store.as_ref().map(OffsetStore::describe),
             step: setup.step.clone(),
             rx,
             tasks,
