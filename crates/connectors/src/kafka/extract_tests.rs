@@ -29,7 +29,19 @@ use rstest::rstest;
 )]
 #[case(
     r#"{"topics": ["t"], "offsets": {"store": "s3://b/o.json"}}"#,
+    Some("/offsets/connection")
+)]
+#[case(
+    r#"{"topics": ["t"], "offsets": {"store": "gs://b/o.json", "connection": "lake"}}"#,
     Some("/offsets/store")
+)]
+#[case(
+    r#"{"topics": ["t"], "offsets": {"store": "o.json", "connection": "lake"}}"#,
+    Some("/offsets/connection")
+)]
+#[case(
+    r#"{"topics": ["t"], "offsets": {"store": "s3://b/o.json", "connection": "lake"}}"#,
+    None
 )]
 #[case(
     r#"{"topics": ["t"], "on_error": "dead_letter"}"#,
