@@ -1,8 +1,18 @@
 //! A progress bar on stderr when it is a terminal: rows read against the expected total.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use pipeline_core::RunObserver;
 use std::io::IsTerminal;
+
+/// A rate as whole rows per second with thousands separators (`17,364,922 rows/s`):
+/// indicatif's own `{per_sec}` prints four decimals.
+fn rate_text(per_sec: f64) -> String {
+    if per_sec.is_finite() && per_sec >= 0.0 {
+        format!("{} rows/s", HumanCount(per_sec.round() as u64))
+    } else {
+        "- rows/s".into()
+    }
+}
 
 #[derive(Clone)]
 pub struct Progress {
@@ -21,7 +31,12 @@ impl Progress {
     fn drawn_to(target: ProgressDrawTarget) -> Self {
         let bar = ProgressBar::with_draw_target(None, target);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {human_pos}/{human_len} rows read ({per_sec}) {wide_bar} {elapsed}")
+            ProgressStyle::with_template("{spinner} {prefix} {human_pos}/{human_len} rows read ({rate}) {wide_bar} {elapsed}")
+                .map(|style| {
+                    style.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&rate_text(state.per_sec()));
+                    })
+                })
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         Progress { bar: Some(bar) }
@@ -64,6 +79,14 @@ impl RunObserver for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_are_whole_rows_per_second() {
+        assert_eq!(rate_text(17_364_921.966_7), "17,364,922 rows/s");
+        assert_eq!(rate_text(0.4), "0 rows/s");
+        assert_eq!(rate_text(f64::NAN), "- rows/s");
+        assert_eq!(rate_text(f64::INFINITY), "- rows/s");
+    }
 
     #[test]
     fn the_bar_follows_the_source_and_the_attempts() {
