@@ -242,6 +242,32 @@ async fn a_resumed_run_does_not_publish_a_committed_load_again(#[case] kind: Kin
     t.cleanup();
 }
 
+/// A retry attempt of the same run (not a resume) whose earlier commit landed although it
+/// answered with an error: the Delta log's `txn` for the run says so, nothing is appended twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delta_retry_after_a_commit_that_landed_appends_nothing() {
+    let Some(t) = Target::new(Kind::DeltaLocal).await else {
+        return;
+    };
+    let run = unique("run");
+    assert_eq!(
+        t.load(&run, false, orders(0, 3000)).await,
+        CommitOutcome::Published
+    );
+    assert_eq!(
+        t.load(&run, false, orders(0, 3000)).await,
+        CommitOutcome::AlreadyPublished
+    );
+    assert_eq!(t.rows().await, 3000);
+    assert_eq!(
+        t.load(&unique("run"), false, orders(3000, 10)).await,
+        CommitOutcome::Published,
+        "another run appends"
+    );
+    assert_eq!(t.rows().await, 3010);
+    t.cleanup();
+}
+
 /// Two processes committing one run id and step (a resume started while the first was still
 /// committing): the SQL ledger's primary key lets exactly one publish.
 #[rstest]

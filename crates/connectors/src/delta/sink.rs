@@ -396,7 +396,10 @@ impl LoadMethods {
         };
         let app_id = format!("pipectl/{}/{}/{}", setup.pipeline, setup.run_id, setup.step);
         let mut already = false;
-        if let (true, Some(t)) = (setup.resumed, &table) {
+        // Every attempt looks, not only a resumed run: a retry after a commit that landed but
+        // answered with an error (a dropped connection, a failed post-commit hook) must not
+        // append the same data again.
+        if let Some(t) = &table {
             let snapshot = t
                 .snapshot()
                 .map_err(|e| delta_error(e, &format!("reading Delta table {url}")))?;
@@ -405,7 +408,7 @@ impl LoadMethods {
                 .await
                 .map_err(|e| delta_error(e, &format!("reading the log of Delta table {url}")))?;
             if found.is_some() {
-                tracing::info!(step = %setup.step, table = %url, run_id = %setup.run_id, "this load committed in the run being resumed; not writing it again");
+                tracing::info!(step = %setup.step, table = %url, run_id = %setup.run_id, "this load already committed in this run (an earlier attempt, or the run being resumed); not writing it again");
                 already = true;
             }
         }
