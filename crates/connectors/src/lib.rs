@@ -36,8 +36,10 @@ pub struct ExtractMethods;
 pub struct LoadMethods;
 
 pub use arrow_bridge::{arrow_to_frame, frame_to_arrow};
+pub use delta::maintenance as delta_maintenance;
 pub use delta::{
-    DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, read_delta_table,
+    DeltaExtractOptions, DeltaLoadOptions, DeltaWriteMode, PartitionValue, SchemaEvolution,
+    read_delta_location, read_delta_table,
 };
 pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
 pub use kafka::{

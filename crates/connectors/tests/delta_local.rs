@@ -93,7 +93,7 @@ async fn an_uncommitted_new_table_does_not_exist() {
         .err()
         .unwrap();
     assert!(
-        err.message().contains("loading Delta table"),
+        err.message().contains("is not a Delta table"),
         "{}",
         err.message()
     );

@@ -7,7 +7,7 @@ use crate::registry::Registry;
 use pipeline_base::StepError;
 use pipeline_config::{ConnectionConfig, suggest};
 use pipeline_credentials::{CachedProvider, CredentialProvider, SecretFields, SecretRef};
-use pipeline_data::ConnectionSetup;
+use pipeline_data::{ConnectionSetup, StepUse};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +58,7 @@ async fn check_one(
     registry: &Registry,
     provider: Option<&CachedProvider>,
     base_dir: &Path,
+    uses: Vec<StepUse>,
 ) -> Result<String, StepError> {
     let Some(system) = registry.system(&config.system) else {
         let known: Vec<&str> = registry.systems().iter().map(|s| s.system).collect();
@@ -76,6 +77,7 @@ async fn check_one(
         config: config.clone(),
         credentials,
         base_dir: base_dir.to_path_buf(),
+        uses,
     };
     match tokio::time::timeout(CHECK_TIMEOUT, system.check(setup)).await {
         Ok(result) => result.map_err(|e| e.context(format!("connection \"{name}\""))),
@@ -96,12 +98,24 @@ impl Pipeline {
         let mut out = Vec::new();
         for (name, config) in &self.config().connections {
             let started = Instant::now();
+            let uses = self
+                .plan()
+                .steps
+                .iter()
+                .filter(|s| s.connection.as_deref() == Some(name.as_str()))
+                .map(|s| StepUse {
+                    step: s.name.clone(),
+                    method: s.method.clone(),
+                    options: s.options.clone(),
+                })
+                .collect();
             let outcome = check_one(
                 name,
                 config,
                 self.registry(),
                 cache.as_ref(),
                 &self.plan().base_dir,
+                uses,
             )
             .await;
             match &outcome {
@@ -121,5 +135,45 @@ impl Pipeline {
             });
         }
         out
+    }
+}
+
+impl Pipeline {
+    /// The setup step `name` would get in a run (its connections' credentials read from
+    /// Vault), for tools acting on a step's target outside a run (`pipectl delta`).
+    pub async fn step_setup(
+        &self,
+        name: &str,
+        provider: Option<Arc<dyn CredentialProvider>>,
+    ) -> Result<pipeline_data::StepSetup, StepError> {
+        let plan = self.plan();
+        let Some(step) = plan.steps.iter().find(|s| s.name == name) else {
+            let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+            let hint = suggest(name, names.iter().copied())
+                .map(|s| format!("did you mean \"{s}\"?"))
+                .unwrap_or_else(|| format!("steps: {}", names.join(", ")));
+            return Err(
+                StepError::user(format!("the pipeline has no step \"{name}\"")).with_hint(hint),
+            );
+        };
+        let cache = provider.map(CachedProvider::new);
+        let (credentials, other_connections) =
+            crate::execute::step_credentials(step, &plan.base_dir, cache.as_ref()).await?;
+        Ok(pipeline_data::StepSetup {
+            pipeline: plan.pipeline.clone(),
+            step: step.name.clone(),
+            run_id: crate::RunId::generate().to_string(),
+            resumed: false,
+            options: step.options.clone(),
+            connection: step.connection.clone().zip(step.connection_config.clone()),
+            credentials,
+            on_failure: step.on_failure.unwrap_or_default(),
+            quarantine: step.quarantine.clone(),
+            max_invalid_fraction: step.max_invalid_fraction,
+            main_input: step.inputs.first().cloned(),
+            side_inputs: step.inputs.iter().skip(1).cloned().collect(),
+            base_dir: plan.base_dir.clone(),
+            other_connections,
+        })
     }
 }

@@ -381,7 +381,7 @@ async fn drive(
 }
 
 /// The Vault fields of a step's connection and the other connections its options name.
-async fn step_credentials(
+pub(crate) async fn step_credentials(
     step: &crate::plan::PlannedStep,
     base_dir: &std::path::Path,
     credentials: Option<&CachedProvider>,
@@ -406,6 +406,7 @@ async fn step_credentials(
                 config: config.clone(),
                 credentials,
                 base_dir: base_dir.to_path_buf(),
+                uses: Vec::new(),
             },
         );
     }

@@ -29,6 +29,7 @@ pub use cancel::CancelToken;
 pub use connect::ConnectionCheck;
 pub use execute::{NoopObserver, RunObserver};
 pub use pipeline::{Pipeline, RunFailure, RunOptions};
+pub use pipeline_connectors::delta_maintenance;
 pub use plan::{Plan, PlannedStep};
 pub use registry::Registry;
 pub use report::{RunReport, StepReport, StepStatus};

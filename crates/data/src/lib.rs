@@ -22,7 +22,7 @@ pub use operators::REASON_COLUMN;
 pub use runtime::{
     CommitOutcome, Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking,
 };
-pub use system::{ConnectionSetup, SystemEntry};
+pub use system::{ConnectionSetup, StepUse, SystemEntry};
 pub use validation::{Check, sample_rows};
 
 /// Re-exported so that connectors and methods use the exact same Polars.

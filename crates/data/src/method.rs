@@ -167,6 +167,7 @@ impl StepSetup {
             config,
             credentials: self.credentials.clone(),
             base_dir: self.base_dir.clone(),
+            uses: Vec::new(),
         })
     }
 

@@ -17,6 +17,17 @@ pub struct ConnectionSetup {
     pub credentials: Option<Arc<SecretFields>>,
     /// The directory of the pipeline file, for relative paths.
     pub base_dir: PathBuf,
+    /// The steps that use this connection, for checks that need more than the connection
+    /// (a Delta table's location comes with each step). Empty outside `validate --connect`.
+    pub uses: Vec<StepUse>,
+}
+
+/// A step that uses a connection: its name, method and options.
+#[derive(Clone, Debug)]
+pub struct StepUse {
+    pub step: String,
+    pub method: String,
+    pub options: serde_json::Value,
 }
 
 impl ConnectionSetup {

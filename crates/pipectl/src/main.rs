@@ -4,6 +4,7 @@
 //! 130 / 143 the run was interrupted by SIGINT / SIGTERM (after aborting what had not committed).
 
 mod connect;
+mod delta;
 mod logging;
 mod progress;
 
@@ -91,6 +92,9 @@ enum Command {
     Schema,
     /// List the methods a step can call.
     Methods,
+    /// Delta table hygiene: history, checkpoint, optimize (compaction), vacuum.
+    #[command(subcommand)]
+    Delta(delta::DeltaCommand),
 }
 
 fn parse_overrides(raw: &[String]) -> Result<Vec<Override>, String> {
@@ -138,6 +142,14 @@ fn main() -> ExitCode {
         Command::Methods => {
             print_methods();
             ExitCode::SUCCESS
+        }
+        Command::Delta(cmd) => {
+            if let Err(e) = logging::init(cli.log_format, &cli.log_level, None) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+            let skip = cli.vault_skip_tls_verify;
+            delta::run(cmd, |p| credentials(p, skip))
         }
         Command::Validate {
             file,

@@ -1,16 +1,21 @@
-//! Delta Lake: read a table (`ExtractMethods::delta`) and write one (`LoadMethods::delta`).
+//! Delta Lake, local or on S3: read a table (`ExtractMethods::delta`) and write one
+//! (`LoadMethods::delta`); table hygiene (history, checkpoint, optimize, vacuum) in `maintenance`.
 //!
 //! Writes are atomic: data files are written while the run streams, and they become part of the
 //! table in one commit when the whole run has succeeded. A failed run commits nothing and
 //! deletes the files it wrote; readers never see a partial write. A table that does not exist
 //! yet is created by that same single commit.
 
+mod commit;
+pub mod maintenance;
+mod merge;
 mod sink;
 mod source;
+mod store;
+mod table;
 
 use deltalake::DeltaTableError;
 use pipeline_base::StepError;
-use pipeline_credentials::DeltaConfig;
 use pipeline_data::OptionsError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::{ConnectionSetup, StepSetup};
@@ -19,7 +24,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use url::Url;
 
-pub use source::read_delta_table;
+pub use source::{read_delta_location, read_delta_table};
 
 /// How a load treats an existing table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
@@ -30,6 +35,9 @@ pub enum DeltaWriteMode {
     Append,
     /// Replace the table's rows (in the same single commit).
     Overwrite,
+    /// Insert, or replace the row with the same `key`; within the load the last row of a key
+    /// wins. Only the data files holding a matching key are rewritten.
+    Upsert,
 }
 
 /// What a load does when the data's columns differ from the table's (the schema-evolution
@@ -52,9 +60,12 @@ pub enum SchemaEvolution {
 pub struct DeltaLoadOptions {
     /// Table location: a local directory (relative to the pipeline file) or a `file://` / `s3://` URL.
     pub path: String,
-    /// `append` (default) or `overwrite`.
+    /// `append` (default), `overwrite` or `upsert`.
     #[serde(default)]
     pub mode: DeltaWriteMode,
+    /// Key columns for `upsert`.
+    #[serde(default)]
+    pub key: Vec<String>,
     /// Partition columns, used when the table is created.
     #[serde(default)]
     pub partition_by: Vec<String>,
@@ -66,10 +77,50 @@ pub struct DeltaLoadOptions {
     /// so this bounds the load's memory; raise it for fewer, larger files.
     #[serde(default = "default_file_mb")]
     pub target_file_size_mb: u64,
+    /// Write a checkpoint after every N-th table version (default 10; 0 = never), so readers
+    /// and restarts replay at most N log entries.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// Compact small files after every N-th table version (default 0 = never): files under
+    /// half the target size are rewritten into target-size files in a `dataChange: false`
+    /// commit, safe beside concurrent appends.
+    #[serde(default)]
+    pub optimize_every: u64,
 }
 
 fn default_file_mb() -> u64 {
     8
+}
+
+fn default_checkpoint_every() -> u64 {
+    10
+}
+
+/// A partition filter's accepted value(s): one value or a list; `null` matches a null partition.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PartitionValue {
+    Many(Vec<serde_json::Value>),
+    One(serde_json::Value),
+}
+
+impl PartitionValue {
+    fn text(v: &serde_json::Value) -> Option<String> {
+        match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// Whether a file's raw partition value passes.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        let one = |v: &serde_json::Value| Self::text(v).as_deref() == value;
+        match self {
+            PartitionValue::One(v) => one(v),
+            PartitionValue::Many(vs) => vs.iter().any(one),
+        }
+    }
 }
 
 impl MethodOptions for DeltaLoadOptions {
@@ -83,6 +134,7 @@ impl MethodOptions for DeltaLoadOptions {
             )
             .with_hint("use \"mode\": \"append\", or drop \"schema_evolution\""));
         }
+        crate::sql::check_key(self.mode == DeltaWriteMode::Upsert, &self.key, "order_id")?;
         check_path(&self.path)
     }
 }
@@ -96,10 +148,61 @@ pub struct DeltaExtractOptions {
     /// Read this version instead of the latest.
     #[serde(default)]
     pub version: Option<u64>,
+    /// Read the table as it was at this time (RFC 3339 or a date, UTC): the latest version
+    /// committed then.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Read only these columns (default: all).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Read only the files of these partitions: `{"country": "DE"}` or
+    /// `{"country": ["DE", "FR"], "day": "2026-11-28"}`.
+    #[serde(default)]
+    pub partitions: std::collections::BTreeMap<String, PartitionValue>,
 }
 
 impl MethodOptions for DeltaExtractOptions {
     fn check(&self) -> Result<(), OptionsError> {
+        if self.version.is_some() && self.timestamp.is_some() {
+            return Err(OptionsError::new(
+                "/timestamp",
+                "\"version\" and \"timestamp\" both given; a read is at one of them",
+            ));
+        }
+        if let Some(t) = &self.timestamp
+            && table::parse_timestamp(t).is_none()
+        {
+            return Err(
+                OptionsError::new("/timestamp", format!("cannot read \"{t}\" as a time"))
+                    .with_hint("use RFC 3339 (2026-11-28T10:00:00Z) or a date (2026-11-28)"),
+            );
+        }
+        if let Some(cols) = &self.columns {
+            if cols.is_empty() {
+                return Err(OptionsError::new("/columns", "the column list is empty")
+                    .with_hint("drop \"columns\" to read every column"));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = cols.iter().find(|c| !seen.insert(c.as_str())) {
+                return Err(OptionsError::new(
+                    "/columns",
+                    format!("\"{dup}\" is listed twice"),
+                ));
+            }
+        }
+        for (k, v) in &self.partitions {
+            let bad = |x: &serde_json::Value| x.is_object() || x.is_array();
+            let nested = match v {
+                PartitionValue::One(x) => bad(x),
+                PartitionValue::Many(xs) => xs.iter().any(bad) || xs.is_empty(),
+            };
+            if nested {
+                return Err(OptionsError::new(
+                    format!("/partitions/{k}"),
+                    "a partition filter is a value or a non-empty list of values",
+                ));
+            }
+        }
         check_path(&self.path)
     }
 }
@@ -143,27 +246,95 @@ pub(crate) fn table_url(setup: &StepSetup, path: &str, create: bool) -> Result<U
         .map_err(|_| StepError::user(format!("invalid table path {}", absolute.display())))
 }
 
-/// Storage options of the step's connection: its Vault fields, then its `storage_options`.
-pub(crate) fn storage_options(setup: &StepSetup) -> Result<HashMap<String, String>, StepError> {
-    match setup.connection_setup() {
-        Ok(conn) => Ok(DeltaConfig::from_sources(conn.sources()).expose()),
-        Err(_) => Ok(HashMap::new()),
-    }
-}
+pub(crate) use store::{connection_storage, storage_options};
 
-/// `validate --connect`: the connection's storage options are complete (a table path comes
-/// with each step, so there is nothing to open yet).
+/// `validate --connect` for a `delta` connection: the storage options are complete and safe,
+/// and every Delta table a step names through it is opened (its version shown) or, when there
+/// is no table yet, its location is reachable.
 pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
-    let options = DeltaConfig::from_sources(setup.sources());
-    let keys: Vec<&str> = options.storage_options.keys().map(String::as_str).collect();
-    Ok(format!(
+    let options = store::connection_storage(&setup)?;
+    let mut keys: Vec<&str> = options.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut out = format!(
         "Delta storage options ready ({})",
         if keys.is_empty() {
             "none".to_string()
         } else {
             keys.join(", ")
         }
-    ))
+    );
+    for line in check_tables(&setup, &options).await? {
+        out.push_str("; ");
+        out.push_str(&line);
+    }
+    Ok(out)
+}
+
+/// Opens the table of every `delta` step using the connection: one line each.
+pub(crate) async fn check_tables(
+    setup: &ConnectionSetup,
+    options: &HashMap<String, String>,
+) -> Result<Vec<String>, StepError> {
+    let mut lines = Vec::new();
+    for u in setup.uses.iter().filter(|u| u.method == "delta") {
+        let Some(path) = u.options.get("path").and_then(serde_json::Value::as_str) else {
+            continue;
+        };
+        let at = |e: StepError| e.context(format!("step \"{}\"", u.step));
+        let url = location_url(&setup.base_dir, path).map_err(at)?;
+        match table::open_if_exists(&url, options.clone())
+            .await
+            .map_err(at)?
+        {
+            Some(t) => lines.push(format!(
+                "table {path} at version {}",
+                t.version().unwrap_or_default()
+            )),
+            None => {
+                probe_location(&url, options).await.map_err(at)?;
+                lines.push(format!("{path}: no table yet, location writable"));
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// A location without a table: its store answers a listing (S3), or its parent exists (local).
+async fn probe_location(url: &Url, options: &HashMap<String, String>) -> Result<(), StepError> {
+    if url.scheme() == "file" {
+        let dir = url
+            .to_file_path()
+            .map_err(|_| StepError::user(format!("invalid table path {url}")))?;
+        return match dir.ancestors().find(|p| p.exists()) {
+            Some(p) if p.is_dir() => Ok(()),
+            _ => Err(StepError::user(format!(
+                "cannot create a table at {}",
+                dir.display()
+            ))),
+        };
+    }
+    let log = table::builder(url, options.clone())?
+        .build_storage()
+        .map_err(|e| delta_error(e, &format!("opening {url}")))?;
+    use futures::TryStreamExt;
+    let store = log.object_store(None);
+    let mut listing = store.list(None);
+    listing
+        .try_next()
+        .await
+        .map_err(|e| crate::s3::store_error(e, &format!("listing {url}")))?;
+    Ok(())
+}
+
+/// A step's table location, relative to the pipeline file's directory (no directory created).
+fn location_url(base_dir: &std::path::Path, path: &str) -> Result<Url, StepError> {
+    if path.contains("://") {
+        return Url::parse(path)
+            .map_err(|e| StepError::user(format!("invalid table URL \"{path}\": {e}")));
+    }
+    let local = base_dir.join(path);
+    Url::from_directory_path(&local)
+        .map_err(|_| StepError::user(format!("invalid table path {}", local.display())))
 }
 
 /// Classifies a deltalake error.

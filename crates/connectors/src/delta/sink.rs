@@ -1,13 +1,19 @@
-//! Writing a Delta table: stream data files during the run, publish them in one commit. The
-//! commit carries a `txn` action (application id `pipectl/PIPELINE/RUN_ID/STEP`), so a run
-//! resumed with the same id finds its earlier commit in the log and writes nothing again.
+//! Writing a Delta table: stream data files during the run, publish them in one commit (see
+//! `commit` for the rules against concurrent writers). The commit carries a `txn` action
+//! (application id `pipectl/PIPELINE/RUN_ID/STEP`), so a retried or resumed run finds its
+//! earlier commit in the log and writes nothing again; files of a commit that did not land are
+//! deleted on abort.
 
+use super::commit::{self, CommitRequest};
+use super::maintenance::{quiet_commit, remove_files};
 use super::{
-    DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, delta_error, storage_options, table_url,
+    DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, delta_error, merge, storage_options, table,
+    table_url,
 };
 use crate::LoadMethods;
 use crate::arrow_bridge::frame_to_arrow;
 use async_trait::async_trait;
+use deltalake::DeltaTable;
 use deltalake::arrow::array::new_null_array;
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{
@@ -15,13 +21,11 @@ use deltalake::arrow::datatypes::{
 };
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use object_store::ObjectStoreExt;
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::DataFrame;
 use pipeline_data::{CommitOutcome, Metrics, Sink, StepSetup};
@@ -29,17 +33,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use url::Url;
 
-struct DeltaSink {
+pub(super) struct DeltaSink {
     step: String,
     url: Url,
-    options: DeltaLoadOptions,
+    pub(super) options: DeltaLoadOptions,
     storage: HashMap<String, String>,
     /// The table as it was when the step opened; `None` when it does not exist yet.
-    table: Option<DeltaTable>,
+    pub(super) table: Option<DeltaTable>,
+    /// The version the step read: commits after it are checked against the load's mode.
+    base_version: u64,
     writer: Option<RecordBatchWriter>,
     /// Arrow schema of the new table (when creating it).
     schema: Option<SchemaRef>,
-    staged: Vec<Add>,
+    pub(super) staged: Vec<Add>,
+    /// Upsert: removes of the files rewritten without the load's keys.
+    pub(super) rewritten: Vec<Action>,
+    /// Upsert: the load's rows, until `prepare`.
+    pub(super) upsert_rows: Vec<DataFrame>,
     rows: u64,
     committed_version: Option<u64>,
     /// The `txn` application id this load commits with: pipeline, run id and step. A resumed
@@ -64,7 +74,7 @@ fn delta_type(t: &ArrowType) -> ArrowType {
 
 /// Shapes a batch to the table's schema under the evolution policy. With `evolve`, columns the
 /// table lacks are kept (after the table's own) and the writer widens the schema.
-fn conform(
+pub(crate) fn conform(
     batch: RecordBatch,
     target: &SchemaRef,
     policy: SchemaEvolution,
@@ -142,7 +152,7 @@ fn conform(
 impl DeltaSink {
     /// Writes the buffered files out (not yet part of the table) and stages their Add actions
     /// for the final commit.
-    async fn flush_staged(&mut self) -> Result<(), StepError> {
+    pub(super) async fn flush_staged(&mut self) -> Result<(), StepError> {
         let location = self.url.to_string();
         if let Some(writer) = self.writer.as_mut() {
             let adds = writer
@@ -160,7 +170,7 @@ impl DeltaSink {
     }
 
     fn location(&self) -> String {
-        self.url.to_string()
+        self.url.as_str().trim_end_matches('/').to_string()
     }
 
     fn open_writer(&mut self, first: &RecordBatch) -> Result<(), StepError> {
@@ -192,69 +202,116 @@ impl DeltaSink {
         Ok(())
     }
 
-    /// Every commit carries a `txn` action naming the run and step.
+    /// Every commit carries a `txn` action naming the run and step; deltalake's own
+    /// post-commit checkpoint and log cleanup are off (see `commit::hygiene`).
     fn commit_properties(&self) -> CommitProperties {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .ok();
-        CommitProperties::default().with_application_transaction(Transaction::new_with_last_update(
+        quiet_commit().with_application_transaction(Transaction::new_with_last_update(
             &self.app_id,
             0,
             now,
         ))
     }
 
-    async fn commit_inner(&mut self) -> Result<u64, DeltaTableError> {
-        let adds: Vec<Action> = self.staged.drain(..).map(Action::Add).collect();
-        let partition_by =
-            (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
-        match &self.table {
-            None => {
-                let schema = self
-                    .schema
-                    .clone()
-                    .ok_or_else(|| DeltaTableError::Generic("no data schema".into()))?;
-                let kernel: StructType = schema.as_ref().try_into_kernel()?;
-                let table = CreateBuilder::new()
-                    .with_location(self.url.as_str())
-                    .with_storage_options(self.storage.clone())
-                    .with_columns(kernel.fields().cloned())
-                    .with_partition_columns(self.options.partition_by.clone())
-                    .with_save_mode(SaveMode::ErrorIfExists)
-                    .with_commit_properties(self.commit_properties())
-                    .with_actions(adds)
-                    .await?;
-                Ok(table.version().unwrap_or_default())
-            }
-            Some(table) => {
-                let snapshot = table.snapshot()?;
-                let mut actions = Vec::new();
-                let mode = match self.options.mode {
-                    DeltaWriteMode::Append => SaveMode::Append,
-                    DeltaWriteMode::Overwrite => {
-                        actions.extend(
-                            snapshot
-                                .log_data()
-                                .iter()
-                                .map(|f| Action::Remove(f.remove_action(true))),
-                        );
-                        SaveMode::Overwrite
+    /// Creates the table with the staged files; `None` when another writer created it first
+    /// (the caller then commits to that table under the usual rules).
+    async fn create(&mut self) -> Result<Option<u64>, StepError> {
+        let schema = self
+            .schema
+            .clone()
+            .ok_or_else(|| StepError::internal("creating a Delta table without a schema"))?;
+        let kernel: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| delta_error(e.into(), "converting the schema"))?;
+        let created = CreateBuilder::new()
+            .with_location(self.url.as_str())
+            .with_storage_options(self.storage.clone())
+            .with_columns(kernel.fields().cloned())
+            .with_partition_columns(self.options.partition_by.clone())
+            .with_save_mode(SaveMode::ErrorIfExists)
+            .with_commit_properties(self.commit_properties())
+            .with_actions(self.staged.iter().cloned().map(Action::Add))
+            .await;
+        match created {
+            Ok(t) => Ok(Some(commit::version_of(&t))),
+            Err(e) => {
+                match table::open_if_exists(&self.url, self.storage.clone()).await? {
+                    // Another writer's table is there now: ours was not created.
+                    Some(mut t) => {
+                        if let Some(v) = commit::landed(&mut t, &self.app_id).await? {
+                            return Ok(Some(v));
+                        }
+                        let theirs = t
+                            .snapshot()
+                            .map_err(|e| delta_error(e, "reading the table"))?
+                            .snapshot()
+                            .arrow_schema();
+                        if theirs.fields().len() != schema.fields().len()
+                            || theirs.fields().iter().zip(schema.fields()).any(|(a, b)| {
+                                a.name() != b.name() || a.data_type() != b.data_type()
+                            })
+                        {
+                            return Err(StepError::external(format!(
+                            "{}: another writer created the table meanwhile with other columns; nothing of this load was committed",
+                            self.location()
+                        ))
+                        .with_hint("run again: the load will append to (or be checked against) the new table"));
+                        }
+                        self.table = Some(t);
+                        Ok(None)
                     }
-                };
-                actions.extend(adds);
-                let operation = DeltaOperation::Write {
-                    mode,
-                    partition_by,
-                    predicate: None,
-                };
-                let done = CommitBuilder::from(self.commit_properties())
-                    .with_actions(actions)
-                    .build(Some(snapshot), table.log_store(), operation)
-                    .await?;
-                Ok(done.version())
+                    _ => Err(delta_error(e, &format!("creating {}", self.location()))),
+                }
             }
         }
+    }
+
+    /// The commit of staged files (and, for an upsert, the removes of rewritten files).
+    async fn commit_staged(&mut self, extra: Vec<Action>) -> Result<u64, StepError> {
+        if self.table.is_none()
+            && let Some(v) = self.create().await?
+        {
+            return Ok(v);
+        }
+        let location = self.location();
+        let properties = self.commit_properties();
+        let Some(table) = self.table.as_mut() else {
+            return Err(StepError::internal("committing without a table"));
+        };
+        let partition_by =
+            (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
+        let operation = match self.options.mode {
+            DeltaWriteMode::Append => DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by,
+                predicate: None,
+            },
+            DeltaWriteMode::Overwrite => DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by,
+                predicate: None,
+            },
+            DeltaWriteMode::Upsert => merge::operation(&self.options.key),
+        };
+        let mut actions = extra;
+        actions.extend(self.staged.iter().cloned().map(Action::Add));
+        commit::commit(
+            table,
+            CommitRequest {
+                mode: self.options.mode,
+                base: self.base_version,
+                actions,
+                operation,
+                properties,
+                app_id: &self.app_id,
+                location: &location,
+            },
+        )
+        .await
     }
 }
 
@@ -264,40 +321,25 @@ impl Sink for DeltaSink {
         if self.already {
             return Ok(());
         }
+        if self.options.mode == DeltaWriteMode::Upsert {
+            // The whole load is needed to collapse keys and find the files to rewrite.
+            self.rows = self.rows.saturating_add(df.height() as u64);
+            self.upsert_rows.push(df);
+            return Ok(());
+        }
         for batch in frame_to_arrow(&df)? {
-            if self.writer.is_none() {
-                self.open_writer(&batch)?;
-            }
-            let evolving = self.evolving();
-            let Some(writer) = self.writer.as_mut() else {
-                continue;
-            };
-            let target = writer.arrow_schema();
-            let policy = self.options.schema_evolution;
-            let batch = conform(batch, &target, policy)?;
-            self.rows += batch.num_rows() as u64;
-            let location = self.url.to_string();
-            let mode = if policy == SchemaEvolution::Evolve {
-                WriteMode::MergeSchema
-            } else {
-                WriteMode::Default
-            };
-            writer
-                .write_with_mode(batch, mode)
-                .await
-                .map_err(|e| delta_error(e, &format!("writing to {location}")))?;
-            // The writer holds whole files in memory until flushed: write them out (uncommitted)
-            // once a file's worth is buffered. (Not while evolving: the writer's own commit must
-            // carry the widened schema together with every file.)
-            let limit = self.options.target_file_size_mb.max(1) as usize * 1024 * 1024;
-            if !evolving && writer.buffer_len() >= limit {
-                self.flush_staged().await?;
-            }
+            self.write_batch(batch).await?;
         }
         Ok(())
     }
 
     async fn prepare(&mut self) -> Result<(), StepError> {
+        if self.already {
+            return Ok(());
+        }
+        if self.options.mode == DeltaWriteMode::Upsert {
+            return self.prepare_upsert().await;
+        }
         if self.evolving() {
             // The writer commits the widened schema together with the data at commit time.
             return Ok(());
@@ -324,33 +366,55 @@ impl Sink for DeltaSink {
                 .await
                 .map_err(|e| delta_error(e, &format!("committing to {location}")))?
         } else {
-            self.commit_inner()
-                .await
-                .map_err(|e| delta_error(e, &format!("committing to {location}")))?
+            let removes = std::mem::take(&mut self.rewritten);
+            self.commit_staged(removes).await?
         };
+        // Committed: the staged files belong to the table now; abort must not touch them.
+        self.staged.clear();
         self.committed_version = Some(version);
-        tracing::info!(step = %self.step, table = %self.location(), version, files, rows = self.rows, "Delta commit");
+        tracing::info!(step = %self.step, table = %location, version, files, rows = self.rows, "Delta commit");
+        if let Some(table) = self.table.as_mut() {
+            commit::hygiene(
+                table,
+                version,
+                self.options.checkpoint_every,
+                self.options.optimize_every,
+                self.options.target_file_size_mb.clamp(1, 1 << 20) << 20,
+                &self.step,
+            )
+            .await;
+        } else if let Ok(Some(mut table)) =
+            table::open_if_exists(&self.url, self.storage.clone()).await
+        {
+            commit::hygiene(
+                &mut table,
+                version,
+                self.options.checkpoint_every,
+                self.options.optimize_every,
+                self.options.target_file_size_mb.clamp(1, 1 << 20) << 20,
+                &self.step,
+            )
+            .await;
+        }
         Ok(CommitOutcome::Published)
     }
 
     async fn abort(&mut self) {
-        // Files written but never committed are not part of the table; remove them.
+        // Files written but never committed are not part of the table; remove them, unless
+        // the commit did land (its answer lost): then they are the table's.
         let staged = std::mem::take(&mut self.staged);
         if staged.is_empty() {
             return;
         }
-        let Ok(table) = DeltaTableBuilder::from_url(self.url.clone())
-            .and_then(|b| b.with_storage_options(self.storage.clone()).build())
+        let Ok(Some(mut table)) = table::open_if_exists(&self.url, self.storage.clone()).await
         else {
             return;
         };
-        let store = table.object_store();
-        for add in staged {
-            let path = deltalake::Path::from(add.path.as_str());
-            if let Err(e) = store.delete(&path).await {
-                tracing::warn!(step = %self.step, file = %add.path, error = %e, "could not remove an uncommitted data file");
-            }
+        if let Ok(Some(_)) = commit::landed(&mut table, &self.app_id).await {
+            return;
         }
+        let store = table.log_store().object_store(None);
+        remove_files(store.as_ref(), staged.iter().map(|a| a.path.as_str())).await;
     }
 
     fn metrics(&self) -> Metrics {
@@ -365,6 +429,65 @@ impl Sink for DeltaSink {
     }
 }
 
+impl DeltaSink {
+    /// Shapes one batch to the table and hands it to the writer, flushing whole files out.
+    pub(super) async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), StepError> {
+        if self.writer.is_none() {
+            self.open_writer(&batch)?;
+        }
+        let evolving = self.evolving();
+        let location = self.location();
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let target = writer.arrow_schema();
+        let policy = self.options.schema_evolution;
+        let batch = conform(batch, &target, policy)?;
+        if self.options.mode != DeltaWriteMode::Upsert {
+            self.rows = self.rows.saturating_add(batch.num_rows() as u64);
+        }
+        let widens = policy == SchemaEvolution::Evolve
+            && batch.schema().fields().len() > target.fields().len();
+        let partitioned = self
+            .table
+            .as_ref()
+            .and_then(|t| t.snapshot().ok())
+            .is_some_and(|s| !s.metadata().partition_columns().is_empty());
+        if widens && partitioned {
+            let new: Vec<&str> = batch
+                .schema_ref()
+                .fields()
+                .iter()
+                .skip(target.fields().len())
+                .map(|f| f.name().as_str())
+                .collect();
+            return Err(StepError::user(format!(
+                "adding columns ({}) to a partitioned Delta table is not supported yet",
+                new.join(", ")
+            ))
+            .with_hint("add the columns with another engine (ALTER TABLE ... ADD COLUMNS), or set \"schema_evolution\": \"discard\""));
+        }
+        let mode = if widens {
+            WriteMode::MergeSchema
+        } else {
+            WriteMode::Default
+        };
+        writer
+            .write_with_mode(batch, mode)
+            .await
+            .map_err(|e| delta_error(e, &format!("writing to {location}")))?;
+        // The writer holds whole files in memory until flushed: write them out (uncommitted)
+        // once a file's worth is buffered. (Not while evolving: the writer's own commit must
+        // carry the widened schema together with every file.)
+        let limit = usize::try_from(self.options.target_file_size_mb.clamp(1, 1 << 20) << 20)
+            .unwrap_or(usize::MAX);
+        if !evolving && writer.buffer_len() >= limit {
+            self.flush_staged().await?;
+        }
+        Ok(())
+    }
+}
+
 impl LoadMethods {
     /// Writes a Delta table; nothing is visible before the run's final commit.
     pub async fn delta(
@@ -373,45 +496,19 @@ impl LoadMethods {
     ) -> Result<Box<dyn Sink>, StepError> {
         let url = table_url(&setup, &options.path, true)?;
         let storage = storage_options(&setup)?;
-        // A local directory without a log is simply a table to create (asking deltalake would
-        // log a misleading error).
-        let local_absent = url.scheme() == "file"
-            && url
-                .to_file_path()
-                .map(|p| !p.join("_delta_log").exists())
-                .unwrap_or(false);
-        let table = if local_absent {
-            None
-        } else {
-            match DeltaTableBuilder::from_url(url.clone())
-                .map_err(|e| delta_error(e, &format!("opening Delta table {url}")))?
-                .with_storage_options(storage.clone())
-                .load()
-                .await
-            {
-                Ok(t) => Some(t),
-                Err(DeltaTableError::NotATable(_)) => None,
-                Err(e) => return Err(delta_error(e, &format!("loading Delta table {url}"))),
-            }
-        };
+        let mut table = table::open_if_exists(&url, storage.clone()).await?;
         let app_id = format!("pipectl/{}/{}/{}", setup.pipeline, setup.run_id, setup.step);
         let mut already = false;
         // Every attempt looks, not only a resumed run: a retry after a commit that landed but
         // answered with an error (a dropped connection, a failed post-commit hook) must not
         // append the same data again.
-        if let Some(t) = &table {
-            let snapshot = t
-                .snapshot()
-                .map_err(|e| delta_error(e, &format!("reading Delta table {url}")))?;
-            let found = snapshot
-                .transaction_version(t.log_store().as_ref(), &app_id)
-                .await
-                .map_err(|e| delta_error(e, &format!("reading the log of Delta table {url}")))?;
-            if found.is_some() {
-                tracing::info!(step = %setup.step, table = %url, run_id = %setup.run_id, "this load already committed in this run (an earlier attempt, or the run being resumed); not writing it again");
-                already = true;
-            }
+        if let Some(t) = table.as_mut()
+            && commit::landed(t, &app_id).await?.is_some()
+        {
+            tracing::info!(step = %setup.step, table = %url, run_id = %setup.run_id, "this load already committed in this run (an earlier attempt, or the run being resumed); not writing it again");
+            already = true;
         }
+        let base_version = table.as_ref().map(commit::version_of).unwrap_or_default();
         Ok(Box::new(DeltaSink {
             app_id,
             already,
@@ -420,9 +517,12 @@ impl LoadMethods {
             options,
             storage,
             table,
+            base_version,
             writer: None,
             schema: None,
             staged: Vec::new(),
+            rewritten: Vec::new(),
+            upsert_rows: Vec::new(),
             rows: 0,
             committed_version: None,
         }))

@@ -1,163 +1,334 @@
-//! Reading a Delta table: load the snapshot, then stream its Parquet files one batch each.
+//! Reading a Delta table, local or on S3: load the snapshot (latest, a `version` or the version
+//! current at a `timestamp`), keep the files whose partition values pass the step's
+//! `partitions` filter, and stream them a batch each — fetched a few ahead through the table's
+//! object store, decoded on the blocking pool, only the projected `columns`, with partition
+//! values added as columns and older files widened to the table's (evolved) schema.
 
-use super::{DeltaExtractOptions, delta_error, storage_options, table_url};
-use crate::ExtractMethods;
+use super::table::{TableAt, open_table};
+use super::{DeltaExtractOptions, PartitionValue, delta_error, storage_options, table_url};
+use crate::{ExtractMethods, arrow_bridge::arrow_to_frame};
 use async_trait::async_trait;
-use deltalake::DeltaTableBuilder;
+use deltalake::DeltaTable;
+use deltalake::arrow::record_batch::RecordBatch;
+use futures::stream::{BoxStream, StreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
 use pipeline_data::{Batch, PolarsResultExt, Source, StepSetup};
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use url::Url;
 
-struct DeltaSource {
-    files: std::vec::IntoIter<PathBuf>,
-    schema: Schema,
-    empty_schema: Option<DataFrame>,
+/// How many data files are fetched ahead of the one being decoded.
+const PREFETCH: usize = 3;
+
+/// One data file to read, with its partition values (raw strings, `None` for null).
+#[derive(Debug, Clone)]
+pub(crate) struct DataFile {
+    pub path: String,
+    pub size: u64,
+    pub partitions: HashMap<String, Option<String>>,
 }
 
-/// The table's columns (in the table's order) with their types, taken from the data files.
-/// Files written before a schema evolution lack the newer columns.
-fn table_schema(names: &[String], files: &[PathBuf]) -> Result<Schema, StepError> {
-    let mut types: PlHashMap<PlSmallStr, DataType> = PlHashMap::new();
-    for f in files {
-        let file = std::fs::File::open(f)
-            .map_err(|e| StepError::transient(format!("opening {}: {e}", f.display())))?;
-        let arrow = ParquetReader::new(file)
-            .schema()
-            .step_err(&format!("reading the schema of {}", f.display()))?;
-        for (name, field) in arrow.iter() {
-            types
-                .entry(name.clone())
-                .or_insert_with(|| DataType::from_arrow_field(field));
-        }
-        if names.iter().all(|n| types.contains_key(n.as_str())) {
-            break;
+/// What the reader produces: the table's columns (projected) with their Polars types.
+#[derive(Clone)]
+struct ReadPlan {
+    schema: Schema,
+    partition_columns: Vec<String>,
+}
+
+struct DeltaSource {
+    frames: BoxStream<'static, Result<DataFrame, StepError>>,
+    empty: Option<DataFrame>,
+}
+
+/// The table's schema as Polars types (through an empty Arrow batch).
+fn polars_schema(table: &DeltaTable) -> Result<Schema, StepError> {
+    let arrow = table
+        .snapshot()
+        .map_err(|e| delta_error(e, "reading the table schema"))?
+        .snapshot()
+        .arrow_schema();
+    let empty = RecordBatch::new_empty(arrow);
+    Ok(arrow_to_frame(&[empty])?.schema().as_ref().clone())
+}
+
+/// Tables whose files cannot be read as plain Parquet (deletion vectors, column mapping) are
+/// refused rather than read wrongly.
+fn check_readable(table: &DeltaTable) -> Result<(), StepError> {
+    let state = table
+        .snapshot()
+        .map_err(|e| delta_error(e, "reading the table protocol"))?;
+    let protocol = serde_json::to_value(state.protocol()).unwrap_or_default();
+    let features: Vec<String> = protocol
+        .get("readerFeatures")
+        .and_then(|f| f.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for unsupported in ["deletionVectors", "columnMapping"] {
+        if features.iter().any(|f| f == unsupported) {
+            return Err(StepError::user(format!(
+                "the table uses the Delta reader feature \"{unsupported}\", which pipectl cannot read yet"
+            ))
+            .with_hint("rewrite the table without it (e.g. REORG / purge deletion vectors), or read it with another engine"));
         }
     }
-    Ok(names
+    let mapping = state
+        .metadata()
+        .configuration()
+        .get("delta.columnMapping.mode")
+        .cloned();
+    if mapping.as_deref().is_some_and(|m| m != "none") {
+        return Err(StepError::user(
+            "the table uses column mapping, which pipectl cannot read yet",
+        ));
+    }
+    Ok(())
+}
+
+/// The files of the snapshot whose partition values pass `filter`.
+pub(crate) fn table_files(
+    table: &DeltaTable,
+    filter: &BTreeMap<String, PartitionValue>,
+) -> Result<Vec<DataFile>, StepError> {
+    let state = table
+        .snapshot()
+        .map_err(|e| delta_error(e, "listing table files"))?;
+    let partition_columns = state.metadata().partition_columns().to_vec();
+    for key in filter.keys() {
+        if !partition_columns.contains(key) {
+            return Err(StepError::user(format!(
+                "\"partitions\" names \"{key}\", which is not a partition column of the table"
+            ))
+            .with_hint(if partition_columns.is_empty() {
+                "the table is not partitioned".to_string()
+            } else {
+                format!("partition columns: {}", partition_columns.join(", "))
+            }));
+        }
+    }
+    Ok(state
+        .log_data()
         .iter()
-        .map(|n| {
-            (
-                PlSmallStr::from(n.as_str()),
-                types.get(n.as_str()).cloned().unwrap_or(DataType::Null),
-            )
+        .map(|f| DataFile {
+            path: f.path().to_string(),
+            size: u64::try_from(f.size()).unwrap_or_default(),
+            partitions: f.partition_values_map(),
+        })
+        .filter(|f| {
+            filter
+                .iter()
+                .all(|(k, want)| want.matches(f.partitions.get(k).and_then(|v| v.as_deref())))
         })
         .collect())
 }
 
-/// A file's rows shaped to the table's schema (missing columns as typed nulls).
-fn align(df: DataFrame, schema: &Schema) -> Result<DataFrame, StepError> {
-    if df.schema().as_ref() == schema {
-        return Ok(df);
+/// A file's rows shaped to the plan: projected columns in table order, partition values as
+/// typed columns, columns the file predates as typed nulls.
+fn shape(df: DataFrame, file: &DataFile, plan: &ReadPlan) -> Result<DataFrame, StepError> {
+    // Added with `with_columns` so literals take the file's row count.
+    let mut added = Vec::new();
+    for (name, dtype) in plan.schema.iter() {
+        if plan.partition_columns.iter().any(|p| p == name.as_str()) {
+            let value = file.partitions.get(name.as_str()).cloned().flatten();
+            let e = match value {
+                Some(v) => lit(v).cast(dtype.clone()),
+                None => lit(NULL).cast(dtype.clone()),
+            };
+            added.push(e.alias(name.clone()));
+        } else if !df.schema().contains(name) {
+            added.push(lit(NULL).cast(dtype.clone()).alias(name.clone()));
+        }
     }
-    let columns: Vec<Expr> = schema
+    let select: Vec<Expr> = plan
+        .schema
         .iter()
-        .map(|(name, dtype)| {
-            if df.schema().contains(name) {
-                col(name.clone())
-            } else {
-                lit(NULL).cast(dtype.clone()).alias(name.clone())
-            }
-        })
+        .map(|(name, dtype)| col(name.clone()).cast(dtype.clone()))
         .collect();
     df.lazy()
-        .select(columns)
+        .with_columns(added)
+        .select(select)
         .collect()
-        .step_err("aligning a data file to the table schema")
+        .step_err(&format!("shaping {} to the table schema", file.path))
 }
 
-/// The local Parquet files of a table version.
-async fn table_files(
-    url: Url,
-    options: HashMap<String, String>,
-    version: Option<u64>,
-) -> Result<(Vec<PathBuf>, u64, Vec<String>), StepError> {
-    let location = url.to_string();
-    let mut builder = DeltaTableBuilder::from_url(url)
-        .map_err(|e| delta_error(e, &format!("opening Delta table {location}")))?
-        .with_storage_options(options);
-    if let Some(v) = version {
-        builder = builder.with_version(v);
-    }
-    let table = builder
-        .load()
-        .await
-        .map_err(|e| delta_error(e, &format!("loading Delta table {location}")))?;
-    let version = table.version().unwrap_or_default();
-    let names: Vec<String> = table
-        .snapshot()
-        .map_err(|e| delta_error(e, "reading the table schema"))?
+fn decode(bytes: bytes::Bytes, file: &DataFile, plan: &ReadPlan) -> Result<DataFrame, StepError> {
+    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
+    let present = reader
         .schema()
-        .fields()
-        .map(|f| f.name().to_string())
+        .step_err(&format!("reading the schema of {}", file.path))?;
+    let wanted: Vec<PlSmallStr> = plan
+        .schema
+        .iter_names()
+        .filter(|n| present.contains(n.as_str()))
+        .cloned()
         .collect();
-    let uris: Vec<String> = table
-        .get_file_uris()
-        .map_err(|e| delta_error(e, "listing table files"))?
-        .collect();
-    let mut files = Vec::with_capacity(uris.len());
-    for uri in uris {
-        let path = match Url::parse(&uri) {
-            Ok(u) if u.scheme() == "file" => u
-                .to_file_path()
-                .map_err(|_| StepError::internal(format!("bad file URI {uri}")))?,
-            Ok(u) => {
-                return Err(StepError::user(format!(
-                    "reading {} tables is not supported yet",
-                    u.scheme()
-                ))
-                .with_hint("only local Delta tables can be read in this version"));
-            }
-            Err(_) => PathBuf::from(uri),
-        };
-        files.push(path);
-    }
-    Ok((files, version, names))
+    let df = if wanted.is_empty() {
+        // Only partition columns (or none the file has): the row count is all we need.
+        let rows = reader
+            .num_rows()
+            .step_err(&format!("reading {}", file.path))?;
+        DataFrame::empty_with_height(rows)
+    } else {
+        reader
+            .with_columns(Some(wanted.iter().map(|s| s.to_string()).collect()))
+            .finish()
+            .step_err(&format!("reading {}", file.path))?
+    };
+    shape(df, file, plan)
 }
 
-fn read_parquet(path: &PathBuf) -> Result<DataFrame, StepError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| StepError::transient(format!("opening {}: {e}", path.display())))?;
-    ParquetReader::new(file)
-        .finish()
-        .step_err(&format!("reading {}", path.display()))
+/// Every row of `files` (one frame per file, in order), shaped to the table's schema or to the
+/// projected `columns`, partition values included.
+pub(crate) fn read_files(
+    table: &DeltaTable,
+    files: Vec<DataFile>,
+    columns: Option<&[String]>,
+) -> Result<BoxStream<'static, Result<DataFrame, StepError>>, StepError> {
+    let full = polars_schema(table)?;
+    let schema = match columns {
+        None => full,
+        Some(cols) => cols
+            .iter()
+            .filter_map(|c| {
+                full.get(c.as_str())
+                    .map(|t| (PlSmallStr::from(c.as_str()), t.clone()))
+            })
+            .collect(),
+    };
+    let partition_columns = table
+        .snapshot()
+        .map_err(|e| delta_error(e, "reading the table metadata"))?
+        .metadata()
+        .partition_columns()
+        .to_vec();
+    Ok(stream(
+        table,
+        files,
+        ReadPlan {
+            schema,
+            partition_columns,
+        },
+    ))
+}
+
+/// Opens the table at the step's version or timestamp and plans the read.
+async fn open(
+    options: &DeltaExtractOptions,
+    url: Url,
+    storage: HashMap<String, String>,
+) -> Result<(DeltaTable, Vec<DataFile>, ReadPlan), StepError> {
+    let at = TableAt::from_options(options.version, options.timestamp.as_deref())?;
+    let table = open_table(url, storage, at).await?;
+    check_readable(&table)?;
+    let files = table_files(&table, &options.partitions)?;
+    let full = polars_schema(&table)?;
+    let schema = match &options.columns {
+        None => full,
+        Some(cols) => {
+            let mut s = Schema::with_capacity(cols.len());
+            for c in cols {
+                let dtype = full.get(c.as_str()).cloned().ok_or_else(|| {
+                    let names: Vec<&str> = full.iter_names().map(|n| n.as_str()).collect();
+                    StepError::user(format!(
+                        "\"columns\" names \"{c}\", which the table does not have"
+                    ))
+                    .with_hint(format!("the table's columns: {}", names.join(", ")))
+                })?;
+                s.with_column(PlSmallStr::from(c.as_str()), dtype);
+            }
+            s
+        }
+    };
+    let partition_columns = table
+        .snapshot()
+        .map_err(|e| delta_error(e, "reading the table metadata"))?
+        .metadata()
+        .partition_columns()
+        .to_vec();
+    Ok((
+        table,
+        files,
+        ReadPlan {
+            schema,
+            partition_columns,
+        },
+    ))
 }
 
 /// Reads a whole local Delta table (latest version) into one DataFrame.
 pub async fn read_delta_table(path: &std::path::Path) -> Result<DataFrame, StepError> {
-    let url = Url::from_directory_path(
-        path.canonicalize()
-            .map_err(|e| StepError::user(format!("{}: {e}", path.display())))?,
-    )
-    .map_err(|_| StepError::user(format!("invalid table path {}", path.display())))?;
-    let (files, _, names) = table_files(url, HashMap::new(), None).await?;
-    let schema = table_schema(&names, &files)?;
-    let mut out: Option<DataFrame> = None;
-    for f in &files {
-        let df = align(read_parquet(f)?, &schema)?;
-        match &mut out {
-            None => out = Some(df),
-            Some(acc) => {
-                acc.vstack_mut_owned(df).step_err("stacking table files")?;
-            }
-        }
+    read_delta_location(&path.to_string_lossy(), HashMap::new()).await
+}
+
+/// Reads a whole Delta table (latest version) into one DataFrame. `location` is a local
+/// directory or a table URL; `storage` its storage options.
+pub async fn read_delta_location(
+    location: &str,
+    storage: HashMap<String, String>,
+) -> Result<DataFrame, StepError> {
+    let url = if location.contains("://") {
+        Url::parse(location).map_err(|e| StepError::user(format!("{location}: {e}")))?
+    } else {
+        let path = std::path::Path::new(location)
+            .canonicalize()
+            .map_err(|e| StepError::user(format!("{location}: {e}")))?;
+        Url::from_directory_path(&path)
+            .map_err(|_| StepError::user(format!("invalid table path {location}")))?
+    };
+    let options = DeltaExtractOptions {
+        path: location.to_string(),
+        version: None,
+        timestamp: None,
+        columns: None,
+        partitions: BTreeMap::new(),
+    };
+    let (table, files, plan) = open(&options, url, storage).await?;
+    let mut frames = stream(&table, files, plan.clone());
+    let mut out = DataFrame::empty_with_schema(&plan.schema);
+    while let Some(df) = frames.next().await {
+        out.vstack_mut_owned(df?).step_err("stacking table files")?;
     }
-    Ok(out.unwrap_or_default())
+    Ok(out)
+}
+
+fn stream(
+    table: &DeltaTable,
+    files: Vec<DataFile>,
+    plan: ReadPlan,
+) -> BoxStream<'static, Result<DataFrame, StepError>> {
+    let store: Arc<dyn ObjectStore> = table.log_store().object_store(None);
+    let plan = Arc::new(plan);
+    futures::stream::iter(files)
+        .map(move |file| {
+            let store = store.clone();
+            let plan = plan.clone();
+            async move {
+                let path = deltalake::Path::from(file.path.as_str());
+                let bytes = store
+                    .get(&path)
+                    .await
+                    .map_err(|e| crate::s3::store_error(e, &format!("reading {}", file.path)))?
+                    .bytes()
+                    .await
+                    .map_err(|e| crate::s3::store_error(e, &format!("reading {}", file.path)))?;
+                pipeline_data::blocking(move || decode(bytes, &file, &plan)).await
+            }
+        })
+        .buffered(PREFETCH)
+        .boxed()
 }
 
 #[async_trait]
 impl Source for DeltaSource {
     async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
-        match self.files.next() {
-            Some(path) => {
-                let schema = self.schema.clone();
-                let df =
-                    pipeline_data::blocking(move || align(read_parquet(&path)?, &schema)).await?;
-                Ok(Some(Batch::Frame(df)))
-            }
-            None => Ok(self.empty_schema.take().map(Batch::Frame)),
+        match self.frames.next().await {
+            Some(df) => Ok(Some(Batch::Frame(df?))),
+            None => Ok(self.empty.take().map(Batch::Frame)),
         }
     }
 }
@@ -169,19 +340,14 @@ impl ExtractMethods {
         setup: StepSetup,
     ) -> Result<Box<dyn Source>, StepError> {
         let url = table_url(&setup, &options.path, false)?;
-        let (files, version, names) =
-            table_files(url, storage_options(&setup)?, options.version).await?;
-        tracing::info!(step = %setup.step, files = files.len(), version, "reading Delta table");
-        let schema = table_schema(&names, &files)?;
-        let empty_schema = if files.is_empty() {
-            Some(DataFrame::empty())
-        } else {
-            None
-        };
+        let (table, files, plan) = open(&options, url, storage_options(&setup)?).await?;
+        tracing::info!(step = %setup.step, files = files.len(), version = table.version().unwrap_or_default(), "reading Delta table");
+        let empty = files
+            .is_empty()
+            .then(|| DataFrame::empty_with_schema(&plan.schema));
         Ok(Box::new(DeltaSource {
-            files: files.into_iter(),
-            schema,
-            empty_schema,
+            frames: stream(&table, files, plan),
+            empty,
         }))
     }
 }

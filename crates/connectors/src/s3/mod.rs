@@ -155,11 +155,20 @@ pub(crate) async fn check(setup: ConnectionSetup) -> Result<String, StepError> {
             }
         }
     };
-    Ok(format!(
+    let mut out = format!(
         "S3 bucket s3://{bucket}: {} prefixes, {} objects at the top",
         listed.common_prefixes.len(),
         listed.objects.len()
-    ))
+    );
+    // Delta steps may use an s3 connection: open their tables too.
+    if setup.uses.iter().any(|u| u.method == "delta") {
+        let options = crate::delta::connection_storage(&setup)?;
+        for line in crate::delta::check_tables(&setup, &options).await? {
+            out.push_str("; ");
+            out.push_str(&line);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

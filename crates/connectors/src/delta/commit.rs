@@ -1,0 +1,234 @@
+//! The Delta load's commit: one log entry per run, written with a conditional put, retried on
+//! a lost race after checking what the winners did. Appends pass other appends and compactions;
+//! an overwrite or an upsert fails if another writer changed the table's data since the step
+//! opened it, and an append fails if another writer replaced or deleted rows meanwhile: one
+//! clear winner, never a mixed table. After the commit: a checkpoint every N versions and an
+//! optional compaction, best-effort (the data is already committed).
+
+use super::table::{CommitSummary, commits_since};
+use super::{DeltaWriteMode, delta_error};
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::protocol::DeltaOperation;
+use deltalake::{DeltaTable, DeltaTableError};
+use pipeline_base::StepError;
+use std::time::Duration;
+
+/// Lost races tolerated before giving up (each one means another writer committed first).
+const MAX_RACES: u32 = 100;
+
+/// The rule a commit must pass against what others committed since `base`.
+pub(crate) fn conflict(mode: DeltaWriteMode, winner: &CommitSummary) -> Option<String> {
+    let what = if winner.operation.is_empty() {
+        "a commit".to_string()
+    } else {
+        format!("a {} commit", winner.operation)
+    };
+    let v = winner.version;
+    match mode {
+        DeltaWriteMode::Append if winner.data_removes > 0 => Some(format!(
+            "another writer replaced or deleted rows ({what}, version {v}) while this load ran; appending now would mix the old table's rows into the new one"
+        )),
+        DeltaWriteMode::Overwrite | DeltaWriteMode::Upsert
+            if winner.data_removes > 0 || winner.data_adds > 0 =>
+        {
+            Some(format!(
+                "another writer changed the table's data ({what}, version {v}) after this load read it"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// What the commit loop needs to know about the load.
+pub(crate) struct CommitRequest<'a> {
+    pub mode: DeltaWriteMode,
+    /// The version the load read (its rules apply to every commit after it).
+    pub base: u64,
+    /// The actions besides the removes an overwrite derives from the latest snapshot.
+    pub actions: Vec<Action>,
+    pub operation: DeltaOperation,
+    pub properties: CommitProperties,
+    /// The run's `txn` application id: found in the log = this commit already landed.
+    pub app_id: &'a str,
+    pub location: &'a str,
+}
+
+/// Commits `req` to `table`, returning the new version.
+pub(crate) async fn commit(
+    table: &mut DeltaTable,
+    req: CommitRequest<'_>,
+) -> Result<u64, StepError> {
+    let mut checked = req.base;
+    let mut races = 0u32;
+    loop {
+        table
+            .update_state()
+            .await
+            .map_err(|e| delta_error(e, &format!("reading {}", req.location)))?;
+        let latest = version_of(table);
+        if let Some(v) = landed(table, req.app_id).await? {
+            return Ok(v);
+        }
+        if latest > checked {
+            for winner in commits_since(table.log_store().as_ref(), checked).await? {
+                if let Some(why) = conflict(req.mode, &winner) {
+                    // Not retried on its own: the other writer's change may be the one meant to
+                    // win; running again is the user's call.
+                    return Err(StepError::external(format!(
+                        "committing to {}: {why}; nothing of this load was committed",
+                        req.location
+                    ))
+                    .with_hint(
+                        "run the pipeline again to apply this load to the table's new state",
+                    ));
+                }
+            }
+            checked = latest;
+        }
+        let snapshot = table
+            .snapshot()
+            .map_err(|e| delta_error(e, &format!("reading {}", req.location)))?;
+        let mut actions = Vec::with_capacity(req.actions.len());
+        if req.mode == DeltaWriteMode::Overwrite {
+            actions.extend(
+                snapshot
+                    .log_data()
+                    .iter()
+                    .map(|f| Action::Remove(f.remove_action(true))),
+            );
+        }
+        actions.extend(req.actions.iter().cloned());
+        let attempt = CommitBuilder::from(req.properties.clone())
+            .with_max_retries(0)
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), req.operation.clone())
+            .await;
+        match attempt {
+            Ok(done) => return Ok(done.version()),
+            Err(e) if lost_race(&e) => {
+                races = races.saturating_add(1);
+                if races > MAX_RACES {
+                    return Err(StepError::transient(format!(
+                        "committing to {}: {MAX_RACES} other commits won the race for the next version",
+                        req.location
+                    )));
+                }
+                // Jittered, growing pause so racing writers spread out.
+                let jitter = u64::from(std::process::id() % 50);
+                let pause = 20u64
+                    .saturating_mul(u64::from(races.min(10)))
+                    .saturating_add(jitter);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            Err(e) => {
+                // The entry may have been written before the error came back.
+                if let Ok(Some(v)) = landed(table, req.app_id).await {
+                    return Ok(v);
+                }
+                return Err(delta_error(e, &format!("committing to {}", req.location)));
+            }
+        }
+    }
+}
+
+/// The loaded version (0 before any).
+pub(crate) fn version_of(table: &DeltaTable) -> u64 {
+    table.version().unwrap_or_default()
+}
+
+/// A race lost to another writer (the next version existed, or appeared meanwhile).
+fn lost_race(e: &DeltaTableError) -> bool {
+    matches!(
+        e,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::VersionAlreadyExists(_)
+                    | TransactionError::MaxCommitAttempts(_)
+            }
+    )
+}
+
+/// The version at which this run's `txn` was committed, if it was.
+pub(crate) async fn landed(table: &mut DeltaTable, app_id: &str) -> Result<Option<u64>, StepError> {
+    table
+        .update_state()
+        .await
+        .map_err(|e| delta_error(e, "reading the table log"))?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| delta_error(e, "reading the table log"))?;
+    let found = snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| delta_error(e, "reading the table log"))?;
+    Ok(found.map(|_| version_of(table)))
+}
+
+/// After a commit at `version`: a checkpoint when `version` is a multiple of `checkpoint_every`,
+/// a compaction when it is a multiple of `optimize_every`. Failures are logged, not returned:
+/// the load's data is committed either way.
+pub(crate) async fn hygiene(
+    table: &mut DeltaTable,
+    version: u64,
+    checkpoint_every: u64,
+    optimize_every: u64,
+    target_file_size: u64,
+    step: &str,
+) {
+    let due = |every: u64| version > 0 && version.checked_rem(every) == Some(0);
+    if due(optimize_every) {
+        match super::maintenance::optimize(table, target_file_size).await {
+            Ok(r) => tracing::info!(
+                step,
+                version = r.version,
+                files_removed = r.files_removed,
+                files_added = r.files_added,
+                "Delta compaction"
+            ),
+            Err(e) => {
+                tracing::warn!(step, error = %e.full_message(), "Delta compaction after the commit failed (the load is committed)")
+            }
+        }
+    }
+    if due(checkpoint_every) {
+        match super::maintenance::checkpoint(table).await {
+            Ok(v) => tracing::info!(step, version = v, "Delta checkpoint written"),
+            Err(e) => {
+                tracing::warn!(step, error = %e.full_message(), "Delta checkpoint after the commit failed (the load is committed)")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(op: &str, adds: usize, removes: usize) -> CommitSummary {
+        CommitSummary {
+            version: 4,
+            operation: op.into(),
+            data_adds: adds,
+            data_removes: removes,
+            metadata_changed: false,
+        }
+    }
+
+    #[test]
+    fn one_winner_never_a_mixed_table() {
+        use DeltaWriteMode::*;
+        let append = summary("WRITE", 3, 0);
+        let overwrite = summary("WRITE", 3, 5);
+        let compaction = summary("OPTIMIZE", 0, 0);
+        assert!(conflict(Append, &append).is_none());
+        assert!(conflict(Append, &compaction).is_none());
+        let e = conflict(Append, &overwrite).unwrap();
+        assert!(e.contains("version 4") && e.contains("WRITE"), "{e}");
+        for mode in [Overwrite, Upsert] {
+            assert!(conflict(mode, &append).is_some());
+            assert!(conflict(mode, &overwrite).is_some());
+            assert!(conflict(mode, &compaction).is_none());
+        }
+    }
+}
