@@ -1,4 +1,5 @@
-# An S3-API server: moto in server mode (PyPI `moto[server]`), in a virtualenv in the cache.
+# An S3-API server: moto in server mode (PyPI `moto[server]`), in a virtualenv in the cache,
+# with the Python libraries the seeding and the tests use (deltalake: an independent Delta reader).
 
 MOTO_VERSION=5.2.5
 s3_venv() { echo "$CACHE/py-venv"; }
@@ -6,11 +7,11 @@ s3_where() { echo "http://127.0.0.1:$S3_PORT bucket=$S3_BUCKET"; }
 
 s3_install() {
   local v; v="$(s3_venv)"
-  if [ ! -x "$v/bin/moto_server" ] || ! "$v/bin/python" -c 'import fastavro, pyarrow, kafka, boto3, check_jsonschema' 2>/dev/null; then
+  if [ ! -x "$v/bin/moto_server" ] || ! "$v/bin/python" -c 'import fastavro, pyarrow, kafka, boto3, check_jsonschema, deltalake' 2>/dev/null; then
     say "s3: installing moto[server] $MOTO_VERSION and the seeding libraries (PyPI) into $v"
     python3 -m venv "$v" || die "s3: python3 -m venv failed (install python3-venv)"
     "$v/bin/pip" install -q "moto[server]==$MOTO_VERSION" "fastavro==1.13.1" "kafka-python==3.0.12" "pyarrow" \
-      "check-jsonschema==0.39.0" \
+      "check-jsonschema==0.39.0" "deltalake==1.6.6" \
       >"$STATE/logs/s3-install.log" 2>&1 || die "s3: pip install failed; see $STATE/logs/s3-install.log"
   fi
 }

@@ -406,14 +406,25 @@ impl Sink for DeltaSink {
         if staged.is_empty() {
             return;
         }
-        let Ok(Some(mut table)) = table::open_if_exists(&self.url, self.storage.clone()).await
-        else {
-            return;
+        let store = match table::open_if_exists(&self.url, self.storage.clone()).await {
+            Ok(Some(mut table)) => {
+                if let Ok(Some(_)) = commit::landed(&mut table, &self.app_id).await {
+                    return;
+                }
+                table.log_store().object_store(None)
+            }
+            // No table (a load that would have created it): the location's store.
+            _ => match table::builder(&self.url, self.storage.clone()).and_then(|b| {
+                b.build_storage()
+                    .map_err(|e| delta_error(e, "opening the table's store"))
+            }) {
+                Ok(log) => log.object_store(None),
+                Err(e) => {
+                    tracing::warn!(step = %self.step, error = %e.full_message(), "could not remove the uncommitted data files");
+                    return;
+                }
+            },
         };
-        if let Ok(Some(_)) = commit::landed(&mut table, &self.app_id).await {
-            return;
-        }
-        let store = table.log_store().object_store(None);
         remove_files(store.as_ref(), staged.iter().map(|a| a.path.as_str())).await;
     }
 

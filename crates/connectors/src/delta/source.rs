@@ -309,13 +309,23 @@ fn stream(
             let plan = plan.clone();
             async move {
                 let path = deltalake::Path::from(file.path.as_str());
+                let read_error = |e: object_store::Error| match e {
+                    // A file the log references and the store lacks: a listing that lags
+                    // behind (some S3-compatible stores) or a file removed under the table.
+                    object_store::Error::NotFound { .. } => StepError::transient(format!(
+                        "reading {}: the data file the table's log references is missing",
+                        file.path
+                    ))
+                    .with_hint("if it does not reappear, the table was damaged (a file deleted outside Delta); restore it or run pipectl delta vacuum/optimize on a healthy copy"),
+                    e => crate::s3::store_error(e, &format!("reading {}", file.path)),
+                };
                 let bytes = store
                     .get(&path)
                     .await
-                    .map_err(|e| crate::s3::store_error(e, &format!("reading {}", file.path)))?
+                    .map_err(read_error)?
                     .bytes()
                     .await
-                    .map_err(|e| crate::s3::store_error(e, &format!("reading {}", file.path)))?;
+                    .map_err(read_error)?;
                 pipeline_data::blocking(move || decode(bytes, &file, &plan)).await
             }
         })
