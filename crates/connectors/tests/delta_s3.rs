@@ -387,6 +387,22 @@ async fn checkpoints_compaction_beside_an_append_and_vacuum() {
         ids(&back),
         (1..=1000).chain(5001..=5030).collect::<Vec<_>>()
     );
+    // Same content, not only the same ids: every column compared row by row.
+    let mut want = DataFrame::empty();
+    for i in 0..50 {
+        want.vstack_mut_owned(rows(i * 20, 20)).unwrap();
+    }
+    want.vstack_mut_owned(rows(5000, 30)).unwrap();
+    let sort = |df: &DataFrame| {
+        df.sort(["order_id"], Default::default())
+            .unwrap()
+            .select(want.get_column_names_owned())
+            .unwrap()
+    };
+    assert!(
+        sort(&back).equals_missing(&sort(&want)),
+        "compacted content differs"
+    );
     let live = referenced(&env, &url).await;
     assert!(live.len() <= report.files_added + 1, "{live:?}");
 

@@ -180,3 +180,77 @@ fn validate_connect_fails_on_an_unreachable_table_location() {
         .block_on(pipeline_testkit::vault_secret(&env, "pipectl/s3"));
     assert!(!out.contains(&keys["secret_access_key"]), "{out}");
 }
+
+#[test]
+fn an_evolved_table_on_s3_reads_the_same_in_an_independent_reader() {
+    let (Some(env), Some(_)) = (service(Service::S3), service(Service::Vault)) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "s3://{}/delta-e2e/{}",
+        env.get("S3_BUCKET"),
+        unique("evolved")
+    );
+    let write = |name: &str, rows: u64, extra: bool| {
+        let mut steps = vec![
+            json!({"name": "orders", "kind": "extract", "method": "generate",
+            "options": {"rows": rows, "seed": 5, "null_fraction": 0.0}}),
+        ];
+        if extra {
+            steps.push(
+                json!({"name": "channel", "kind": "transform", "method": "derive",
+                "options": {"columns": {"channel": "'web'"}}}),
+            );
+        }
+        steps.push(
+            json!({"name": "to_lake", "kind": "load", "method": "delta", "connection": "lake",
+            "options": {"path": url, "schema_evolution": if extra { "evolve" } else { "freeze" }}}),
+        );
+        let doc = json!({"name": name, "connections": {"lake": {"system": "delta",
+            "credentials": {"vault_path": format!("{}/pipectl/delta", env.kv_mount())}}}, "steps": steps});
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let out = pipectl(&["run", path.to_str().unwrap(), "--no-progress"]);
+        assert!(out.status.success(), "{}", all_output(&out));
+    };
+    write("first", 1000, false);
+    write("second", 500, true);
+    let Some(python) = pipeline_testkit::python() else {
+        pipeline_testkit::skip("no Python environment (scripts/dev-env up creates it)");
+        return;
+    };
+    let keys = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(pipeline_testkit::vault_secret(&env, "pipectl/s3"));
+    let script = r#"
+import sys, os, deltalake
+opts = {"AWS_ACCESS_KEY_ID": sys.argv[2], "AWS_SECRET_ACCESS_KEY": sys.argv[3], "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": sys.argv[4], "AWS_ALLOW_HTTP": "true"}
+t = deltalake.DeltaTable(sys.argv[1], storage_options=opts)
+tab = t.to_pyarrow_table()
+ch = tab.column("channel").to_pylist()
+print(tab.num_rows, sum(1 for c in ch if c is None), sum(1 for c in ch if c == "web"), t.version(), flush=True)
+os._exit(0)
+"#;
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            script,
+            &url,
+            &keys["access_key_id"],
+            &keys["secret_access_key"],
+            env.get("S3_ENDPOINT"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1500 1000 500 1"
+    );
+}
