@@ -475,4 +475,18 @@ async fn lock_service_settings_are_refused_and_locations_checked() {
         .await
         .unwrap();
     assert_eq!(t.version(), Some(0));
+
+    // One S3 credential for everything: an `s3` connection's IAM keys work for Delta too.
+    let iam = |options: Value| async { common::step(&env, "s3", "s3", json!({}), options).await };
+    let s = iam(json!({"path": url, "mode": "append"})).await;
+    let mut sink = LoadMethods::delta(s.options().unwrap(), s).await.unwrap();
+    sink.write(rows(10, 5)).await.unwrap();
+    sink.prepare().await.unwrap();
+    sink.commit().await.unwrap();
+    let entry = entries()
+        .into_iter()
+        .find(|e| e.kind == StepKind::Extract && e.name == "delta")
+        .unwrap();
+    let back = common::read_all(entry.open(iam(json!({"path": url})).await).await.unwrap()).await;
+    assert_eq!(ids(&back), (1..=15).collect::<Vec<_>>());
 }

@@ -20,6 +20,7 @@ mod connect;
 pub mod execute;
 mod pipeline;
 pub mod plan;
+mod plan_graph;
 mod registry;
 pub mod report;
 mod run_id;

@@ -40,6 +40,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Human,
     Json,
@@ -84,6 +90,9 @@ enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Print the plan as a picture: Mermaid or Graphviz DOT text.
+        #[arg(long, value_enum, conflicts_with_all = ["json", "resolved"])]
+        format: Option<PlanFormat>,
         /// Print the resolved pipeline document (all $refs included) instead.
         #[arg(long, conflicts_with = "json")]
         resolved: bool,
@@ -95,6 +104,13 @@ enum Command {
     /// Delta table hygiene: history, checkpoint, optimize (compaction), vacuum.
     #[command(subcommand)]
     Delta(delta::DeltaCommand),
+    /// Print a shell completion script: `pipectl completions bash > /etc/bash_completion.d/pipectl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `pipectl man > pipectl.1`.
+    Man,
 }
 
 fn parse_overrides(raw: &[String]) -> Result<Vec<Override>, String> {
@@ -143,6 +159,22 @@ fn main() -> ExitCode {
             print_methods();
             ExitCode::SUCCESS
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "pipectl", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing the man page: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Delta(cmd) => {
             if let Err(e) = logging::init(cli.log_format, &cli.log_level, None) {
                 eprintln!("error: {e:#}");
@@ -182,7 +214,15 @@ fn main() -> ExitCode {
             overrides,
             json,
             resolved,
+            format,
         } => match load(&file, &overrides) {
+            Ok(p) if format.is_some() => {
+                match format {
+                    Some(PlanFormat::Dot) => print!("{}", p.plan().dot()),
+                    _ => print!("{}", p.plan().mermaid()),
+                }
+                ExitCode::SUCCESS
+            }
             Ok(p) if resolved => {
                 println!(
                     "{}",

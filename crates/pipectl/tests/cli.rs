@@ -499,3 +499,78 @@ async fn two_inputs_join_aggregate_and_a_quarantine_table() {
         .sum();
     assert_eq!(orders as u64, 200_000 - failed);
 }
+
+/// `plan --format mermaid|dot` on user story 2: every step a node, every input an edge between
+/// declared nodes (side inputs dotted), the quarantine dataset its own node feeding its load.
+#[test]
+fn the_plan_as_mermaid_and_dot() {
+    let file = pipeline_testkit::repo_root().join("configs/examples/orders_enriched.json");
+    let out = pipectl(&["plan", s(&file), "--format", "mermaid"]);
+    let (mermaid, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    let declared: Vec<&str> = mermaid
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains("-->") && !l.contains("-.->") && !l.contains(".->"))
+        .filter_map(|l| l.trim().split(['(', '[', '{', '/']).next())
+        .collect();
+    assert_eq!(
+        declared.len(),
+        13,
+        "12 steps and 1 quarantine dataset: {mermaid}"
+    );
+    for l in mermaid.lines().filter(|l| l.contains("->")) {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let (from, to) = (words[0], words[words.len() - 1]);
+        assert!(declared.contains(&from) && declared.contains(&to), "{l}");
+    }
+    assert!(mermaid.contains("s1 -.->|side| s6"), "{mermaid}");
+    assert!(mermaid.contains("s3 -. quarantine .-> q3"), "{mermaid}");
+    assert!(mermaid.contains("q3 -->|\"DataFrame\"| s11"), "{mermaid}");
+    assert!(
+        mermaid.contains("s8[(\"orders_table<br/>load delta\")]"),
+        "{mermaid}"
+    );
+    let out = pipectl(&["plan", s(&file), "--format", "dot"]);
+    let (dot, _) = text(&out);
+    assert!(dot.starts_with("digraph \"orders_enriched\" {"), "{dot}");
+    assert_eq!(dot.matches('{').count(), dot.matches('}').count());
+    assert!(
+        dot.contains("s1 -> s6 [style=dotted, label=\"side\"];"),
+        "{dot}"
+    );
+    let bad = pipectl(&["plan", s(&file), "--format", "svg"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Completion scripts for three shells and a man page come from the clap definitions; bash
+/// parses the bash script.
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = pipectl(&["completions", shell]);
+        let (script, err) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(
+            script.contains("validate") && script.contains("delta"),
+            "{shell}"
+        );
+    }
+    let (bash, _) = text(&pipectl(&["completions", "bash"]));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pipectl.bash");
+    std::fs::write(&f, bash).unwrap();
+    let checked = std::process::Command::new("bash")
+        .args(["-n", s(&f)])
+        .status()
+        .unwrap();
+    assert!(checked.success(), "bash -n rejected the completion script");
+    let (man, _) = text(&pipectl(&["man"]));
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH pipectl"),
+        "{}",
+        &man[..man.len().min(200)]
+    );
+    assert!(man.contains("validate"));
+}
