@@ -135,3 +135,23 @@ async fn a_resumed_run_writes_only_the_loads_that_did_not_commit() {
     assert_eq!(lake_rows(dir.path()).await, 10000);
     assert_eq!(committed_rows("resumed"), 10000);
 }
+
+/// A source that fails to record how far it read (after every load committed) fails the
+/// attempt; the retry passes the committed load through and records again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_source_commit_is_retried_without_writing_the_load_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"{"name": "offsets", "retry": {"max_retries": 2, "delay_seconds": 0.01}, "steps": [
+        {"name": "events", "kind": "extract", "method": "source_commit_fails", "options": {"key": "source_commit_once", "failures": 1}},
+        {"name": "to_lake", "kind": "load", "method": "delta", "options": {"path": "lake"}}
+    ]}"#;
+    let path = write(dir.path(), "p.json", text);
+    let report = Pipeline::from_file_with(&path, &[], registry())
+        .unwrap()
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.attempts, 2);
+    assert_eq!(lake_rows(dir.path()).await, 100);
+    assert_eq!(common::opened("source_commit_once"), 2);
+}

@@ -174,8 +174,67 @@ async fn flaky_commit(o: FlakyCommitOptions, setup: StepSetup) -> Result<Box<dyn
     }))
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceCommitOptions {
+    /// Counter name, unique per test.
+    pub key: String,
+    /// Source commits (recording how far it read) that fail before one succeeds.
+    pub failures: u32,
+}
+
+impl MethodOptions for SourceCommitOptions {}
+
+/// A source of 100 rows whose commit fails its first `failures` times (transient).
+struct CommitFails {
+    rows: Option<DataFrame>,
+    key: String,
+    failures: u32,
+}
+
+#[async_trait]
+impl Source for CommitFails {
+    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
+        Ok(self.rows.take().map(Batch::Frame))
+    }
+
+    async fn commit(&mut self) -> Result<(), StepError> {
+        let n = {
+            let mut c = counters().lock().unwrap();
+            let n = c.entry(self.key.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if n <= self.failures {
+            return Err(StepError::transient(format!(
+                "storing offsets failed (try {n})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+async fn source_commit_fails(
+    o: SourceCommitOptions,
+    _: StepSetup,
+) -> Result<Box<dyn Source>, StepError> {
+    let ids: Vec<i64> = (1..=100).collect();
+    let df = DataFrame::new(100, vec![Column::new("order_id".into(), ids)]).unwrap();
+    Ok(Box::new(CommitFails {
+        rows: Some(df),
+        key: o.key,
+        failures: o.failures,
+    }))
+}
+
 pub fn registry() -> Arc<Registry> {
     let mut r = Registry::standard();
+    r.register(MethodEntry::extract(
+        "source_commit_fails",
+        "100 rows; its commit fails at first",
+        ConnectionUse::None,
+        source_commit_fails,
+    ));
     r.register(MethodEntry::extract(
         "secret_rows",
         "needs a postgres connection's credentials",

@@ -407,6 +407,134 @@ mod tests {
         assert!(e.hint().unwrap_or_default().contains("schema"));
     }
 
+    #[rstest]
+    #[case(
+        r#"{"path": "t", "version": 1, "timestamp": "2026-01-01"}"#,
+        Some("both given")
+    )]
+    #[case(r#"{"path": "t", "timestamp": "last week"}"#, Some("cannot read"))]
+    #[case(r#"{"path": "t", "timestamp": "2026-11-28T10:00:00Z"}"#, None)]
+    #[case(r#"{"path": "t", "columns": []}"#, Some("the column list is empty"))]
+    #[case(
+        r#"{"path": "t", "columns": ["a", "b", "a"]}"#,
+        Some("\"a\" is listed twice")
+    )]
+    #[case(r#"{"path": "t", "columns": ["a", "b"]}"#, None)]
+    #[case(
+        r#"{"path": "t", "partitions": {"c": {"x": 1}}}"#,
+        Some("a value or a non-empty list")
+    )]
+    #[case(
+        r#"{"path": "t", "partitions": {"c": []}}"#,
+        Some("a value or a non-empty list")
+    )]
+    #[case(
+        r#"{"path": "t", "partitions": {"c": [[1]]}}"#,
+        Some("a value or a non-empty list")
+    )]
+    #[case(r#"{"path": "t", "partitions": {"c": ["DE", null, 3]}}"#, None)]
+    #[case(r#"{"path": "ftp://x/t"}"#, Some("unsupported scheme"))]
+    fn extract_options_are_checked(#[case] json: &str, #[case] error: Option<&str>) {
+        let o: DeltaExtractOptions = serde_json::from_str(json).unwrap();
+        match (o.check(), error) {
+            (Ok(()), None) => {}
+            (Err(e), Some(want)) => assert!(e.message.contains(want), "{json}: {}", e.message),
+            (got, want) => panic!("{json}: {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn partition_filters_match_raw_partition_values() {
+        let one: PartitionValue = serde_json::from_str(r#""DE""#).unwrap();
+        assert!(one.matches(Some("DE")) && !one.matches(Some("FR")) && !one.matches(None));
+        let many: PartitionValue = serde_json::from_str(r#"[1, null, true]"#).unwrap();
+        assert!(many.matches(Some("1")) && many.matches(None) && many.matches(Some("true")));
+        assert!(!many.matches(Some("2")));
+        let upsert: DeltaLoadOptions =
+            serde_json::from_str(r#"{"path": "t", "mode": "upsert"}"#).unwrap();
+        assert!(upsert.check().unwrap_err().message.contains("key"));
+        let keyed: DeltaLoadOptions =
+            serde_json::from_str(r#"{"path": "t", "mode": "upsert", "key": ["id"]}"#).unwrap();
+        assert!(keyed.check().is_ok());
+        assert_eq!(keyed.checkpoint_every, 10);
+        assert_eq!(keyed.optimize_every, 0);
+    }
+
+    /// `validate --connect` for a delta connection: each local step's table is opened (its
+    /// version), a missing table's location checked; unsafe options fail the check.
+    #[tokio::test]
+    async fn connection_checks_open_each_steps_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: pipeline_config::ConnectionConfig =
+            serde_json::from_value(serde_json::json!({"system": "delta"})).unwrap();
+        let uses = |path: &str| pipeline_data::StepUse {
+            step: "to_lake".into(),
+            method: "delta".into(),
+            options: serde_json::json!({"path": path}),
+        };
+        let mut setup = ConnectionSetup {
+            name: "lake".into(),
+            config: config.clone(),
+            credentials: None,
+            base_dir: dir.path().to_path_buf(),
+            uses: vec![
+                uses("new_table"),
+                pipeline_data::StepUse {
+                    step: "other".into(),
+                    method: "s3".into(),
+                    options: serde_json::json!({"path": "x"}),
+                },
+            ],
+        };
+        let ok = check(setup.clone()).await.unwrap();
+        assert!(ok.contains("Delta storage options ready (none)"), "{ok}");
+        assert!(
+            ok.contains("new_table: no table yet, location writable"),
+            "{ok}"
+        );
+        // A table that exists reports its version.
+        let s = pipeline_data::StepSetup::bare("p", "to_lake", dir.path().to_path_buf());
+        let mut sink = crate::LoadMethods::delta(
+            serde_json::from_value(serde_json::json!({"path": "made"})).unwrap(),
+            s,
+        )
+        .await
+        .unwrap();
+        let gen_options: crate::GenerateOptions =
+            serde_json::from_value(serde_json::json!({"rows": 10})).unwrap();
+        sink.write(crate::generate_frame(&gen_options, 0, 10).unwrap())
+            .await
+            .unwrap();
+        sink.prepare().await.unwrap();
+        sink.commit().await.unwrap();
+        setup.uses = vec![uses("made")];
+        let ok = check(setup.clone()).await.unwrap();
+        assert!(ok.contains("table made at version 0"), "{ok}");
+        // A local location under a file cannot hold a table.
+        std::fs::write(dir.path().join("plain"), b"x").unwrap();
+        setup.uses = vec![uses("plain/t")];
+        let e = check(setup.clone()).await.unwrap_err();
+        assert!(
+            e.message().contains("cannot create a table"),
+            "{}",
+            e.message()
+        );
+        assert!(
+            e.full_message().contains("step \"to_lake\""),
+            "{}",
+            e.full_message()
+        );
+        // Unsafe storage options fail the check itself.
+        let mut unsafe_config = config;
+        unsafe_config.settings.insert(
+            "storage_options".into(),
+            serde_json::json!({"aws_s3_allow_unsafe_rename": "true"}),
+        );
+        setup.config = unsafe_config;
+        assert!(check(setup).await.is_err());
+        assert!(location_url(dir.path(), "s3://[bad").is_err());
+    }
+
     #[test]
     fn local_paths_become_directory_urls() {
         let dir = tempfile::tempdir().unwrap();

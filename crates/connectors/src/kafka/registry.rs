@@ -156,4 +156,107 @@ mod tests {
         assert!(split_wire(&[0, 0, 1]).unwrap_err().contains("shorter"));
         assert!(split_wire(&[]).unwrap_err().contains("shorter"));
     }
+
+    /// A one-shot HTTP server answering every request with `status` and `body`.
+    async fn answering(status: u16, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    fn config(url: Option<String>) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: vec!["127.0.0.1:1".into()],
+            security_protocol: "PLAINTEXT".into(),
+            sasl_mechanism: None,
+            username: None,
+            password: None,
+            ca_cert: None,
+            tls_mode: None,
+            schema_registry_url: url,
+            schema_registry_username: Some("u".into()),
+            schema_registry_password: Some(SecretString::from("registry-pass")),
+        }
+    }
+
+    /// Each answer is classed by what a retry can do, and no password shows.
+    #[tokio::test]
+    async fn registry_answers_are_classed() {
+        use pipeline_base::ErrorClass::*;
+        let Err(e) = Registry::new(&config(None), "events") else {
+            panic!("a registry without a URL was accepted")
+        };
+        assert!(
+            e.message().contains("no schema_registry_url"),
+            "{}",
+            e.message()
+        );
+        let cases: [(u16, &'static str, pipeline_base::ErrorClass, bool); 6] = [
+            (401, "denied", External, false),
+            (404, "{\"error_code\":40401}", User, false),
+            (409, "incompatible", User, false),
+            (503, "busy", External, true),
+            (418, "teapot", External, false),
+            (200, "not json", External, false),
+        ];
+        for (status, body, class, retryable) in cases {
+            let r = Registry::new(&config(Some(answering(status, body).await)), "events").unwrap();
+            let e = r.schema(7).await.unwrap_err();
+            assert_eq!(
+                (e.class(), e.retryable()),
+                (class, retryable),
+                "{status}: {}",
+                e.message()
+            );
+            assert!(!format!("{e:?}").contains("registry-pass"));
+        }
+        let r = Registry::new(&config(Some(answering(200, "{}").await)), "events").unwrap();
+        assert!(
+            r.schema(1)
+                .await
+                .unwrap_err()
+                .message()
+                .contains("no schema")
+        );
+        assert!(
+            r.latest("t-value")
+                .await
+                .unwrap_err()
+                .message()
+                .contains("no schema")
+        );
+        assert!(
+            r.register("t-value", "{}")
+                .await
+                .unwrap_err()
+                .message()
+                .contains("no schema id")
+        );
+        let r = Registry::new(&config(Some(answering(404, "missing").await)), "events").unwrap();
+        let e = r.latest("t-value").await.unwrap_err();
+        assert!(
+            e.hint()
+                .unwrap_or_default()
+                .contains("produce with avro_confluent first")
+        );
+        let closed = Registry::new(&config(Some("http://127.0.0.1:1/".into())), "events").unwrap();
+        let e = closed.schema(1).await.unwrap_err();
+        assert!(
+            e.retryable() && e.message().contains("did not answer"),
+            "{}",
+            e.message()
+        );
+    }
 }

@@ -7,7 +7,7 @@ use pipeline_base::StepError;
 use tokio_postgres::types::Type;
 
 /// How a column's values map onto numbers and back into SQL.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Domain {
     Int,
     Float,
@@ -102,4 +102,43 @@ pub(crate) async fn ranges(
     Ok(range_predicates(&col, lo, hi, p.partitions as usize, |v| {
         domain.literal(v, ty)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_by_column_type_and_their_sql() {
+        assert_eq!(Domain::of(&Type::INT8, "id").unwrap(), Domain::Int);
+        assert_eq!(Domain::of(&Type::NUMERIC, "amount").unwrap(), Domain::Float);
+        assert_eq!(Domain::of(&Type::DATE, "day").unwrap(), Domain::Date);
+        assert_eq!(
+            Domain::of(&Type::TIMESTAMPTZ, "at").unwrap(),
+            Domain::Timestamp
+        );
+        let e = Domain::of(&Type::TEXT, "name").unwrap_err();
+        assert!(
+            e.message().contains("\"name\" has type text"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(Domain::Int.to_number("c"), "(c)::float8");
+        assert!(Domain::Date.to_number("c").contains("DATE '1970-01-01'"));
+        assert!(Domain::Timestamp.to_number("c").contains("extract(epoch"));
+        assert_eq!(Domain::Int.literal(41.6, &Type::INT8), "42");
+        assert_eq!(Domain::Float.literal(1.5, &Type::FLOAT8), "1.5::float8");
+        assert_eq!(
+            Domain::Date.literal(1.0, &Type::DATE),
+            "(DATE '1970-01-01' + 1)"
+        );
+        assert_eq!(
+            Domain::Timestamp.literal(2_000_000.0, &Type::TIMESTAMPTZ),
+            "to_timestamp(2.0)"
+        );
+        assert_eq!(
+            Domain::Timestamp.literal(2_000_000.0, &Type::TIMESTAMP),
+            "(to_timestamp(2.0) AT TIME ZONE 'UTC')"
+        );
+    }
 }
