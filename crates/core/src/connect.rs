@@ -159,21 +159,13 @@ impl Pipeline {
         let cache = provider.map(CachedProvider::new);
         let (credentials, other_connections) =
             crate::execute::step_credentials(step, &plan.base_dir, cache.as_ref()).await?;
-        Ok(pipeline_data::StepSetup {
-            pipeline: plan.pipeline.clone(),
-            step: step.name.clone(),
-            run_id: crate::RunId::generate().to_string(),
-            resumed: false,
-            options: step.options.clone(),
-            connection: step.connection.clone().zip(step.connection_config.clone()),
+        Ok(crate::execute::step_setup(
+            plan,
+            step,
+            crate::RunId::generate().to_string(),
+            false,
             credentials,
-            on_failure: step.on_failure.unwrap_or_default(),
-            quarantine: step.quarantine.clone(),
-            max_invalid_fraction: step.max_invalid_fraction,
-            main_input: step.inputs.first().cloned(),
-            side_inputs: step.inputs.iter().skip(1).cloned().collect(),
-            base_dir: plan.base_dir.clone(),
             other_connections,
-        })
+        ))
     }
 }

@@ -156,22 +156,14 @@ pub(crate) async fn run_attempt(
                     break;
                 }
             };
-        let setup = StepSetup {
-            pipeline: plan.pipeline.clone(),
-            step: step.name.clone(),
-            run_id: run_id.to_string(),
+        let setup = step_setup(
+            plan,
+            step,
+            run_id.to_string(),
             resumed,
-            options: step.options.clone(),
-            connection: step.connection.clone().zip(step.connection_config.clone()),
-            credentials: creds,
-            on_failure: step.on_failure.unwrap_or_default(),
-            quarantine: step.quarantine.clone(),
-            max_invalid_fraction: step.max_invalid_fraction,
-            main_input: step.inputs.first().cloned(),
-            side_inputs: step.inputs.iter().skip(1).cloned().collect(),
-            base_dir: plan.base_dir.clone(),
+            creds,
             other_connections,
-        };
+        );
         let span = tracing::info_span!(parent: run_span, "step", step = %step.name);
         let runtime = match entry.open(setup).await {
             Ok(r) => r,
@@ -378,6 +370,33 @@ async fn drive(
         }
     }
     segment.chain.finish(cx).await
+}
+
+/// What step `step` of `plan` is opened with.
+pub(crate) fn step_setup(
+    plan: &crate::plan::Plan,
+    step: &crate::plan::PlannedStep,
+    run_id: String,
+    resumed: bool,
+    credentials: Option<Arc<pipeline_credentials::SecretFields>>,
+    other_connections: std::collections::BTreeMap<String, pipeline_data::ConnectionSetup>,
+) -> StepSetup {
+    StepSetup {
+        pipeline: plan.pipeline.clone(),
+        step: step.name.clone(),
+        run_id,
+        resumed,
+        options: step.options.clone(),
+        connection: step.connection.clone().zip(step.connection_config.clone()),
+        credentials,
+        on_failure: step.on_failure.unwrap_or_default(),
+        quarantine: step.quarantine.clone(),
+        max_invalid_fraction: step.max_invalid_fraction,
+        main_input: step.inputs.first().cloned(),
+        side_inputs: step.inputs.iter().skip(1).cloned().collect(),
+        base_dir: plan.base_dir.clone(),
+        other_connections,
+    }
 }
 
 /// The Vault fields of a step's connection and the other connections its options name.

@@ -6,15 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub fn check(pipeline: &Pipeline, provider: Option<Arc<dyn CredentialProvider>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::async_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let source = provider
         .as_ref()

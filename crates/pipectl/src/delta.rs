@@ -76,15 +76,9 @@ pub fn run(
     cmd: DeltaCommand,
     credentials: impl FnOnce(&Pipeline) -> Result<Option<Arc<dyn CredentialProvider>>, ExitCode>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::async_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let arg = cmd.table();
     let is_pipeline = arg.table.ends_with(".json") && Path::new(&arg.table).is_file();

@@ -113,6 +113,17 @@ enum Command {
     Man,
 }
 
+/// The multi-threaded runtime the async commands run on; exit 1 (said why) if it cannot start.
+fn async_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: starting the async runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
 fn parse_overrides(raw: &[String]) -> Result<Vec<Override>, String> {
     raw.iter().map(|s| s.parse::<Override>()).collect()
 }

@@ -29,29 +29,30 @@ fn pipeline(dir: &Path, env: &Env, url: &str, name: &str, seed: u64) -> PathBuf 
     path
 }
 
-/// Runs the independent reader over the table: `count sum(order_id) files version`.
-fn python_read(env: &Env, url: &str) -> Option<String> {
+/// Runs the independent reader (the `deltalake` Python package) over the table: `body` is
+/// Python that reads `t` (a `DeltaTable`) and prints one line, which is returned.
+fn python_read(env: &Env, url: &str, body: &str) -> Option<String> {
     let python = pipeline_testkit::python()?;
     let keys = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(pipeline_testkit::vault_secret(env, "pipectl/s3"));
-    let script = r#"
-import sys, deltalake
-opts = {"AWS_ACCESS_KEY_ID": sys.argv[2], "AWS_SECRET_ACCESS_KEY": sys.argv[3], "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": sys.argv[4], "AWS_ALLOW_HTTP": "true", "conditional_put": "etag"}
+    // deltalake 1.6's runtime threads abort the interpreter's normal exit ("terminate called
+    // without an active exception"): the script flushes and leaves at once.
+    let script = format!(
+        r#"
+import sys, os, deltalake
+opts = {{"AWS_ACCESS_KEY_ID": sys.argv[2], "AWS_SECRET_ACCESS_KEY": sys.argv[3], "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": sys.argv[4], "AWS_ALLOW_HTTP": "true"}}
 t = deltalake.DeltaTable(sys.argv[1], storage_options=opts)
-tab = t.to_pyarrow_table()
-ids = tab.column("order_id").to_pylist()
-statuses = set(tab.column("status").to_pylist())
-print(len(ids), sum(ids), len(t.file_uris()), t.version(), ",".join(sorted(statuses)), flush=True)
-# deltalake 1.6's runtime threads abort the interpreter's normal exit ("terminate called
-# without an active exception"): leave at once, the answer is printed.
-import os; os._exit(0)
-"#;
+{body}
+sys.stdout.flush()
+os._exit(0)
+"#
+    );
     let out = std::process::Command::new(python)
         .args([
             "-c",
-            script,
+            &script,
             url,
             &keys["access_key_id"],
             &keys["secret_access_key"],
@@ -66,6 +67,14 @@ import os; os._exit(0)
     );
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
+
+/// `rows sum(order_id) files version statuses`.
+const SUMMARY: &str = r#"
+tab = t.to_pyarrow_table()
+ids = tab.column("order_id").to_pylist()
+statuses = set(tab.column("status").to_pylist())
+print(len(ids), sum(ids), len(t.file_uris()), t.version(), ",".join(sorted(statuses)))
+"#;
 
 #[test]
 fn three_processes_append_then_hygiene_and_an_independent_reader() {
@@ -104,7 +113,7 @@ fn three_processes_append_then_hygiene_and_an_independent_reader() {
 
     // Every row of the three runs: ids 1..=100000 three times.
     let want_sum: u64 = 3 * (1..=100_000u64).sum::<u64>();
-    if let Some(line) = python_read(&env, &url) {
+    if let Some(line) = python_read(&env, &url, SUMMARY) {
         let parts: Vec<&str> = line.split(' ').collect();
         assert_eq!(parts[0], "300000", "{line}");
         assert_eq!(parts[1], want_sum.to_string(), "{line}");
@@ -150,7 +159,7 @@ fn three_processes_append_then_hygiene_and_an_independent_reader() {
     assert!(all_output(&refused).contains("under 7 days"));
 
     // The independent reader, from the checkpoint of the compacted table: same rows.
-    if let Some(line) = python_read(&env, &url) {
+    if let Some(line) = python_read(&env, &url, SUMMARY) {
         let parts: Vec<&str> = line.split(' ').collect();
         assert_eq!(parts[0], "300000", "{line}");
         assert_eq!(parts[1], want_sum.to_string(), "{line}");
@@ -216,41 +225,13 @@ fn an_evolved_table_on_s3_reads_the_same_in_an_independent_reader() {
     };
     write("first", 1000, false);
     write("second", 500, true);
-    let Some(python) = pipeline_testkit::python() else {
-        pipeline_testkit::skip("no Python environment (scripts/dev-env up creates it)");
-        return;
-    };
-    let keys = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(pipeline_testkit::vault_secret(&env, "pipectl/s3"));
-    let script = r#"
-import sys, os, deltalake
-opts = {"AWS_ACCESS_KEY_ID": sys.argv[2], "AWS_SECRET_ACCESS_KEY": sys.argv[3], "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": sys.argv[4], "AWS_ALLOW_HTTP": "true"}
-t = deltalake.DeltaTable(sys.argv[1], storage_options=opts)
+    let body = r#"
 tab = t.to_pyarrow_table()
 ch = tab.column("channel").to_pylist()
-print(tab.num_rows, sum(1 for c in ch if c is None), sum(1 for c in ch if c == "web"), t.version(), flush=True)
-os._exit(0)
+print(tab.num_rows, sum(1 for c in ch if c is None), sum(1 for c in ch if c == "web"), t.version())
 "#;
-    let out = std::process::Command::new(python)
-        .args([
-            "-c",
-            script,
-            &url,
-            &keys["access_key_id"],
-            &keys["secret_access_key"],
-            env.get("S3_ENDPOINT"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "1500 1000 500 1"
-    );
+    match python_read(&env, &url, body) {
+        Some(line) => assert_eq!(line, "1500 1000 500 1"),
+        None => pipeline_testkit::skip("no Python environment (scripts/dev-env up creates it)"),
+    }
 }

@@ -100,19 +100,23 @@ impl DeltaSink {
             .select(key.iter().map(|k| k.as_str()))
             .step_err("the upsert's keys")?;
         if let Some(table) = &self.table {
+            let columns = table
+                .snapshot()
+                .map_err(|e| super::delta_error(e, "reading the table"))?
+                .schema();
+            for k in &key {
+                if columns.field(k).is_none() {
+                    return Err(StepError::user(format!(
+                        "the upsert key column \"{k}\" is not a column of the table"
+                    )));
+                }
+            }
             let files = table_files(table, &BTreeMap::new())?;
             let mut matched: Vec<DataFile> = Vec::new();
             let mut scan = read_files(table, files.clone(), Some(&key))?;
             let mut i = 0usize;
             while let Some(frame) = scan.next().await {
                 let frame = frame?;
-                for k in &key {
-                    if !frame.schema().contains(k.as_str()) {
-                        return Err(StepError::user(format!(
-                            "the upsert key column \"{k}\" is not a column of the table"
-                        )));
-                    }
-                }
                 if keep_rows(frame, &keys, &key, JoinType::Semi)?.height() > 0
                     && let Some(f) = files.get(i)
                 {

@@ -373,21 +373,16 @@ impl Sink for DeltaSink {
         self.staged.clear();
         self.committed_version = Some(version);
         tracing::info!(step = %self.step, table = %location, version, files, rows = self.rows, "Delta commit");
+        // A table this load created is opened for its hygiene.
+        if self.table.is_none() {
+            self.table = table::open_if_exists(&self.url, self.storage.clone())
+                .await
+                .ok()
+                .flatten();
+        }
         if let Some(table) = self.table.as_mut() {
             commit::hygiene(
                 table,
-                version,
-                self.options.checkpoint_every,
-                self.options.optimize_every,
-                self.options.target_file_size_mb.clamp(1, 1 << 20) << 20,
-                &self.step,
-            )
-            .await;
-        } else if let Ok(Some(mut table)) =
-            table::open_if_exists(&self.url, self.storage.clone()).await
-        {
-            commit::hygiene(
-                &mut table,
                 version,
                 self.options.checkpoint_every,
                 self.options.optimize_every,

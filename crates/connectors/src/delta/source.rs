@@ -182,52 +182,11 @@ fn decode(bytes: bytes::Bytes, file: &DataFile, plan: &ReadPlan) -> Result<DataF
     shape(df, file, plan)
 }
 
-/// Every row of `files` (one frame per file, in order), shaped to the table's schema or to the
-/// projected `columns`, partition values included.
-pub(crate) fn read_files(
-    table: &DeltaTable,
-    files: Vec<DataFile>,
-    columns: Option<&[String]>,
-) -> Result<BoxStream<'static, Result<DataFrame, StepError>>, StepError> {
+/// The read of `table`: its columns (or the projected `columns`, each of which it must have)
+/// with their Polars types, and its partition columns.
+fn read_plan(table: &DeltaTable, columns: Option<&[String]>) -> Result<ReadPlan, StepError> {
     let full = polars_schema(table)?;
     let schema = match columns {
-        None => full,
-        Some(cols) => cols
-            .iter()
-            .filter_map(|c| {
-                full.get(c.as_str())
-                    .map(|t| (PlSmallStr::from(c.as_str()), t.clone()))
-            })
-            .collect(),
-    };
-    let partition_columns = table
-        .snapshot()
-        .map_err(|e| delta_error(e, "reading the table metadata"))?
-        .metadata()
-        .partition_columns()
-        .to_vec();
-    Ok(stream(
-        table,
-        files,
-        ReadPlan {
-            schema,
-            partition_columns,
-        },
-    ))
-}
-
-/// Opens the table at the step's version or timestamp and plans the read.
-async fn open(
-    options: &DeltaExtractOptions,
-    url: Url,
-    storage: HashMap<String, String>,
-) -> Result<(DeltaTable, Vec<DataFile>, ReadPlan), StepError> {
-    let at = TableAt::from_options(options.version, options.timestamp.as_deref())?;
-    let table = open_table(url, storage, at).await?;
-    check_readable(&table)?;
-    let files = table_files(&table, &options.partitions)?;
-    let full = polars_schema(&table)?;
-    let schema = match &options.columns {
         None => full,
         Some(cols) => {
             let mut s = Schema::with_capacity(cols.len());
@@ -250,14 +209,34 @@ async fn open(
         .metadata()
         .partition_columns()
         .to_vec();
-    Ok((
-        table,
-        files,
-        ReadPlan {
-            schema,
-            partition_columns,
-        },
-    ))
+    Ok(ReadPlan {
+        schema,
+        partition_columns,
+    })
+}
+
+/// Every row of `files` (one frame per file, in order), shaped to the table's schema or to the
+/// projected `columns`, partition values included.
+pub(crate) fn read_files(
+    table: &DeltaTable,
+    files: Vec<DataFile>,
+    columns: Option<&[String]>,
+) -> Result<BoxStream<'static, Result<DataFrame, StepError>>, StepError> {
+    Ok(stream(table, files, read_plan(table, columns)?))
+}
+
+/// Opens the table at the step's version or timestamp and plans the read.
+async fn open(
+    options: &DeltaExtractOptions,
+    url: Url,
+    storage: HashMap<String, String>,
+) -> Result<(DeltaTable, Vec<DataFile>, ReadPlan), StepError> {
+    let at = TableAt::from_options(options.version, options.timestamp.as_deref())?;
+    let table = open_table(url, storage, at).await?;
+    check_readable(&table)?;
+    let files = table_files(&table, &options.partitions)?;
+    let plan = read_plan(&table, options.columns.as_deref())?;
+    Ok((table, files, plan))
 }
 
 /// Reads a whole local Delta table (latest version) into one DataFrame.
