@@ -25,6 +25,7 @@ mod registry;
 pub mod report;
 mod run_id;
 mod schema;
+pub mod testing;
 
 pub use cancel::CancelToken;
 pub use connect::ConnectionCheck;

@@ -7,7 +7,9 @@ use crate::registry::Registry;
 use crate::report::{ReportError, RunReport, StepReport, StepStatus};
 use crate::run_id::RunId;
 use pipeline_base::{StepError, StepKind};
-use pipeline_config::{ConfigErrors, LoadedPipeline, Override, PipelineConfig, load_pipeline};
+use pipeline_config::{
+    ConfigErrors, LoadedPipeline, Override, PipelineConfig, load_pipeline, load_pipeline_str,
+};
 use pipeline_credentials::{CachedProvider, CredentialProvider};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -74,6 +76,21 @@ impl Pipeline {
         registry: Arc<Registry>,
     ) -> Result<Self, ConfigErrors> {
         let loaded = load_pipeline(path, overrides)?;
+        let plan = build_plan(&loaded, &registry)?;
+        Ok(Pipeline {
+            loaded,
+            plan,
+            registry,
+        })
+    }
+
+    /// A pipeline from text, as if it were the file at `path`, with a registry of one's own.
+    pub fn from_str_with(
+        path: &Path,
+        text: &str,
+        registry: Arc<Registry>,
+    ) -> Result<Self, ConfigErrors> {
+        let loaded = load_pipeline_str(path, text, &[])?;
         let plan = build_plan(&loaded, &registry)?;
         Ok(Pipeline {
             loaded,

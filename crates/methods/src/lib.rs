@@ -40,6 +40,7 @@ pub use combine::{
     SqlOptions, UnionOptions,
 };
 pub use convert::{ToAvroOptions, ToDataFrameOptions};
+pub use helpers::parse_type;
 pub use reshape::{CastOptions, DropOptions, FillNullOptions, RenameOptions};
 pub use transform::{DeriveOptions, FilterOptions, SelectOptions};
 pub use validate::NotNullOptions;

@@ -7,6 +7,7 @@ mod connect;
 mod delta;
 mod logging;
 mod progress;
+mod test_cmd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -111,6 +112,14 @@ enum Command {
     },
     /// Print the man page (roff): `pipectl man > pipectl.1`.
     Man,
+    /// Run pipeline tests: fixture rows in, expectations on steps out (no connection, no Vault).
+    Test {
+        /// Test files, or directories of `*.test.json` files.
+        paths: Vec<PathBuf>,
+        /// Print the JSON Schema of test files instead.
+        #[arg(long)]
+        schema: bool,
+    },
 }
 
 /// The multi-threaded runtime the async commands run on; exit 1 (said why) if it cannot start.
@@ -169,6 +178,14 @@ fn main() -> ExitCode {
         Command::Methods => {
             print_methods();
             ExitCode::SUCCESS
+        }
+        Command::Test { paths, schema } => {
+            // The cases' own failures are the output; logs only when RUST_LOG asks.
+            if let Err(e) = logging::init(cli.log_format, "off", None) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+            test_cmd::run(&paths, schema)
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
