@@ -18,6 +18,7 @@ mod cancel;
 pub mod chain;
 mod connect;
 pub mod execute;
+pub mod init;
 mod pipeline;
 pub mod plan;
 mod plan_graph;

@@ -12,8 +12,8 @@ mod test_cmd;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use pipeline_core::{
-    CancelToken, ConfigErrors, CredentialProvider, Override, Pipeline, Registry, RunId, RunOptions,
-    VaultProvider,
+    CancelToken, ConfigErrors, CredentialProvider, ErrorClass, Override, Pipeline, Registry, RunId,
+    RunOptions, VaultProvider,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -112,6 +112,29 @@ enum Command {
     },
     /// Print the man page (roff): `pipectl man > pipectl.1`.
     Man,
+    /// Write a starter pipeline from a live table, topic or files (real column names and types,
+    /// schema and key checks, connection files pointing at Vault); without --from, the quickstart.
+    Init {
+        /// postgres://CONNECTION/[schema.]table, mysql://CONNECTION/table, kafka://CONNECTION/topic,
+        /// s3://BUCKET/PREFIX[?connection=NAME] or a local path.
+        #[arg(long)]
+        from: Option<String>,
+        /// delta:PATH (default delta:out/NAME), s3://BUCKET/PREFIX, postgres://CONNECTION/table, mysql://CONNECTION/table.
+        #[arg(long)]
+        to: Option<String>,
+        /// Pipeline name (the file is DIR/NAME.json).
+        #[arg(long, default_value = "starter")]
+        name: String,
+        /// Where to write the pipeline and its connections/ files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Vault KV mount of the connections' credentials (paths MOUNT/pipectl/CONNECTION).
+        #[arg(long, default_value = "secret")]
+        vault_mount: String,
+        /// Replace an existing pipeline file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run pipeline tests: fixture rows in, expectations on steps out (no connection, no Vault).
     Test {
         /// Test files, or directories of `*.test.json` files.
@@ -120,6 +143,59 @@ enum Command {
         #[arg(long)]
         schema: bool,
     },
+}
+
+/// `pipectl init`: samples the source with the Vault credentials of the environment.
+fn init_cmd(request: &pipeline_core::init::InitRequest, skip_tls_verify: bool) -> ExitCode {
+    let provider: Option<Arc<dyn CredentialProvider>> = if request.from.is_some() {
+        match VaultProvider::from_env(skip_tls_verify) {
+            Ok(v) => v.map(|v| Arc::new(v) as Arc<dyn CredentialProvider>),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let runtime = match async_runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(pipeline_core::init::init(request, provider)) {
+        Ok(done) => {
+            println!("wrote {}", done.pipeline_file.display());
+            for c in &done.connection_files {
+                println!("wrote {} (credentials stay in Vault)", c.display());
+            }
+            if !done.columns.is_empty() {
+                let cols: Vec<String> = done
+                    .columns
+                    .iter()
+                    .map(|(c, t)| format!("{c} {t}"))
+                    .collect();
+                println!("columns: {}", cols.join(", "));
+                println!(
+                    "keys: {}",
+                    if done.keys.is_empty() {
+                        "none found".to_string()
+                    } else {
+                        done.keys.join(", ")
+                    }
+                );
+            }
+            let f = done.pipeline_file.display();
+            println!("next: pipectl validate --connect {f} && pipectl run {f}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.full_message());
+            if let Some(h) = e.hint() {
+                eprintln!("   = help: {h}");
+            }
+            ExitCode::from(if e.class() == ErrorClass::User { 2 } else { 1 })
+        }
+    }
 }
 
 /// The multi-threaded runtime the async commands run on; exit 1 (said why) if it cannot start.
@@ -178,6 +254,28 @@ fn main() -> ExitCode {
         Command::Methods => {
             print_methods();
             ExitCode::SUCCESS
+        }
+        Command::Init {
+            from,
+            to,
+            name,
+            dir,
+            vault_mount,
+            force,
+        } => {
+            if let Err(e) = logging::init(cli.log_format, "warn", None) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+            let request = pipeline_core::init::InitRequest {
+                name,
+                dir,
+                from,
+                to,
+                vault_mount,
+                force,
+            };
+            init_cmd(&request, cli.vault_skip_tls_verify)
         }
         Command::Test { paths, schema } => {
             // The cases' own failures are the output; logs only when RUST_LOG asks.

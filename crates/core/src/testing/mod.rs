@@ -8,6 +8,7 @@ pub mod compare;
 mod fixture;
 
 pub use fixture::{CaptureOptions, FixtureOptions, rows_to_frame};
+pub(crate) use fixture::{capture as capture_method, take_captured};
 
 use crate::{Pipeline, Registry, RunOptions};
 use indexmap::IndexMap;
