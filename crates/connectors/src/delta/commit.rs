@@ -36,6 +36,11 @@ pub(crate) fn conflict(mode: DeltaWriteMode, winner: &CommitSummary) -> Option<S
                 "another writer changed the table's data ({what}, version {v}) after this load read it"
             ))
         }
+        // An upsert removes the files it rewrote as it read them: a compaction that replaced
+        // them meanwhile would leave the old rows of its keys in the compacted file.
+        DeltaWriteMode::Upsert if winner.removes > 0 => Some(format!(
+            "another writer rewrote files of the table ({what}, version {v}) after this upsert read them"
+        )),
         _ => None,
     }
 }
@@ -211,6 +216,7 @@ mod tests {
             operation: op.into(),
             data_adds: adds,
             data_removes: removes,
+            removes,
             metadata_changed: false,
         }
     }
@@ -230,5 +236,15 @@ mod tests {
             assert!(conflict(mode, &overwrite).is_some());
             assert!(conflict(mode, &compaction).is_none());
         }
+        // A compaction that replaced files: an overwrite removes what is there at commit time;
+        // an upsert's removes were taken when it read, so it must not pass.
+        let compacted = CommitSummary {
+            removes: 5,
+            ..summary("OPTIMIZE", 0, 0)
+        };
+        assert!(conflict(Overwrite, &compacted).is_none());
+        assert!(conflict(Append, &compacted).is_none());
+        let e = conflict(Upsert, &compacted).unwrap();
+        assert!(e.contains("OPTIMIZE"), "{e}");
     }
 }

@@ -132,6 +132,8 @@ pub(crate) struct CommitSummary {
     pub data_adds: usize,
     /// Files removed with `dataChange: true` (an overwrite, delete or merge).
     pub data_removes: usize,
+    /// Files removed, with or without a data change (a compaction removes files too).
+    pub removes: usize,
     pub metadata_changed: bool,
 }
 
@@ -154,6 +156,7 @@ pub(crate) fn summarize(version: u64, entry: &[u8]) -> CommitSummary {
             s.data_adds = s.data_adds.saturating_add(usize::from(change(a)));
         } else if let Some(r) = action.get("remove") {
             s.data_removes = s.data_removes.saturating_add(usize::from(change(r)));
+            s.removes = s.removes.saturating_add(1);
         } else if action.get("metaData").is_some() {
             s.metadata_changed = true;
         } else if let Some(op) = action
@@ -227,6 +230,7 @@ not json"#;
                 operation: "WRITE".into(),
                 data_adds: 1,
                 data_removes: 1,
+                removes: 2,
                 metadata_changed: true
             }
         );
