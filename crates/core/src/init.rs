@@ -87,6 +87,9 @@ fn parse_endpoint(what: &str, text: &str) -> Result<Endpoint, StepError> {
         return Err(usage(what, text));
     }
     match scheme {
+        "postgres" | "mysql" if !is_table_name(object) => Err(StepError::user(format!(
+            "{what}: \"{object}\" is not a table name (letters, digits and _, optionally schema.table)"
+        ))),
         "postgres" | "mysql" | "kafka" => Ok(Endpoint {
             system: scheme.into(),
             connection: Some(host.into()),
@@ -100,6 +103,15 @@ fn parse_endpoint(what: &str, text: &str) -> Result<Endpoint, StepError> {
             bucket: Some(host.into()),
         }),
         _ => Err(usage(what, text)),
+    }
+}
+
+/// `table` or `schema.table` of plain identifiers: the only names init writes into SQL.
+fn is_table_name(s: &str) -> bool {
+    let part = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match s.split_once('.') {
+        Some((a, b)) => part(a) && part(b),
+        None => part(s),
     }
 }
 
@@ -463,6 +475,13 @@ mod tests {
             parse_endpoint("--from", "data/orders.csv").unwrap().system,
             "s3"
         );
+        let e = parse_endpoint("--from", "postgres://shop/t;DROP TABLE x").unwrap_err();
+        assert!(
+            e.message().contains("is not a table name"),
+            "{}",
+            e.message()
+        );
+        assert!(parse_endpoint("--from", "mysql://m/a.b.c").is_err());
         for bad in ["oracle://db/t", "postgres://shop", "postgres:///t"] {
             let err = parse_endpoint("--from", bad).unwrap_err();
             assert!(err.message().contains("is not understood"), "{bad}");

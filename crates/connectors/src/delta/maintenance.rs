@@ -24,6 +24,9 @@ use url::Url;
 /// The shortest retention `vacuum` accepts without `force` (Delta's own default: 7 days).
 pub const MIN_RETENTION_HOURS: u64 = 168;
 
+/// The longest retention accepted (100 years).
+const MAX_RETENTION_HOURS: u64 = 876_000;
+
 /// Opens the latest version of a table for maintenance.
 pub async fn open(url: Url, storage: HashMap<String, String>) -> Result<DeltaTable, StepError> {
     open_table(url, storage, TableAt::Latest).await
@@ -227,7 +230,8 @@ pub(crate) async fn remove_files<'a>(
     paths: impl Iterator<Item = &'a str>,
 ) {
     for p in paths {
-        if let Err(e) = store.delete(&deltalake::Path::from(p)).await {
+        let path = deltalake::Path::parse(p).unwrap_or_else(|_| deltalake::Path::from(p));
+        if let Err(e) = store.delete(&path).await {
             tracing::warn!(file = %p, error = %e, "could not remove an uncommitted data file");
         }
     }
@@ -256,10 +260,18 @@ pub async fn vacuum(
         ))
         .with_hint("pass --force if no reader or writer needs them (or keep the default of 168 h)"));
     }
-    let hours = i64::try_from(retention_hours).unwrap_or(i64::MAX / 3600);
+    let period = i64::try_from(retention_hours)
+        .ok()
+        .and_then(chrono::Duration::try_hours)
+        .filter(|_| retention_hours <= MAX_RETENTION_HOURS)
+        .ok_or_else(|| {
+            StepError::user(format!(
+                "a retention of {retention_hours} h is more than 100 years"
+            ))
+        })?;
     let (_, metrics) = table
         .vacuum()
-        .with_retention_period(chrono::Duration::hours(hours.min(i64::MAX / 3600)))
+        .with_retention_period(period)
         .with_enforce_retention_duration(!force)
         .with_mode(VacuumMode::Full)
         .with_dry_run(dry_run)

@@ -125,12 +125,10 @@ impl PartitionValue {
 
 impl MethodOptions for DeltaLoadOptions {
     fn check(&self) -> Result<(), OptionsError> {
-        if self.schema_evolution == SchemaEvolution::Evolve
-            && self.mode == DeltaWriteMode::Overwrite
-        {
+        if self.schema_evolution == SchemaEvolution::Evolve && self.mode != DeltaWriteMode::Append {
             return Err(OptionsError::new(
                 "/schema_evolution",
-                "\"evolve\" applies to appends; an overwrite replaces the schema anyway",
+                "\"evolve\" applies to appends; an overwrite replaces the schema anyway, and an upsert keeps the table's",
             )
             .with_hint("use \"mode\": \"append\", or drop \"schema_evolution\""));
         }
@@ -340,11 +338,24 @@ fn location_url(base_dir: &std::path::Path, path: &str) -> Result<Url, StepError
 /// Classifies a deltalake error.
 pub(crate) fn delta_error(e: DeltaTableError, context: &str) -> StepError {
     let message = format!("{context}: {e}");
+    use deltalake::kernel::transaction::TransactionError as T;
     match e {
-        DeltaTableError::ObjectStore { .. }
-        | DeltaTableError::Io { .. }
-        | DeltaTableError::VersionAlreadyExists(_) => StepError::transient(message),
-        DeltaTableError::Transaction { .. } => StepError::transient(message),
+        // The store's own errors keep their class (network and 5xx retried; denied, missing
+        // bucket and the like not).
+        DeltaTableError::ObjectStore { source } => crate::s3::store_error(source, context),
+        DeltaTableError::Transaction {
+            source: T::ObjectStore { source },
+        } => crate::s3::store_error(source, context),
+        DeltaTableError::Io { .. } | DeltaTableError::VersionAlreadyExists(_) => {
+            StepError::transient(message)
+        }
+        // A lost race or a conflict: another attempt reads the new table state.
+        DeltaTableError::Transaction {
+            source: T::VersionAlreadyExists(_) | T::MaxCommitAttempts(_) | T::CommitConflict(_),
+        } => StepError::transient(message),
+        DeltaTableError::Transaction { .. } => StepError::external(message).with_hint(
+            "the table refuses this commit (append-only, or a feature pipectl does not support)",
+        ),
         DeltaTableError::SchemaMismatch { .. }
         | DeltaTableError::Arrow { .. }
         | DeltaTableError::InvalidData { .. } => StepError::user(message)
@@ -372,6 +383,10 @@ mod tests {
     #[case(
         r#"{"path": "file:///tmp/t", "mode": "append", "schema_evolution": "evolve"}"#,
         None
+    )]
+    #[case(
+        r#"{"path": "t", "mode": "upsert", "key": ["id"], "schema_evolution": "evolve"}"#,
+        Some("applies to appends")
     )]
     fn load_options_are_checked(#[case] json: &str, #[case] error: Option<&str>) {
         let o: DeltaLoadOptions = serde_json::from_str(json).unwrap();

@@ -245,6 +245,13 @@ impl DeltaSink {
                         if let Some(v) = commit::landed(&mut t, &self.app_id).await? {
                             return Ok(Some(v));
                         }
+                        if self.options.mode != DeltaWriteMode::Append {
+                            return Err(StepError::external(format!(
+                                "{}: another writer created the table while this load ran; nothing of this load was committed",
+                                self.location()
+                            ))
+                            .with_hint("run the pipeline again to apply this load to the new table"));
+                        }
                         let theirs = t
                             .snapshot()
                             .map_err(|e| delta_error(e, "reading the table"))?
@@ -402,14 +409,22 @@ impl Sink for DeltaSink {
             return;
         }
         let store = match table::open_if_exists(&self.url, self.storage.clone()).await {
-            Ok(Some(mut table)) => {
-                if let Ok(Some(_)) = commit::landed(&mut table, &self.app_id).await {
+            Ok(Some(mut table)) => match commit::landed(&mut table, &self.app_id).await {
+                Ok(None) => table.log_store().object_store(None),
+                Ok(Some(_)) => return,
+                // Unknown whether the commit landed: keep the files (vacuum finds unreferenced
+                // ones later) rather than risk deleting data a commit points at.
+                Err(e) => {
+                    tracing::warn!(step = %self.step, error = %e.full_message(), files = staged.len(), "could not tell whether the commit landed; its data files are kept");
                     return;
                 }
-                table.log_store().object_store(None)
+            },
+            Err(e) => {
+                tracing::warn!(step = %self.step, error = %e.full_message(), files = staged.len(), "could not read the table; the uncommitted data files are kept");
+                return;
             }
             // No table (a load that would have created it): the location's store.
-            _ => match table::builder(&self.url, self.storage.clone()).and_then(|b| {
+            Ok(None) => match table::builder(&self.url, self.storage.clone()).and_then(|b| {
                 b.build_storage()
                     .map_err(|e| delta_error(e, "opening the table's store"))
             }) {

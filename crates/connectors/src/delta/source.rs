@@ -287,7 +287,8 @@ fn stream(
             let store = store.clone();
             let plan = plan.clone();
             async move {
-                let path = deltalake::Path::from(file.path.as_str());
+                let path = deltalake::Path::parse(&file.path)
+                    .unwrap_or_else(|_| deltalake::Path::from(file.path.as_str()));
                 let read_error = |e: object_store::Error| match e {
                     // A file the log references and the store lacks: a listing that lags
                     // behind (some S3-compatible stores) or a file removed under the table.

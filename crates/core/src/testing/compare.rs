@@ -65,19 +65,34 @@ fn normal_text(s: &str) -> String {
     t
 }
 
+/// Text that starts like a date (`YYYY-MM-DD`): the only text compared loosely.
+fn temporal(s: &str) -> bool {
+    let b = s.trim().as_bytes();
+    b.len() >= 10
+        && b.iter().take(4).all(u8::is_ascii_digit)
+        && b.get(4) == Some(&b'-')
+        && b.get(7) == Some(&b'-')
+}
+
 /// Whether an actual value is what the test expects.
 pub fn same(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
-        (Value::Number(e), Value::Number(a)) => match (e.as_f64(), a.as_f64()) {
-            (Some(e), Some(a)) => (e - a).abs() <= 1e-9 * e.abs().max(1.0),
-            _ => false,
+        // Integers exactly; a float on either side within a relative 1e-9.
+        (Value::Number(e), Value::Number(a)) => match (e.as_i64(), a.as_i64()) {
+            (Some(e), Some(a)) => e == a,
+            _ => match (e.as_f64(), a.as_f64()) {
+                (Some(e), Some(a)) => (e - a).abs() <= 1e-9 * e.abs().max(1.0),
+                _ => false,
+            },
         },
         // Decimals and other exact numbers come back as text.
         (Value::Number(e), Value::String(a)) => match (e.as_f64(), a.parse::<f64>()) {
             (Some(e), Ok(a)) => (e - a).abs() <= 1e-9 * e.abs().max(1.0),
             _ => false,
         },
-        (Value::String(e), Value::String(a)) => e == a || normal_text(e) == normal_text(a),
+        (Value::String(e), Value::String(a)) => {
+            e == a || (temporal(e) && temporal(a) && normal_text(e) == normal_text(a))
+        }
         (e, a) => e == a,
     }
 }
@@ -216,6 +231,15 @@ mod tests {
         let d = compare_rows(&rows(json!([{"nope": 1}])), &actual, false).unwrap();
         assert!(d.contains("no column \"nope\""), "{d}");
         assert!(same(&json!(12.5), &json!("12.50")));
+        assert!(!same(
+            &json!(1_700_000_000_000i64),
+            &json!(1_700_000_000_500i64)
+        ));
+        assert!(!same(&json!("ABZ"), &json!("AB")));
+        assert!(same(
+            &json!("2026-11-28T10:00:00.000Z"),
+            &json!("2026-11-28 10:00:00 UTC")
+        ));
     }
 
     #[test]
