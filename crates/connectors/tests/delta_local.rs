@@ -205,3 +205,36 @@ async fn partition_values_that_need_escaping_read_back() {
         assert_eq!(got.height(), n, "{zone}");
     }
 }
+
+/// Two loads that both found no table: the first creates it, the second appends to the
+/// winner's table (one CREATE TABLE in the log, never a second one replacing its metadata).
+/// Sequential here; the simultaneous case (both past the existence check, one losing the put of
+/// version 0) is what `with_max_retries(0)` on the create guards, and what the three-process
+/// end-to-end test exercises.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_loser_of_a_creation_race_appends_to_the_winners_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || async {
+        let s = setup(dir.path(), json!({"path": "raced"}));
+        LoadMethods::delta(s.options().unwrap(), s).await.unwrap()
+    };
+    let (mut a, mut b) = (open().await, open().await);
+    a.write(rows(0, 100)).await.unwrap();
+    b.write(rows(100, 50)).await.unwrap();
+    a.prepare().await.unwrap();
+    b.prepare().await.unwrap();
+    a.commit().await.unwrap();
+    b.commit().await.unwrap();
+    let table = dir.path().join("raced");
+    assert_eq!(read_delta_table(&table).await.unwrap().height(), 150);
+    let t = pipeline_connectors::delta_maintenance::location_table(table.to_str().unwrap())
+        .await
+        .unwrap();
+    let ops: Vec<String> = pipeline_connectors::delta_maintenance::history(&t, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.operation)
+        .collect();
+    assert_eq!(ops, ["WRITE", "CREATE TABLE"]);
+}

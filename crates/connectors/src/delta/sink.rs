@@ -233,7 +233,10 @@ impl DeltaSink {
             .with_columns(kernel.fields().cloned())
             .with_partition_columns(self.options.partition_by.clone())
             .with_save_mode(SaveMode::ErrorIfExists)
-            .with_commit_properties(self.commit_properties())
+            // No retry inside deltalake: after losing the race for version 0 it would commit
+            // a second CREATE TABLE (new metadata) on top of the winner's table. The loser
+            // adopts the winner's table below instead.
+            .with_commit_properties(self.commit_properties().with_max_retries(0))
             .with_actions(self.staged.iter().cloned().map(Action::Add))
             .await;
         match created {
