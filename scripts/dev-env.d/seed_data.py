@@ -14,21 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
+from produce_orders import event  # the one definition of a generated order event
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 N_EVENTS = int(os.environ.get("SEED_EVENTS", "10000"))
-STATUSES = ["paid", "paid", "paid", "pending", "refunded", "cancelled"]
 SCHEMA = fastavro.parse_schema(json.loads((ROOT / "configs/examples/schemas/order_event.avsc").read_text()))
-
-
-def event(i):
-    return {
-        "order_id": i,
-        "customer_id": None if i % 97 == 0 else 1 + (i * 2654435761) % 1000,
-        "status": STATUSES[(i * 31) % 6],
-        "amount": round(((i * 48271) % 100000) / 100.0 + 1, 2),
-        "event_time": 1_735_689_600_000_000 + i * 13_000_000,
-    }
 
 
 def seed_sql():

@@ -27,6 +27,7 @@ mod model;
 mod pointer;
 mod resolve;
 mod span;
+mod streaming;
 
 pub use diag::{ConfigError, ConfigErrors, Location, check_known_keys, suggest};
 pub use lint::{is_sensitive_key, lint_secrets};
@@ -34,3 +35,4 @@ pub use load::{LoadedPipeline, Override, load_pipeline, load_pipeline_str};
 pub use model::{ConnectionConfig, CredentialsRef, PipelineConfig, RetryConfig, StepConfig};
 pub use pointer::{escape_token, join_pointer};
 pub use resolve::{Locator, MAX_REF_DEPTH};
+pub use streaming::{Interval, OnOffsetOutOfRange, StreamingConfig, Trigger};

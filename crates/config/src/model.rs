@@ -21,6 +21,9 @@ pub struct PipelineConfig {
     /// `batch` (read sources to the end once) or `streaming` (micro-batches).
     #[serde(default)]
     pub mode: Mode,
+    /// With `"mode": "streaming"`: micro-batch trigger, bounds, logging and shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<crate::streaming::StreamingConfig>,
     /// How often and how long to wait before the whole pipeline is tried again after a
     /// transient failure.
     #[serde(default)]

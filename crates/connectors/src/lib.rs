@@ -27,7 +27,7 @@ mod s3;
 mod sql;
 mod tls;
 
-use pipeline_data::{ConnectionUse, MethodEntry, SystemEntry};
+use pipeline_data::{ConnectionUse, MethodEntry, Streaming, SystemEntry};
 
 /// Sources. Associated functions without `self`, selected by name.
 pub struct ExtractMethods;
@@ -82,7 +82,8 @@ pub fn entries() -> Vec<MethodEntry> {
             "Read Kafka topics up to their offsets at the start (json, string or bytes values; stored offsets)",
             ConnectionUse::Required(&["kafka"]),
             ExtractMethods::kafka,
-        ),
+        )
+        .with_streaming(Streaming::Source),
         MethodEntry::extract(
             "s3",
             "Read Parquet, Avro, CSV or JSON lines from S3 or a local directory (object, prefix or glob)",
@@ -94,13 +95,15 @@ pub fn entries() -> Vec<MethodEntry> {
             "Write a Delta Lake table, atomically at the end of the run",
             ConnectionUse::Optional(&["delta"]),
             LoadMethods::delta,
-        ),
+        )
+        .with_streaming(Streaming::ExactlyOnce),
         MethodEntry::load(
             "postgres",
             "Write a PostgreSQL table by binary COPY through a staging table (append, overwrite, upsert), in one transaction",
             ConnectionUse::Required(&["postgres"]),
             LoadMethods::postgres,
-        ),
+        )
+        .with_streaming(Streaming::ExactlyOnce),
         MethodEntry::load(
             "mysql",
             "Write a MySQL/MariaDB InnoDB table by LOAD DATA LOCAL INFILE (append, overwrite, upsert), in one transaction",

@@ -166,6 +166,7 @@ impl Pipeline {
             false,
             credentials,
             other_connections,
+            None,
         ))
     }
 }

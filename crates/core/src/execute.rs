@@ -18,9 +18,11 @@ use crate::connect::connection_credentials;
 use crate::plan::Plan;
 use crate::registry::Registry;
 use crate::run_id::RunId;
+use crate::side_cache::{Recording, Replay, SideInputs};
 use async_trait::async_trait;
 use pipeline_base::{StepError, StepKind};
 use pipeline_credentials::CachedProvider;
+use pipeline_data::stream::StreamCursor;
 use pipeline_data::{
     Batch, CommitOutcome, Metrics, Operator, RunContext, Runtime, Source, StepSetup,
 };
@@ -64,6 +66,10 @@ pub(crate) struct AttemptContext<'a> {
     pub run_id: &'a RunId,
     /// The run id was given: a resumed run.
     pub resumed: bool,
+    /// In a stream: the cursor shared by the source and the loads of this micro-batch.
+    pub stream: Option<Arc<StreamCursor>>,
+    /// In a stream: the side inputs kept between micro-batches.
+    pub side_inputs: Option<Arc<SideInputs>>,
 }
 
 /// The failure of a cancelled run.
@@ -112,6 +118,8 @@ pub(crate) async fn run_attempt(
         committed: committed_before,
         run_id,
         resumed,
+        stream,
+        side_inputs,
     } = ctx;
     let mut stats: Vec<Option<(StepStats, Metrics)>> = vec![None; plan.steps.len()];
     let keep = plan.kept_datasets();
@@ -123,17 +131,22 @@ pub(crate) async fn run_attempt(
         if step.kind == StepKind::Load && committed_before.contains(&step.name) {
             // Committed by an earlier attempt: pass the input on, write nothing.
             tracing::info!(parent: run_span, step = %step.name, "already committed by an earlier attempt of this run; not written again");
-            let span = tracing::info_span!(parent: run_span, "step", step = %step.name);
-            let link = PipelineStep::new(
-                i,
-                step.name.clone(),
-                Box::new(Identity),
-                step.auto_convert_to,
-                keep.contains(&step.name),
-                span,
-                observer.clone(),
-            );
+            let link = identity_link(i, step, keep.contains(&step.name), run_span, &observer);
             add_link(&mut segments, plan, i, link, None);
+            continue;
+        }
+        // A stream's side input read recently: its kept batches, without opening it.
+        if let Some(kept) = side_inputs
+            .as_ref()
+            .filter(|c| c.is_side_input(&step.name))
+            .and_then(|c| c.fresh(&step.name))
+        {
+            let link = identity_link(i, step, keep.contains(&step.name), run_span, &observer);
+            let replay = Replay {
+                batches: kept,
+                next: 0,
+            };
+            add_link(&mut segments, plan, i, link, Some(Box::new(replay)));
             continue;
         }
         let Some(entry) = registry.get(step.kind, &step.method) else {
@@ -163,6 +176,7 @@ pub(crate) async fn run_attempt(
             resumed,
             creds,
             other_connections,
+            stream.clone(),
         );
         let span = tracing::info_span!(parent: run_span, "step", step = %step.name);
         let runtime = match entry.open(setup).await {
@@ -177,7 +191,20 @@ pub(crate) async fn run_attempt(
             }
         };
         let (op, source): (Box<dyn Operator>, Option<Box<dyn Source>>) = match runtime {
-            Runtime::Source(s) => (Box::new(Identity), Some(s)),
+            Runtime::Source(s) => {
+                match side_inputs.as_ref().filter(|c| c.is_side_input(&step.name)) {
+                    Some(cache) => (
+                        Box::new(Identity),
+                        Some(Box::new(Recording {
+                            inner: s,
+                            step: step.name.clone(),
+                            cache: cache.clone(),
+                            batches: Vec::new(),
+                        })),
+                    ),
+                    None => (Box::new(Identity), Some(s)),
+                }
+            }
             Runtime::Operator(op) => (op, None),
         };
         let link = PipelineStep::new(
@@ -296,6 +323,26 @@ pub(crate) async fn run_attempt(
     }
 }
 
+/// A link that passes its input on (a load an earlier attempt committed, a kept side input).
+fn identity_link(
+    i: usize,
+    step: &crate::plan::PlannedStep,
+    keep: bool,
+    run_span: &tracing::Span,
+    observer: &Arc<dyn RunObserver>,
+) -> PipelineStep {
+    let span = tracing::info_span!(parent: run_span, "step", step = %step.name);
+    PipelineStep::new(
+        i,
+        step.name.clone(),
+        Box::new(Identity),
+        step.auto_convert_to,
+        keep,
+        span,
+        observer.clone(),
+    )
+}
+
 /// Appends a step to the chain of the step before it, or starts a new chain (a source, or a
 /// step reading a named dataset).
 fn add_link(
@@ -380,6 +427,7 @@ pub(crate) fn step_setup(
     resumed: bool,
     credentials: Option<Arc<pipeline_credentials::SecretFields>>,
     other_connections: std::collections::BTreeMap<String, pipeline_data::ConnectionSetup>,
+    stream: Option<Arc<StreamCursor>>,
 ) -> StepSetup {
     StepSetup {
         pipeline: plan.pipeline.clone(),
@@ -396,6 +444,7 @@ pub(crate) fn step_setup(
         side_inputs: step.inputs.iter().skip(1).cloned().collect(),
         base_dir: plan.base_dir.clone(),
         other_connections,
+        stream,
     }
 }
 

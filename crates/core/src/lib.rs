@@ -22,10 +22,13 @@ pub mod init;
 mod pipeline;
 pub mod plan;
 mod plan_graph;
+pub mod plan_stream;
 mod registry;
 pub mod report;
 mod run_id;
 mod schema;
+mod side_cache;
+pub mod streaming;
 pub mod testing;
 
 pub use cancel::CancelToken;
@@ -38,6 +41,7 @@ pub use registry::Registry;
 pub use report::{RunReport, StepReport, StepStatus};
 pub use run_id::{InvalidRunId, RunId};
 pub use schema::pipeline_schema;
+pub use streaming::{MetricsLine, MicroBatch, StreamObserver, StreamOptions};
 
 pub use pipeline_base::{ErrorClass, Format, Mode, OnFailure, StepError, StepKind};
 pub use pipeline_config::{ConfigError, ConfigErrors, Override};

@@ -157,6 +157,8 @@ impl Pipeline {
                 committed: &before,
                 run_id: &run_id,
                 resumed,
+                stream: None,
+                side_inputs: None,
             };
             let outcome = run_attempt(plan, ctx, &attempt_span)
                 .instrument(attempt_span.clone())
@@ -238,7 +240,7 @@ impl Pipeline {
         }
     }
 
-    fn report(
+    pub(crate) fn report(
         &self,
         outcome: &crate::execute::AttemptOutcome,
         progress: Progress<'_>,
@@ -341,11 +343,11 @@ impl Pipeline {
 }
 
 /// Where a run stands, for its report.
-struct Progress<'a> {
-    attempts: u32,
-    started: Instant,
-    started_at: u64,
-    run_id: &'a RunId,
-    committed: &'a [String],
-    already: &'a [String],
+pub(crate) struct Progress<'a> {
+    pub attempts: u32,
+    pub started: Instant,
+    pub started_at: u64,
+    pub run_id: &'a RunId,
+    pub committed: &'a [String],
+    pub already: &'a [String],
 }

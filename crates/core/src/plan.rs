@@ -47,6 +47,9 @@ pub struct PlannedStep {
 pub struct Plan {
     pub pipeline: String,
     pub mode: Mode,
+    /// How the pipeline streams (`"mode": "streaming"` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<crate::plan_stream::StreamPlan>,
     pub retry: RetryConfig,
     pub steps: Vec<PlannedStep>,
     /// Connections by name with their system and Vault path (never a secret).
@@ -99,12 +102,6 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
     let mut errors = ConfigErrors::default();
     let err = |pointer: &str, message: String| loaded.error_at(pointer, message);
 
-    if config.mode == Mode::Streaming {
-        errors.push(
-            err("/mode", "streaming mode is not supported yet".into())
-                .with_hint("use \"mode\": \"batch\"; micro-batch streaming over Kafka is planned"),
-        );
-    }
     if config.steps.is_empty() {
         errors.push(err("/steps", "the pipeline has no steps".into()));
     }
@@ -407,9 +404,15 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
+    let streaming = if config.mode == Mode::Streaming && !steps.is_empty() {
+        crate::plan_stream::check(loaded, registry, &steps, &mut errors)
+    } else {
+        None
+    };
     errors.into_result(Plan {
         pipeline: config.name.clone(),
         mode: config.mode,
+        streaming,
         retry: config.retry.clone(),
         steps,
         connections,
@@ -583,6 +586,9 @@ impl fmt::Display for Plan {
                 s.method,
                 s.output_format,
             )?;
+        }
+        if let Some(stream) = &self.streaming {
+            write!(f, "{stream}")?;
         }
         if !self.connections.is_empty() {
             writeln!(f, "connections:")?;

@@ -79,7 +79,10 @@ fn options_inputs_connections_and_mode_are_all_checked() {
             {{"name": "l", "kind": "load", "method": "delta", "connection": "lake", "options": {{"path": "out"}}}}
         ]}}"#
     ));
-    assert!(t.contains("streaming mode is not supported yet"), "{t}");
+    assert!(
+        t.contains("a stream needs an extract that reads continuously, and this pipeline has none"),
+        "{t}"
+    );
     assert!(t.contains("unknown key \"conditon\" in options"), "{t}");
     assert!(t.contains("did you mean \"condition\"?"), "{t}");
     assert!(t.contains("at /steps/1/options/conditon"), "{t}");
@@ -125,4 +128,67 @@ fn retry_settings_that_would_overflow_are_refused() {
     assert!(t.contains("at /retry/delay_seconds"), "{t}");
     assert!(t.contains("at /retry/max_retries"), "{t}");
     assert!(t.contains("max_retries must be at most 1000"), "{t}");
+}
+
+const KAFKA: &str = r#"{"name": "events", "kind": "extract", "method": "kafka", "connection": "k", "options": {"topics": ["orders"]}}"#;
+const CONNECTIONS: &str =
+    r#""connections": {"k": {"system": "kafka"}, "db": {"system": "postgres"}}"#;
+
+#[test]
+fn a_stream_refuses_what_cannot_stream_and_names_the_step() {
+    let t = errors(&format!(
+        r#"{{"name": "p", "mode": "streaming", {CONNECTIONS}, "steps": [{KAFKA},
+            {{"name": "enough", "kind": "validate", "method": "row_count", "options": {{"min": 1}}}},
+            {{"name": "to_db", "kind": "load", "method": "postgres", "connection": "db", "options": {{"table": "t"}}}},
+            {GEN},
+            {{"name": "gen_out", "kind": "load", "method": "s3", "options": {{"path": "out", "format": "parquet"}}}},
+            {{"name": "more", "kind": "extract", "method": "kafka", "connection": "k", "options": {{"topics": ["b"]}}}}
+        ]}}"#
+    ));
+    assert!(
+        t.contains("step \"enough\": method \"row_count\" cannot run in a stream"),
+        "{t}"
+    );
+    assert!(t.contains("at /steps/1/method"), "{t}");
+    assert!(
+        t.contains("step \"gen_out\": in a stream its rows come from extract \"g\" (generate), which is read to its end"),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "step \"more\": a stream reads one streaming extract (\"events\" already is one)"
+        ),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_stream_plan_says_what_each_load_guarantees() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"name": "p", "mode": "streaming", "streaming": {{"trigger_interval": "500ms", "max_records": 1000}},
+            {CONNECTIONS}, "steps": [{KAFKA},
+            {{"name": "customers", "kind": "extract", "method": "postgres", "connection": "db", "options": {{"table": "c"}}}},
+            {{"name": "known", "kind": "validate", "method": "referential_integrity", "inputs": ["events", "customers"],
+              "options": {{"column": "customer_id", "reference_column": "customer_id"}}, "on_failure": "filter"}},
+            {{"name": "to_db", "kind": "load", "method": "postgres", "connection": "db", "options": {{"table": "t"}}}},
+            {{"name": "to_files", "kind": "load", "method": "s3", "options": {{"path": "out", "format": "parquet"}}}}
+        ]}}"#
+        ),
+    );
+    let p = Pipeline::from_file(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let text = p.plan().to_string();
+    assert!(
+        text.contains("streaming: id p, source events, trigger processing_time every 500ms, at most 1000 records"),
+        "{text}"
+    );
+    assert!(text.contains("to_db: exactly-once"), "{text}");
+    assert!(text.contains("to_files: at-least-once"), "{text}");
+    assert!(
+        text.contains("customers: side input, read once and again every 300s"),
+        "{text}"
+    );
 }

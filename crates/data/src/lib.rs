@@ -12,12 +12,13 @@ mod errors;
 pub mod method;
 mod operators;
 mod runtime;
+pub mod stream;
 mod system;
 mod validation;
 
 pub use batch::{AvroBatch, Batch};
 pub use errors::{PolarsResultExt, polars_error};
-pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup};
+pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup, Streaming};
 pub use operators::REASON_COLUMN;
 pub use runtime::{
     CommitOutcome, Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking,

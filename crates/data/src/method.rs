@@ -105,6 +105,9 @@ pub struct StepSetup {
     /// Kafka extract's `"offsets": {"store": "s3://...", "connection": "lake"}`), with their
     /// credentials.
     pub other_connections: BTreeMap<String, ConnectionSetup>,
+    /// In `"mode": "streaming"`: the stream's cursor, shared by the source and the loads of
+    /// every micro-batch (`None` in a batch run).
+    pub stream: Option<Arc<crate::stream::StreamCursor>>,
 }
 
 impl StepSetup {
@@ -126,6 +129,7 @@ impl StepSetup {
             side_inputs: Vec::new(),
             base_dir,
             other_connections: BTreeMap::new(),
+            stream: None,
         }
     }
 
@@ -198,7 +202,28 @@ pub struct MethodEntry {
     pub connection: ConnectionUse,
     /// How many other named datasets it reads besides its main input: (min, max).
     pub side_inputs: (usize, Option<usize>),
+    /// What it does in `"mode": "streaming"`.
+    pub streaming: Streaming,
     imp: Box<dyn MethodImpl>,
+}
+
+/// What a method does in `"mode": "streaming"` (set with [`MethodEntry::with_streaming`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streaming {
+    /// An extract that reads continuously and can head a stream (Kafka).
+    Source,
+    /// An extract read to its end: in a stream only a side input, read again every
+    /// `side_input_refresh`.
+    Bounded,
+    /// A transform or validation: runs on each micro-batch on its own (whole-input methods see
+    /// one micro-batch at a time).
+    PerMicroBatch,
+    /// Refused in streaming, with the reason.
+    Refused(&'static str),
+    /// A load that commits each micro-batch together with its offsets: exactly-once.
+    ExactlyOnce,
+    /// A load that may write a micro-batch again after a crash: at-least-once.
+    AtLeastOnce,
 }
 
 impl std::fmt::Debug for MethodEntry {
@@ -213,6 +238,13 @@ const DATAFRAME: &[Format] = &[Format::DataFrame];
 const NO_SIDE_INPUTS: (usize, Option<usize>) = (0, Some(0));
 
 impl MethodEntry {
+    /// Says what the method does in a stream (the default: extracts are bounded, loads
+    /// at-least-once, other methods run per micro-batch).
+    pub fn with_streaming(mut self, streaming: Streaming) -> Self {
+        self.streaming = streaming;
+        self
+    }
+
     /// JSON Schema of the options object.
     pub fn options_schema(&self, generator: &mut SchemaGenerator) -> Schema {
         self.imp.options_schema(generator)
@@ -437,6 +469,11 @@ impl MethodEntry {
             whole_input,
             connection,
             side_inputs,
+            streaming: match kind {
+                StepKind::Extract => Streaming::Bounded,
+                StepKind::Load => Streaming::AtLeastOnce,
+                _ => Streaming::PerMicroBatch,
+            },
             imp: Box::new(Typed::<O> {
                 open,
                 _options: PhantomData,

@@ -305,6 +305,13 @@ impl Operator for SinkOperator {
         }
     }
 
+    async fn stream_offsets(&mut self) -> Result<Option<crate::stream::StreamOffsets>, StepError> {
+        match self.sink.as_mut() {
+            Some(sink) => sink.stream_offsets().await,
+            None => Err(StepError::internal("offsets asked of a running load")),
+        }
+    }
+
     fn metrics(&self) -> Metrics {
         self.sink.as_ref().map(|s| s.metrics()).unwrap_or_default()
     }

@@ -2,6 +2,7 @@
 //! batches, and sinks that write them and publish at commit.
 
 use crate::batch::Batch;
+use crate::stream::StreamOffsets;
 use async_trait::async_trait;
 use pipeline_base::StepError;
 use polars::prelude::DataFrame;
@@ -124,6 +125,12 @@ pub trait Operator: Send {
     /// The attempt failed: discard anything written and not committed.
     async fn abort(&mut self) {}
 
+    /// In a stream: the next offset per partition this load has committed, or `None` when it
+    /// keeps no offsets (an at-least-once sink). Asked when a stream starts.
+    async fn stream_offsets(&mut self) -> Result<Option<StreamOffsets>, StepError> {
+        Ok(None)
+    }
+
     fn metrics(&self) -> Metrics {
         Vec::new()
     }
@@ -144,6 +151,12 @@ pub trait Sink: Send {
 
     /// Discards the written data.
     async fn abort(&mut self);
+
+    /// In a stream (`StepSetup::stream`): the next offset per partition this sink committed
+    /// with its data, or `None` when it keeps no offsets (at-least-once). See [`crate::stream`].
+    async fn stream_offsets(&mut self) -> Result<Option<StreamOffsets>, StepError> {
+        Ok(None)
+    }
 
     fn metrics(&self) -> Metrics {
         Vec::new()

@@ -26,7 +26,7 @@ mod transform;
 mod validate;
 
 use pipeline_base::{Format, StepKind};
-use pipeline_data::{MethodEntry, Produces};
+use pipeline_data::{MethodEntry, Produces, Streaming};
 
 /// The transforms and validations. Associated functions without `self`, selected by name.
 pub struct UserMethods;
@@ -164,7 +164,10 @@ pub fn entries() -> Vec<MethodEntry> {
             true,
             NONE,
             UserMethods::row_count,
-        ),
+        )
+        .with_streaming(Streaming::Refused(
+            "it bounds the rows of a whole run, and a stream has no end; check a micro-batch's rows with \"expression\" or watch the metrics line",
+        )),
         M::validation(
             "expression",
             "A SQL boolean expression holds for every row",

@@ -6,6 +6,7 @@
 mod connect;
 mod delta;
 mod logging;
+mod metrics_http;
 mod progress;
 mod test_cmd;
 
@@ -13,7 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use pipeline_core::{
     CancelToken, ConfigErrors, CredentialProvider, ErrorClass, Override, Pipeline, Registry, RunId,
-    RunOptions, VaultProvider,
+    RunOptions, StreamOptions, VaultProvider,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,6 +73,13 @@ enum Command {
         /// committed are recognised by their sinks and not written again.
         #[arg(long, value_name = "RUN_ID")]
         resume: Option<String>,
+        /// Streaming pipelines: process what the topics hold now, in micro-batches, then stop
+        /// (tests, backfills, cron).
+        #[arg(long)]
+        once: bool,
+        /// Streaming pipelines: serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Check a pipeline without running it (no I/O): files, $refs, secrets, methods, options, formats.
     Validate {
@@ -375,6 +383,8 @@ fn main() -> ExitCode {
             report,
             no_progress,
             resume,
+            once,
+            metrics_addr,
         } => {
             let run_id = match resume.as_deref().map(RunId::parse).transpose() {
                 Ok(id) => id,
@@ -390,8 +400,17 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            let progress =
-                progress::Progress::new(!no_progress && cli.log_format == LogFormat::Human);
+            let streaming = pipeline.plan().streaming.is_some();
+            if !streaming && (once || metrics_addr.is_some()) {
+                eprintln!(
+                    "error: --once and --metrics-addr apply to streaming pipelines, and {} runs in batch mode",
+                    file.display()
+                );
+                return ExitCode::from(2);
+            }
+            let progress = progress::Progress::new(
+                !no_progress && !streaming && cli.log_format == LogFormat::Human,
+            );
             if let Err(e) = logging::init(cli.log_format, &cli.log_level, progress.bar()) {
                 eprintln!("error: {e:#}");
                 return ExitCode::from(2);
@@ -404,6 +423,7 @@ fn main() -> ExitCode {
                 file: &file,
                 report: report.as_deref(),
                 run_id,
+                stream: streaming.then_some(StreamInvocation { once, metrics_addr }),
             };
             match run(pipeline, provider, invocation, progress, cli.log_format) {
                 Ok(code) => code,
@@ -448,6 +468,13 @@ struct Invocation<'a> {
     file: &'a Path,
     report: Option<&'a Path>,
     run_id: Option<RunId>,
+    /// A streaming pipeline: `--once` and `--metrics-addr`.
+    stream: Option<StreamInvocation>,
+}
+
+struct StreamInvocation {
+    once: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn run(
@@ -470,7 +497,20 @@ fn run(
         cancel,
         run_id: invocation.run_id,
     };
-    let result = runtime.block_on(pipeline.run(&options));
+    let result = match &invocation.stream {
+        Some(s) => runtime.block_on(async {
+            let observer = match s.metrics_addr {
+                Some(addr) => Some(metrics_http::serve(addr, &pipeline.plan().pipeline).await?),
+                None => None,
+            };
+            let stream = StreamOptions {
+                once: s.once,
+                observer,
+            };
+            anyhow::Ok(pipeline.stream(&options, &stream).await)
+        })?,
+        None => runtime.block_on(pipeline.run(&options)),
+    };
     progress.finish();
     let (report, code) = match &result {
         Ok(report) => (report.clone(), ExitCode::SUCCESS),

@@ -19,7 +19,7 @@ fn the_example_tests_pass_without_any_service() {
     let text = all_output(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("test result: ok. 8 passed; 0 failed"),
+        text.contains("test result: ok. 9 passed; 0 failed"),
         "{text}"
     );
     assert!(text.contains("(pipeline orders_enriched)"), "{text}");

@@ -7,11 +7,13 @@
 
 use super::table::{CommitSummary, commits_since};
 use super::{DeltaWriteMode, delta_error};
-use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::DeltaOperation;
 use deltalake::{DeltaTable, DeltaTableError};
 use pipeline_base::StepError;
+use pipeline_data::stream::{PartitionKey, StreamCursor, StreamOffsets, StreamProgress};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Lost races tolerated before giving up (each one means another writer committed first).
@@ -54,8 +56,8 @@ pub(crate) struct CommitRequest<'a> {
     pub actions: Vec<Action>,
     pub operation: DeltaOperation,
     pub properties: CommitProperties,
-    /// The run's `txn` application id: found in the log = this commit already landed.
-    pub app_id: &'a str,
+    /// How this load's commit is recognised in the log.
+    pub landing: &'a Landing,
     pub location: &'a str,
 }
 
@@ -72,7 +74,7 @@ pub(crate) async fn commit(
             .await
             .map_err(|e| delta_error(e, &format!("reading {}", req.location)))?;
         let latest = version_of(table);
-        if let Some(v) = landed(table, req.app_id).await? {
+        if let Some(v) = landed(table, req.landing).await? {
             return Ok(v);
         }
         if latest > checked {
@@ -128,7 +130,7 @@ pub(crate) async fn commit(
             }
             Err(e) => {
                 // The entry may have been written before the error came back.
-                if let Ok(Some(v)) = landed(table, req.app_id).await {
+                if let Ok(Some(v)) = landed(table, req.landing).await {
                     return Ok(v);
                 }
                 return Err(delta_error(e, &format!("committing to {}", req.location)));
@@ -154,20 +156,109 @@ fn lost_race(e: &DeltaTableError) -> bool {
     )
 }
 
-/// The version at which this run's `txn` was committed, if it was.
-pub(crate) async fn landed(table: &mut DeltaTable, app_id: &str) -> Result<Option<u64>, StepError> {
+/// How a load's commit is recognised in the log.
+pub(crate) enum Landing {
+    /// A batch run: a `txn` with the run's application id (`pipectl/PIPELINE/RUN_ID/STEP`).
+    Run(String),
+    /// A micro-batch of a stream: one `txn` per partition (`STREAM/TOPIC/PARTITION`, version
+    /// the last offset written), all at the micro-batch's ends.
+    Stream(Arc<StreamCursor>),
+}
+
+impl Landing {
+    /// The `txn` actions a commit of this load carries.
+    pub(crate) fn transactions(&self) -> Vec<Transaction> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .ok();
+        match self {
+            Landing::Run(app_id) => vec![Transaction::new_with_last_update(app_id, 0, now)],
+            Landing::Stream(cursor) => cursor
+                .ranges()
+                .iter()
+                .filter(|r| !r.is_empty())
+                .map(|r| {
+                    Transaction::new_with_last_update(
+                        cursor.partition_id(&r.topic, r.partition),
+                        r.end.saturating_sub(1),
+                        now,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The next offset per partition a stream committed to the table (its `txn` versions + 1).
+pub(crate) async fn stream_offsets(
+    table: &DeltaTable,
+    cursor: &StreamCursor,
+    partitions: &[PartitionKey],
+) -> Result<StreamOffsets, StepError> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| delta_error(e, "reading the table log"))?;
+    let mut out = StreamOffsets::new();
+    for (topic, partition) in partitions {
+        let id = cursor.partition_id(topic, *partition);
+        if let Some(v) = snapshot
+            .transaction_version(table.log_store().as_ref(), &id)
+            .await
+            .map_err(|e| delta_error(e, "reading the table log"))?
+        {
+            out.insert((topic.clone(), *partition), v.saturating_add(1));
+        }
+    }
+    Ok(out)
+}
+
+/// Where a stream's sink stands against the micro-batch in the cursor.
+pub(crate) async fn stream_progress(
+    table: &DeltaTable,
+    cursor: &StreamCursor,
+) -> Result<StreamProgress, StepError> {
+    let keys: Vec<PartitionKey> = cursor
+        .ranges()
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| (r.topic.clone(), r.partition))
+        .collect();
+    let committed = stream_offsets(table, cursor, &keys).await?;
+    cursor.progress(&committed).map_err(|why| {
+        StepError::external(format!(
+            "stream \"{}\": {why}; another stream with the same id writes this table, or its offsets were changed",
+            cursor.app()
+        ))
+        .with_hint("stop the other stream (each stream needs its own \"streaming\": {\"id\"}); nothing of this micro-batch was committed")
+    })
+}
+
+/// The version at which this load's commit landed, if it did.
+pub(crate) async fn landed(
+    table: &mut DeltaTable,
+    landing: &Landing,
+) -> Result<Option<u64>, StepError> {
     table
         .update_state()
         .await
         .map_err(|e| delta_error(e, "reading the table log"))?;
-    let snapshot = table
-        .snapshot()
-        .map_err(|e| delta_error(e, "reading the table log"))?;
-    let found = snapshot
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await
-        .map_err(|e| delta_error(e, "reading the table log"))?;
-    Ok(found.map(|_| version_of(table)))
+    match landing {
+        Landing::Run(app_id) => {
+            let snapshot = table
+                .snapshot()
+                .map_err(|e| delta_error(e, "reading the table log"))?;
+            let found = snapshot
+                .transaction_version(table.log_store().as_ref(), app_id)
+                .await
+                .map_err(|e| delta_error(e, "reading the table log"))?;
+            Ok(found.map(|_| version_of(table)))
+        }
+        Landing::Stream(cursor) => match stream_progress(table, cursor).await? {
+            StreamProgress::Committed => Ok(Some(version_of(table))),
+            StreamProgress::Behind => Ok(None),
+        },
+    }
 }
 
 /// After a commit at `version`: a checkpoint when `version` is a multiple of `checkpoint_every`,

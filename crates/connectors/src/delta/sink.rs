@@ -4,7 +4,7 @@
 //! earlier commit in the log and writes nothing again; files of a commit that did not land are
 //! deleted on abort.
 
-use super::commit::{self, CommitRequest};
+use super::commit::{self, CommitRequest, Landing};
 use super::maintenance::{quiet_commit, remove_files};
 use super::{
     DeltaLoadOptions, DeltaWriteMode, SchemaEvolution, delta_error, merge, storage_options, table,
@@ -22,12 +22,13 @@ use deltalake::arrow::datatypes::{
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::kernel::{Action, Add, StructType};
 use deltalake::operations::create::CreateBuilder;
-use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::DataFrame;
+use pipeline_data::stream::StreamOffsets;
 use pipeline_data::{CommitOutcome, Metrics, Sink, StepSetup};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,9 +53,9 @@ pub(super) struct DeltaSink {
     pub(super) upsert_rows: Vec<DataFrame>,
     rows: u64,
     committed_version: Option<u64>,
-    /// The `txn` application id this load commits with: pipeline, run id and step. A resumed
-    /// run finds it in the log and writes nothing.
-    app_id: String,
+    /// How this load's commit is found in the log: the run's `txn` (a resumed run finds it
+    /// and writes nothing), or in a stream one `txn` per partition with its offset.
+    landing: Landing,
     /// An earlier run with this id committed this load.
     already: bool,
 }
@@ -205,15 +206,7 @@ impl DeltaSink {
     /// Every commit carries a `txn` action naming the run and step; deltalake's own
     /// post-commit checkpoint and log cleanup are off (see `commit::hygiene`).
     fn commit_properties(&self) -> CommitProperties {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .ok();
-        quiet_commit().with_application_transaction(Transaction::new_with_last_update(
-            &self.app_id,
-            0,
-            now,
-        ))
+        quiet_commit().with_application_transactions(self.landing.transactions())
     }
 
     /// Creates the table with the staged files; `None` when another writer created it first
@@ -245,7 +238,7 @@ impl DeltaSink {
                 match table::open_if_exists(&self.url, self.storage.clone()).await? {
                     // Another writer's table is there now: ours was not created.
                     Some(mut t) => {
-                        if let Some(v) = commit::landed(&mut t, &self.app_id).await? {
+                        if let Some(v) = commit::landed(&mut t, &self.landing).await? {
                             return Ok(Some(v));
                         }
                         if self.options.mode != DeltaWriteMode::Append {
@@ -289,12 +282,20 @@ impl DeltaSink {
         }
         let location = self.location();
         let properties = self.commit_properties();
+        let (stream_id, epoch) = (self.stream_id(), self.epoch());
         let Some(table) = self.table.as_mut() else {
             return Err(StepError::internal("committing without a table"));
         };
         let partition_by =
             (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
         let operation = match self.options.mode {
+            DeltaWriteMode::Append if matches!(self.landing, Landing::Stream(_)) => {
+                DeltaOperation::StreamingUpdate {
+                    output_mode: OutputMode::Append,
+                    query_id: stream_id,
+                    epoch_id: epoch,
+                }
+            }
             DeltaWriteMode::Append => DeltaOperation::Write {
                 mode: SaveMode::Append,
                 partition_by,
@@ -317,7 +318,7 @@ impl DeltaSink {
                 actions,
                 operation,
                 properties,
-                app_id: &self.app_id,
+                landing: &self.landing,
                 location: &location,
             },
         )
@@ -362,6 +363,12 @@ impl Sink for DeltaSink {
             return Ok(CommitOutcome::AlreadyPublished);
         }
         if self.writer.is_none() {
+            if self.streaming_offsets_only() {
+                // Every row of the micro-batch was filtered out: the offsets still move on.
+                let version = self.commit_staged(Vec::new()).await?;
+                tracing::debug!(step = %self.step, version, "no rows in this micro-batch; committed its offsets");
+                return Ok(CommitOutcome::Published);
+            }
             tracing::info!(step = %self.step, "no batch reached the Delta sink; nothing to commit");
             return Ok(CommitOutcome::Published);
         }
@@ -404,6 +411,18 @@ impl Sink for DeltaSink {
         Ok(CommitOutcome::Published)
     }
 
+    async fn stream_offsets(&mut self) -> Result<Option<StreamOffsets>, StepError> {
+        let Landing::Stream(cursor) = &self.landing else {
+            return Ok(None);
+        };
+        match &self.table {
+            Some(table) => Ok(Some(
+                commit::stream_offsets(table, cursor, &cursor.partitions()).await?,
+            )),
+            None => Ok(Some(StreamOffsets::new())),
+        }
+    }
+
     async fn abort(&mut self) {
         // Files written but never committed are not part of the table; remove them, unless
         // the commit did land (its answer lost): then they are the table's.
@@ -412,7 +431,7 @@ impl Sink for DeltaSink {
             return;
         }
         let store = match table::open_if_exists(&self.url, self.storage.clone()).await {
-            Ok(Some(mut table)) => match commit::landed(&mut table, &self.app_id).await {
+            Ok(Some(mut table)) => match commit::landed(&mut table, &self.landing).await {
                 Ok(None) => table.log_store().object_store(None),
                 Ok(Some(_)) => return,
                 // Unknown whether the commit landed: keep the files (vacuum finds unreferenced
@@ -454,6 +473,30 @@ impl Sink for DeltaSink {
 }
 
 impl DeltaSink {
+    /// The stream's id (empty outside a stream).
+    fn stream_id(&self) -> String {
+        match &self.landing {
+            Landing::Stream(c) => c.app().to_string(),
+            Landing::Run(_) => String::new(),
+        }
+    }
+
+    /// A micro-batch's epoch: the sum of its end offsets (grows with every micro-batch).
+    fn epoch(&self) -> i64 {
+        match &self.landing {
+            Landing::Stream(c) => c.ranges().iter().fold(0i64, |a, r| a.saturating_add(r.end)),
+            Landing::Run(_) => 0,
+        }
+    }
+
+    /// In a stream, a micro-batch that read records but has no rows for this table: only its
+    /// offsets are committed (to an existing table).
+    fn streaming_offsets_only(&self) -> bool {
+        matches!(&self.landing, Landing::Stream(c) if c.ranges().iter().any(|r| !r.is_empty()))
+            && self.table.is_some()
+            && self.options.mode == DeltaWriteMode::Append
+    }
+
     /// Shapes one batch to the table and hands it to the writer, flushing whole files out.
     pub(super) async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), StepError> {
         if self.writer.is_none() {
@@ -521,20 +564,46 @@ impl LoadMethods {
         let url = table_url(&setup, &options.path, true)?;
         let storage = storage_options(&setup)?;
         let mut table = table::open_if_exists(&url, storage.clone()).await?;
-        let app_id = format!("pipectl/{}/{}/{}", setup.pipeline, setup.run_id, setup.step);
+        let landing = match &setup.stream {
+            Some(cursor) => {
+                if options.mode != DeltaWriteMode::Append {
+                    return Err(StepError::user(format!(
+                        "step \"{}\": a stream appends to Delta tables; \"mode\": \"{}\" is for batch runs",
+                        setup.step,
+                        format!("{:?}", options.mode).to_lowercase()
+                    ))
+                    .with_hint("use \"mode\": \"append\" (and dedupe or upsert downstream), or run the pipeline in batch mode"));
+                }
+                Landing::Stream(cursor.clone())
+            }
+            None => Landing::Run(format!(
+                "pipectl/{}/{}/{}",
+                setup.pipeline, setup.run_id, setup.step
+            )),
+        };
         let mut already = false;
         // Every attempt looks, not only a resumed run: a retry after a commit that landed but
         // answered with an error (a dropped connection, a failed post-commit hook) must not
-        // append the same data again.
-        if let Some(t) = table.as_mut()
-            && commit::landed(t, &app_id).await?.is_some()
+        // append the same data again. In a stream: a micro-batch replayed after a crash that
+        // this table committed already.
+        let discovering = setup.stream.as_ref().is_some_and(|c| c.is_discovering());
+        if !discovering
+            && let Some(t) = table.as_mut()
+            && commit::landed(t, &landing).await?.is_some()
         {
-            tracing::info!(step = %setup.step, table = %url, run_id = %setup.run_id, "this load already committed in this run (an earlier attempt, or the run being resumed); not writing it again");
+            match &landing {
+                Landing::Run(_) => {
+                    tracing::info!(step = %setup.step, table = %url, run_id = %setup.run_id, "this load already committed in this run (an earlier attempt, or the run being resumed); not writing it again")
+                }
+                Landing::Stream(_) => {
+                    tracing::info!(step = %setup.step, table = %url, "this micro-batch is already in the table (committed before a restart); not writing it again")
+                }
+            }
             already = true;
         }
         let base_version = table.as_ref().map(commit::version_of).unwrap_or_default();
         Ok(Box::new(DeltaSink {
-            app_id,
+            landing,
             already,
             step: setup.step.clone(),
             url,

@@ -112,6 +112,23 @@ pub(crate) async fn open_if_exists(
     {
         return Ok(None);
     }
+    // Likewise on an object store: no object under `_delta_log/` is no table (one LIST).
+    if url.scheme() != "file" {
+        use futures::TryStreamExt;
+        let log = builder(url, storage.clone())?
+            .build_storage()
+            .map_err(|e| delta_error(e, &format!("opening {}", shown(url))))?;
+        let store = log.object_store(None);
+        let prefix = object_store::path::Path::from("_delta_log");
+        let first = store
+            .list(Some(&prefix))
+            .try_next()
+            .await
+            .map_err(|e| crate::s3::store_error(e, &format!("listing {}", shown(url))))?;
+        if first.is_none() {
+            return Ok(None);
+        }
+    }
     match builder(url, storage)?.load().await {
         Ok(t) => Ok(Some(t)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),

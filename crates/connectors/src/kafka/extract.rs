@@ -13,6 +13,7 @@ use super::{client, kafka_error, open_partitions, read_avsc, registry};
 use crate::ExtractMethods;
 use async_trait::async_trait;
 use pipeline_base::StepError;
+use pipeline_data::stream::StreamCursor;
 use pipeline_data::{Batch, Metrics, Source, StepSetup};
 use rskafka::chrono::DateTime;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -59,6 +60,18 @@ struct KafkaSource {
     partitions: u64,
     /// A batch was handed on.
     emitted: bool,
+    /// In a stream: where the records' timestamps and sizes are counted.
+    cursor: Option<Arc<StreamCursor>>,
+}
+
+/// What the source of a stream answers while the stream starts (it only lists partitions).
+struct Discovered;
+
+#[async_trait]
+impl Source for Discovered {
+    async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
+        Ok(None)
+    }
 }
 
 impl Drop for KafkaSource {
@@ -88,6 +101,24 @@ impl Source for KafkaSource {
                 return Ok(Some(Batch::Frame(self.decoder.take_frame()?)));
             };
             let chunk = chunk?;
+            if let Some(cursor) = &self.cursor {
+                let bytes = chunk.records.iter().fold(0u64, |acc, r| {
+                    let size = r
+                        .record
+                        .key
+                        .as_ref()
+                        .map_or(0, Vec::len)
+                        .saturating_add(r.record.value.as_ref().map_or(0, Vec::len));
+                    acc.saturating_add(size as u64)
+                });
+                cursor.record(
+                    chunk
+                        .records
+                        .iter()
+                        .map(|r| r.record.timestamp.timestamp_millis()),
+                    bytes,
+                );
+            }
             if let Some(registry) = &self.registry {
                 for r in &chunk.records {
                     if let Some(id) = self.decoder.unknown_writer(r) {
@@ -268,6 +299,10 @@ impl ExtractMethods {
             Some(s) => s.load().await?,
             None => Offsets::new(),
         };
+        let cursor = setup.stream.clone();
+        let discovering = cursor.as_ref().is_some_and(|c| c.is_discovering());
+        let mut discovered = Vec::new();
+        let mut places = Vec::new();
         let mut ranges = Vec::new();
         for name in &options.topics {
             let Some(topic) = listed.iter().find(|t| &t.name == name) else {
@@ -293,6 +328,10 @@ impl ExtractMethods {
                 }
                 None => topic.partitions.iter().copied().collect(),
             };
+            if discovering {
+                discovered.extend(partitions.iter().map(|&p| (name.clone(), p)));
+                continue;
+            }
             for partition in partitions {
                 let doing = format!("opening topic \"{name}\" partition {partition}");
                 let pc = client
@@ -308,8 +347,15 @@ impl ExtractMethods {
                     .await
                     .map_err(|e| kafka_error(e, &doing))?;
                 let at = format!("topic \"{name}\" partition {partition}");
-                let start = match stored.get(name).and_then(|m| m.get(&partition)) {
-                    Some(&o) => {
+                let resume = cursor
+                    .as_ref()
+                    .and_then(|c| c.start_of(name, partition))
+                    .or_else(|| stored.get(name).and_then(|m| m.get(&partition)).copied());
+                let start = match (resume, &cursor) {
+                    (Some(o), Some(c)) => {
+                        super::stream::resume_at(c, &setup.step, &at, o, earliest, end)?
+                    }
+                    (Some(o), None) => {
                         if o < earliest || o > end {
                             return Err(StepError::user(format!(
                                 "step \"{}\": the stored offset {o} of {at} is outside what the partition keeps ({earliest} to {end})",
@@ -319,7 +365,7 @@ impl ExtractMethods {
                         }
                         o
                     }
-                    None => match &options.start {
+                    (None, _) => match &options.start {
                         StartAt::Earliest => earliest,
                         StartAt::Latest => end,
                         StartAt::Timestamp(ts) => {
@@ -350,7 +396,15 @@ impl ExtractMethods {
                         }
                     },
                 };
-                tracing::info!(step = %setup.step, topic = %name, partition, start, end, lag = end.saturating_sub(start), "reading");
+                if cursor.is_none() {
+                    tracing::info!(step = %setup.step, topic = %name, partition, start, end, lag = end.saturating_sub(start), "reading");
+                }
+                places.push(super::stream::Place {
+                    topic: name.clone(),
+                    partition,
+                    latest: end,
+                    start,
+                });
                 ranges.push(Range {
                     topic: Arc::from(name.as_str()),
                     partition,
@@ -359,6 +413,20 @@ impl ExtractMethods {
                     end,
                 });
             }
+        }
+        if discovering {
+            if let Some(c) = &cursor {
+                c.set_partitions(discovered);
+            }
+            return Ok(Box::new(Discovered));
+        }
+        if let Some(c) = &cursor {
+            // A micro-batch: each partition's lag, within the stream's limits.
+            let fixed = super::stream::ranges(c, &places, c.mean_record_bytes());
+            for (range, fixed) in ranges.iter_mut().zip(&fixed) {
+                range.end = fixed.end;
+            }
+            c.set_ranges(fixed);
         }
         let mut confluent = None;
         let decoder = match (&options.avro_schema, options.format) {
@@ -432,6 +500,7 @@ impl ExtractMethods {
             skipped: 0,
             partitions,
             emitted: false,
+            cursor,
         }))
     }
 }

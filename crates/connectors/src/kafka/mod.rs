@@ -13,6 +13,7 @@ mod load;
 mod murmur;
 mod offsets;
 mod registry;
+mod stream;
 mod tls;
 
 pub use extract::{KafkaExtractOptions, OnDecodeError, StartAt, ValueFormat};

@@ -7,7 +7,7 @@
 
 use super::encode::{ColumnEncoder, HEADER, TRAILER};
 use super::extract::quote_table;
-use super::{connect, pg_error, quote_ident};
+use super::{connect, pg_error, quote_ident, stream};
 use crate::LoadMethods;
 use crate::ledger::{self, ledger_name, no_ledger_warning};
 use crate::sql::check_key;
@@ -17,10 +17,12 @@ use futures::SinkExt;
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
+use pipeline_data::stream::{StreamCursor, StreamOffsets, StreamProgress};
 use pipeline_data::{CommitOutcome, Metrics, OptionsError, Sink, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::pin::Pin;
+use std::sync::Arc;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, CopyInSink};
 
@@ -114,6 +116,8 @@ struct PgSink {
     ledger: Option<String>,
     /// An earlier run with this id committed this load: write nothing.
     already: bool,
+    /// In a stream: the cursor and the offsets table (see `stream.rs`).
+    stream: Option<(Arc<StreamCursor>, String)>,
 }
 
 impl PgSink {
@@ -376,6 +380,15 @@ impl Sink for PgSink {
 
     async fn prepare(&mut self) -> Result<(), StepError> {
         let Some(mut sink) = self.copy.take() else {
+            if self.stream.is_some() && !self.already {
+                // A micro-batch without rows for this table: its offsets still move on.
+                self.client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| self.fail(e, "starting a transaction for"))?;
+                self.in_transaction = true;
+                return self.advance_stream().await;
+            }
             return Ok(()); // no rows: nothing to do, the target stays as it is
         };
         if let Err(e) = sink.send(Bytes::from_static(TRAILER)).await {
@@ -437,6 +450,9 @@ impl Sink for PgSink {
             }
         })?;
         self.rows = staged;
+        if self.stream.is_some() {
+            return self.advance_stream().await;
+        }
         if !self.record().await? {
             ledger::lost_race(&self.step, &self.run_id);
             self.abort().await;
@@ -468,8 +484,43 @@ impl Sink for PgSink {
         }
     }
 
+    async fn stream_offsets(&mut self) -> Result<Option<StreamOffsets>, StepError> {
+        match &self.stream {
+            Some((cursor, offsets)) => Ok(Some(
+                stream::committed(&self.client, offsets, cursor, &self.step).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     fn metrics(&self) -> Metrics {
         vec![("rows_staged", self.rows)]
+    }
+}
+
+impl PgSink {
+    /// In a stream: moves the offsets in the load's transaction; when another process moved
+    /// them first, rolls back (the micro-batch is there already, or the stream is run twice).
+    async fn advance_stream(&mut self) -> Result<(), StepError> {
+        let Some((cursor, offsets)) = self.stream.clone() else {
+            return Ok(());
+        };
+        if stream::advance(&self.client, &offsets, &cursor, &self.step).await? {
+            return Ok(());
+        }
+        self.abort().await;
+        match stream::progress(&self.client, &offsets, &cursor, &self.step).await? {
+            StreamProgress::Committed => {
+                tracing::info!(step = %self.step, table = %self.table, "another process committed this micro-batch first; rolled back");
+                self.already = true;
+                Ok(())
+            }
+            StreamProgress::Behind => Err(StepError::transient(format!(
+                "step \"{}\": the offsets of stream \"{}\" moved while this micro-batch was loaded; rolled back",
+                self.step,
+                cursor.app()
+            ))),
+        }
     }
 }
 
@@ -481,9 +532,20 @@ impl LoadMethods {
     ) -> Result<Box<dyn Sink>, StepError> {
         let conn = setup.connection_setup()?;
         let client = connect(&conn).await?;
-        let ledger = options
-            .ledger
+        // A stream keeps offsets instead of one ledger row per micro-batch.
+        let ledger = (options.ledger && setup.stream.is_none())
             .then(|| ledger_name(&options.table, quote_ident));
+        if setup.stream.is_some() && options.mode == PgWriteMode::Overwrite {
+            return Err(StepError::user(format!(
+                "step \"{}\": \"mode\": \"overwrite\" would replace the table with every micro-batch of the stream",
+                setup.step
+            ))
+            .with_hint("use \"append\" or \"upsert\" in a stream"));
+        }
+        let stream = setup
+            .stream
+            .clone()
+            .map(|c| (c, stream::offsets_table(&options.table)));
         let mut sink = PgSink {
             step: setup.step.clone(),
             table: quote_table(&options.table),
@@ -497,8 +559,19 @@ impl LoadMethods {
             run_id: setup.run_id.clone(),
             ledger,
             already: false,
+            stream,
         };
         sink.open_ledger(setup.resumed).await?;
+        if let Some((cursor, offsets)) = sink.stream.clone() {
+            stream::ensure(&sink.client, &offsets, &sink.step).await?;
+            if !cursor.is_discovering()
+                && stream::progress(&sink.client, &offsets, &cursor, &sink.step).await?
+                    == StreamProgress::Committed
+            {
+                tracing::info!(step = %sink.step, table = %sink.table, "this micro-batch is already in the table (committed before a restart); not loading it again");
+                sink.already = true;
+            }
+        }
         Ok(Box::new(sink))
     }
 }

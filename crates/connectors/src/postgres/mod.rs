@@ -6,6 +6,7 @@ mod encode;
 mod extract;
 mod load;
 mod partition;
+mod stream;
 mod tls;
 
 pub use extract::{NumericMode, PostgresExtractOptions};

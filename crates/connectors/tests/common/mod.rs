@@ -52,6 +52,7 @@ pub async fn step(
         side_inputs: vec![],
         base_dir: std::env::temp_dir(),
         other_connections: Default::default(),
+        stream: None,
     }
 }
 

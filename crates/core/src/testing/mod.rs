@@ -242,6 +242,10 @@ fn rewrite(
         }
     }
     doc["steps"] = Value::Array(out);
+    // A streaming pipeline's case is one micro-batch: the fixtures, run once.
+    if doc.get("mode").and_then(Value::as_str) == Some("streaming") {
+        doc["mode"] = json!("batch");
+    }
     Ok((doc, step_names))
 }
 

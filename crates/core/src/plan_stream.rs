@@ -1,0 +1,197 @@
+//! The streaming side of the plan (`"mode": "streaming"`): which extract heads the stream,
+//! which extracts are side inputs read again every `side_input_refresh`, what each load
+//! guarantees (exactly-once or at-least-once), and what cannot stream, refused with the step
+//! named.
+
+use crate::plan::PlannedStep;
+use crate::registry::Registry;
+use pipeline_base::StepKind;
+use pipeline_config::{ConfigErrors, LoadedPipeline, StreamingConfig};
+use pipeline_data::Streaming;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+
+/// How a stream runs, from the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamPlan {
+    pub config: StreamingConfig,
+    /// The stream's id in the sinks' offsets.
+    pub id: String,
+    /// The extract that reads continuously.
+    pub source: String,
+    /// Extracts read to their end and used as side inputs.
+    pub side_inputs: Vec<String>,
+    /// Each load with what it guarantees.
+    pub loads: Vec<LoadDelivery>,
+}
+
+/// What a load guarantees in a stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadDelivery {
+    pub step: String,
+    pub exactly_once: bool,
+}
+
+impl fmt::Display for StreamPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(
+            f,
+            "streaming: id {}, source {}, trigger {} every {:?}, at most {} records / {} MiB per micro-batch",
+            self.id,
+            self.source,
+            match c.trigger {
+                pipeline_config::Trigger::ProcessingTime => "processing_time",
+                pipeline_config::Trigger::AvailableNow => "available_now",
+            },
+            c.trigger_interval.0,
+            c.max_records,
+            c.max_bytes >> 20
+        )?;
+        for l in &self.loads {
+            if l.exactly_once {
+                writeln!(
+                    f,
+                    "  {}: exactly-once (offsets committed with the data)",
+                    l.step
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "  {}: at-least-once (offsets stored after every load has committed; a crash between the two writes the micro-batch again)",
+                    l.step
+                )?;
+            }
+        }
+        for s in &self.side_inputs {
+            writeln!(
+                f,
+                "  {s}: side input, read once and again every {:?}",
+                c.side_input_refresh.0
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The extract each step's main input comes from (following quarantine datasets to the
+/// validation that made them).
+fn heads(steps: &[PlannedStep]) -> Vec<Option<usize>> {
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    let mut head: Vec<Option<usize>> = Vec::with_capacity(steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        let h = if s.kind == StepKind::Extract {
+            Some(i)
+        } else {
+            s.inputs
+                .first()
+                .and_then(|input| producer.get(input.as_str()))
+                .and_then(|&p| head.get(p).copied().flatten())
+        };
+        head.push(h);
+        producer.insert(s.name.as_str(), i);
+        if let Some(q) = &s.quarantine {
+            producer.insert(q.as_str(), i);
+        }
+    }
+    head
+}
+
+/// Checks a streaming pipeline; `None` in batch mode or when it cannot stream.
+pub(crate) fn check(
+    loaded: &LoadedPipeline,
+    registry: &Registry,
+    steps: &[PlannedStep],
+    errors: &mut ConfigErrors,
+) -> Option<StreamPlan> {
+    let config = &loaded.config;
+    let streaming = |s: &PlannedStep| registry.get(s.kind, &s.method).map(|e| e.streaming);
+    let mut sources = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        match streaming(s) {
+            Some(Streaming::Refused(why)) => errors.push(
+                loaded
+                    .error_at(
+                        &format!("/steps/{i}/method"),
+                        format!(
+                            "step \"{}\": method \"{}\" cannot run in a stream: {why}",
+                            s.name, s.method
+                        ),
+                    )
+                    .with_hint("remove the step, or run the pipeline with \"mode\": \"batch\""),
+            ),
+            Some(Streaming::Source) => sources.push(i),
+            _ => {}
+        }
+    }
+    let Some(&source) = sources.first() else {
+        errors.push(
+            loaded
+                .error_at(
+                    "/mode",
+                    "a stream needs an extract that reads continuously, and this pipeline has none",
+                )
+                .with_hint(
+                    "read a Kafka topic (\"method\": \"kafka\"), or use \"mode\": \"batch\"",
+                ),
+        );
+        return None;
+    };
+    if let Some(&second) = sources.get(1) {
+        errors.push(
+            loaded
+                .error_at(
+                    &format!("/steps/{second}"),
+                    format!(
+                        "step \"{}\": a stream reads one streaming extract (\"{}\" already is one)",
+                        steps[second].name, steps[source].name
+                    ),
+                )
+                .with_hint("name several topics in one kafka extract (\"topics\": [...]), or split the pipeline"),
+        );
+    }
+    let head = heads(steps);
+    let mut loads = Vec::new();
+    let mut side_inputs = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        if s.kind == StepKind::Extract && i != source {
+            side_inputs.push(s.name.clone());
+        }
+        if s.kind != StepKind::Load {
+            continue;
+        }
+        match head.get(i).copied().flatten() {
+            Some(h) if h == source => loads.push(LoadDelivery {
+                step: s.name.clone(),
+                exactly_once: streaming(s) == Some(Streaming::ExactlyOnce),
+            }),
+            Some(h) => errors.push(
+                loaded
+                    .error_at(
+                        &format!("/steps/{i}"),
+                        format!(
+                            "step \"{}\": in a stream its rows come from extract \"{}\" ({}), which is read to its end rather than continuously",
+                            s.name, steps[h].name, steps[h].method
+                        ),
+                    )
+                    .with_hint(format!(
+                        "load what step \"{}\" reads, and use \"{}\" as a side input (the second input of a join or referential_integrity)",
+                        steps[source].name, steps[h].name
+                    )),
+            ),
+            None => {}
+        }
+    }
+    Some(StreamPlan {
+        id: config
+            .streaming
+            .as_ref()
+            .and_then(|c| c.id.clone())
+            .unwrap_or_else(|| config.name.clone()),
+        config: config.streaming.clone().unwrap_or_default(),
+        source: steps[source].name.clone(),
+        side_inputs,
+        loads,
+    })
+}

@@ -1,0 +1,429 @@
+//! Micro-batch streaming end to end, against the local Kafka, S3-API server, PostgreSQL and
+//! Vault. Events are produced by a client pipectl did not write (kafka-python, with unique
+//! order ids); the Delta table is read back by another reader (the `deltalake` Python
+//! package) and the PostgreSQL table with SQL:
+//! - `--once` reads exactly the topic, over several micro-batches, into Delta and PostgreSQL;
+//!   again reads nothing; the batch twin (`"mode": "batch"`) writes the same rows;
+//! - the crash test: `kill -9` at five random moments while 200,000 events are produced, each
+//!   time restarted: both tables hold every event exactly once;
+//! - a running stream shows new events within its trigger interval, serves `/metrics`, and
+//!   SIGTERM ends it with exit 0; the next start continues without gap or duplicate.
+
+mod common;
+
+use common::all_output;
+use pipeline_testkit::{Env, Service, service, unique};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Setup {
+    env: Env,
+    dir: tempfile::TempDir,
+    topic: String,
+    url: String,
+    table: String,
+}
+
+fn setup(name: &str) -> Option<Setup> {
+    let (Some(env), Some(_), Some(_), Some(_)) = (
+        service(Service::Kafka),
+        service(Service::S3),
+        service(Service::Postgres),
+        service(Service::Vault),
+    ) else {
+        return None;
+    };
+    pipeline_testkit::python()?;
+    let topic = unique(name);
+    let url = format!("s3://{}/stream-e2e/{}", env.get("S3_BUCKET"), topic);
+    Some(Setup {
+        env,
+        dir: tempfile::tempdir().unwrap(),
+        table: topic.clone(),
+        topic,
+        url,
+    })
+}
+
+impl Setup {
+    fn pipeline(&self, name: &str, streaming: serde_json::Value) -> PathBuf {
+        let kv = self.env.kv_mount();
+        let doc = json!({
+            "name": name,
+            "mode": "streaming",
+            "streaming": streaming,
+            "retry": {"max_retries": 5, "delay_seconds": 1},
+            "connections": {
+                "events": {"system": "kafka", "credentials": {"vault_path": format!("{kv}/pipectl/kafka")}},
+                "lake": {"system": "delta", "credentials": {"vault_path": format!("{kv}/pipectl/delta")}},
+                "warehouse": {"system": "postgres", "credentials": {"vault_path": format!("{kv}/pipectl/postgres")}}
+            },
+            "steps": [
+                {"name": "orders", "kind": "extract", "method": "kafka", "connection": "events",
+                 "options": {"topics": [self.topic], "schema": {
+                     "order_id": "int64", "customer_id": "int64", "status": "string",
+                     "amount": "float64", "event_time": "int64"}}},
+                {"name": "enriched", "kind": "transform", "method": "derive",
+                 "options": {"columns": {"amount_with_tax": "round(amount * 1.2, 2)"}}},
+                {"name": "to_lake", "kind": "load", "method": "delta", "connection": "lake",
+                 "options": {"path": self.url}},
+                {"name": "to_pg", "kind": "load", "method": "postgres", "connection": "warehouse",
+                 "inputs": ["enriched"],
+                 "options": {"table": self.table, "create_table": true}}
+            ]
+        });
+        let path = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        path
+    }
+
+    /// Produces `count` events with order ids from `first`, at `rate` per second (0: at once).
+    fn producer(&self, first: u64, count: u64, rate: u64) -> Child {
+        let script = pipeline_testkit::repo_root().join("scripts/dev-env.d/produce_orders.py");
+        Command::new(pipeline_testkit::python().unwrap())
+            .arg(script)
+            .args([self.env.get("KAFKA_BOOTSTRAP_SERVERS"), &self.topic])
+            .args(["--count", &count.to_string(), "--first", &first.to_string()])
+            .args(["--rate", &rate.to_string(), "--partitions", "4"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn produce(&self, first: u64, count: u64) {
+        let out = self.producer(first, count, 0).wait_with_output().unwrap();
+        assert!(out.status.success(), "producer: {}", all_output(&out));
+    }
+
+    /// `(rows, distinct order ids, min, max)` of the PostgreSQL table.
+    async fn pg_ids(&self) -> (i64, i64, i64, i64) {
+        let c = pipeline_testkit::postgres_client(&self.env).await;
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT count(*), count(DISTINCT order_id), coalesce(min(order_id), 0), coalesce(max(order_id), 0) FROM \"{}\"",
+                    self.table
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2), row.get(3))
+    }
+
+    /// The same of the Delta table, read by the `deltalake` Python package.
+    async fn delta_ids(&self, url: &str) -> (i64, i64, i64, i64) {
+        let keys = pipeline_testkit::vault_secret(&self.env, "pipectl/s3").await;
+        let script = r#"
+import sys, os, deltalake
+opts = {"AWS_ACCESS_KEY_ID": sys.argv[2], "AWS_SECRET_ACCESS_KEY": sys.argv[3], "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": sys.argv[4], "AWS_ALLOW_HTTP": "true"}
+ids = deltalake.DeltaTable(sys.argv[1], storage_options=opts).to_pyarrow_table(columns=["order_id"]).column("order_id").to_pylist()
+print(len(ids), len(set(ids)), min(ids or [0]), max(ids or [0]))
+sys.stdout.flush()
+os._exit(0)
+"#;
+        let out = Command::new(pipeline_testkit::python().unwrap())
+            .args(["-c", script, url])
+            .args([&keys["access_key_id"], &keys["secret_access_key"]])
+            .arg(self.env.get("S3_ENDPOINT"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "deltalake: {}", all_output(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<i64> = text
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        (v[0], v[1], v[2], v[3])
+    }
+
+    fn drop_table(&self) -> impl Drop + use<> {
+        pipeline_testkit::drop_table_on_exit(&self.env, &format!("\"{}\"", self.table))
+    }
+}
+
+fn run(file: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", file.to_str().unwrap(), "--log-format", "json"];
+    args.extend_from_slice(extra);
+    common::pipectl(&args)
+}
+
+fn spawn(file: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pipectl"))
+        .args(["run", file.to_str().unwrap()])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_reads_exactly_the_topic_and_the_batch_twin_writes_the_same() {
+    let Some(s) = setup("stream_once") else {
+        return;
+    };
+    let _drop = s.drop_table();
+    s.produce(1, 20_000);
+    let file = s.pipeline("stream_once", json!({"max_records": 6000}));
+    let first = run(&file, &["--once"]);
+    let output = all_output(&first);
+    assert_eq!(first.status.code(), Some(0), "{output}");
+    assert!(
+        output.contains("everything available at the start is processed"),
+        "{output}"
+    );
+    let batches = output.matches("\"Delta commit\"").count();
+    assert!(
+        batches >= 4,
+        "20,000 events at 6,000 per micro-batch: {batches} commits\n{output}"
+    );
+    assert_eq!(s.pg_ids().await, (20_000, 20_000, 1, 20_000));
+    assert_eq!(s.delta_ids(&s.url).await, (20_000, 20_000, 1, 20_000));
+    for secret in ["password", "secret_access_key"] {
+        for path in ["pipectl/postgres", "pipectl/s3"] {
+            if let Some(v) = pipeline_testkit::vault_secret(&s.env, path)
+                .await
+                .get(secret)
+            {
+                assert!(
+                    !output.contains(v.as_str()),
+                    "a secret of {path} was printed"
+                );
+            }
+        }
+    }
+
+    // Nothing new: nothing written.
+    let again = run(&file, &["--once"]);
+    assert_eq!(again.status.code(), Some(0), "{}", all_output(&again));
+    assert_eq!(s.pg_ids().await, (20_000, 20_000, 1, 20_000));
+
+    // New events: only they are added.
+    s.produce(20_001, 1_000);
+    let more = run(&file, &["--once"]);
+    assert_eq!(more.status.code(), Some(0), "{}", all_output(&more));
+    assert_eq!(s.pg_ids().await, (21_000, 21_000, 1, 21_000));
+    assert_eq!(s.delta_ids(&s.url).await, (21_000, 21_000, 1, 21_000));
+
+    // The batch twin: the same file with "mode": "batch" (to other tables) writes the same rows.
+    let twin_url = format!("{}_batch", s.url);
+    let twin_table = format!("{}_batch", s.table);
+    let _drop_twin = pipeline_testkit::drop_table_on_exit(&s.env, &format!("\"{twin_table}\""));
+    let batch = run(
+        &file,
+        &[
+            "--set",
+            "/mode=batch",
+            "--set",
+            &format!("/steps/2/options/path={twin_url}"),
+            "--set",
+            &format!("/steps/3/options/table={twin_table}"),
+        ],
+    );
+    assert_eq!(batch.status.code(), Some(0), "{}", all_output(&batch));
+    assert_eq!(s.delta_ids(&twin_url).await, s.delta_ids(&s.url).await);
+}
+
+/// A tiny pseudo-random sequence (the seed is printed, so a failure can be replayed).
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_five_times_while_producing_loses_and_duplicates_nothing() {
+    let Some(s) = setup("stream_crash") else {
+        return;
+    };
+    let _drop = s.drop_table();
+    const EVENTS: u64 = 200_000;
+    let file = s.pipeline(
+        "stream_crash",
+        json!({"trigger_interval": "200ms", "max_records": 15000, "log_interval": "2s"}),
+    );
+    // The topic exists before the stream starts (the producer creates it).
+    s.produce(1, 1);
+    let mut producer = s.producer(2, EVENTS - 1, 12_000);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill moments seed: {seed}");
+    let mut kills = 0;
+    while kills < 5 {
+        let mut child = spawn(&file, &[]);
+        // Between 0.8 s and 4.8 s: while opening, reading, writing files or committing.
+        let wait = 800 + next(&mut seed) % 4000;
+        std::thread::sleep(Duration::from_millis(wait));
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the stream ended by itself ({status}): {}",
+                all_output(&out)
+            );
+        }
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        kills += 1;
+        let (rows, distinct, ..) = s.pg_ids_or_zero().await;
+        eprintln!("kill {kills} after {wait} ms: {rows} rows in PostgreSQL");
+        assert_eq!(rows, distinct, "a duplicate after kill {kills}");
+    }
+    let (before_drain, ..) = s.pg_ids_or_zero().await;
+    assert!(before_drain > 0, "the killed streams committed nothing");
+    let produced = producer.wait().unwrap();
+    assert!(produced.success(), "the producer failed");
+    // Drain what is left after the last kill.
+    let last = run(&file, &["--once"]);
+    assert_eq!(last.status.code(), Some(0), "{}", all_output(&last));
+    let n = EVENTS as i64;
+    assert_eq!(s.pg_ids().await, (n, n, 1, n), "PostgreSQL");
+    assert_eq!(s.delta_ids(&s.url).await, (n, n, 1, n), "Delta");
+    drop(producer.stdout.take());
+}
+
+/// `GET /metrics` on `addr`, as text.
+fn metrics(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).ok()?;
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    socket.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_stream_shows_new_events_quickly_and_stops_cleanly_on_sigterm() {
+    let Some(s) = setup("stream_live") else {
+        return;
+    };
+    let _drop = s.drop_table();
+    s.produce(1, 5_000);
+    let file = s.pipeline(
+        "stream_live",
+        json!({"trigger_interval": "1s", "log_interval": "1s", "shutdown_timeout": "20s"}),
+    );
+    let port = pipeline_testkit::closed_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = spawn(&file, &["--metrics-addr", &addr, "--log-format", "json"]);
+    let wait_for = |want: i64, within: Duration| {
+        let start = Instant::now();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        loop {
+            let (rows, _) = rt.block_on(s.pg_ids_or_zero());
+            if rows >= want {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{want} rows not there after {within:?} ({rows})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = tokio::task::block_in_place(|| wait_for(5_000, Duration::from_secs(60)));
+    eprintln!("the first 5,000 events after {first:?}");
+    // New events show within the trigger interval (plus the micro-batch's own time).
+    s.produce(5_001, 1_000);
+    let seen = tokio::task::block_in_place(|| wait_for(6_000, Duration::from_secs(10)));
+    assert!(seen < Duration::from_secs(3), "new events took {seen:?}");
+    let text = metrics(&addr).expect("the metrics endpoint answers");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("pipectl_stream_events_in_total{pipeline=\"stream_live\"} 6000"),
+        "{text}"
+    );
+    assert!(text.contains("pipectl_stream_lag{"), "{text}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let output = all_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{output}");
+    assert!(output.contains("stream stopped"), "{output}");
+    assert!(output.contains("latency_p95_ms"), "{output}");
+    // The next start continues where the stream stopped.
+    s.produce(6_001, 500);
+    let next = run(&file, &["--once"]);
+    assert_eq!(next.status.code(), Some(0), "{}", all_output(&next));
+    assert_eq!(s.pg_ids().await, (6_500, 6_500, 1, 6_500));
+    assert_eq!(s.delta_ids(&s.url).await, (6_500, 6_500, 1, 6_500));
+}
+
+impl Setup {
+    /// `(rows, distinct order ids)`, or zeros while the table does not exist yet.
+    async fn pg_ids_or_zero(&self) -> (i64, i64) {
+        let c = pipeline_testkit::postgres_client(&self.env).await;
+        match c
+            .query_one(
+                &format!(
+                    "SELECT count(*), count(DISTINCT order_id) FROM \"{}\"",
+                    self.table
+                ),
+                &[],
+            )
+            .await
+        {
+            Ok(row) => (row.get(0), row.get(1)),
+            Err(_) => (0, 0),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_that_failed_at_commit_gets_the_micro_batch_alone_on_restart() {
+    let Some(s) = setup("stream_replay") else {
+        return;
+    };
+    let _drop = s.drop_table();
+    // A deferred unique key fails PostgreSQL's COMMIT, after the Delta load committed the
+    // same micro-batch: the table holds a blocking row with order id 3.
+    let c = pipeline_testkit::postgres_client(&s.env).await;
+    c.batch_execute(&format!(
+        "CREATE TABLE \"{t}\" (order_id bigint, customer_id bigint, status text, amount double precision, \
+         event_time bigint, amount_with_tax double precision, \
+         CONSTRAINT \"{t}_key\" UNIQUE (order_id) DEFERRABLE INITIALLY DEFERRED); \
+         INSERT INTO \"{t}\" (order_id, customer_id) VALUES (3, -1)",
+        t = s.table
+    ))
+    .await
+    .unwrap();
+    s.produce(1, 8_000);
+    let file = s.pipeline("stream_replay", json!({"max_records": 3000}));
+    let failed = run(&file, &["--once"]);
+    let output = all_output(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{output}");
+    assert!(output.contains("to_pg"), "{output}");
+    let (delta_rows, ..) = s.delta_ids(&s.url).await;
+    let (pg_rows, _) = s.pg_ids_or_zero().await;
+    assert!(
+        delta_rows > pg_rows - 1,
+        "Delta committed the micro-batch PostgreSQL refused: {delta_rows} vs {pg_rows}"
+    );
+    // The blocker removed, the next start replays that micro-batch to PostgreSQL only.
+    c.batch_execute(&format!(
+        "DELETE FROM \"{}\" WHERE customer_id = -1",
+        s.table
+    ))
+    .await
+    .unwrap();
+    let resumed = run(&file, &["--once"]);
+    let output = all_output(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{output}");
+    assert!(
+        output.contains("this micro-batch is already in the table"),
+        "the replay was not recognised by Delta: {output}"
+    );
+    assert_eq!(s.pg_ids().await, (8_000, 8_000, 1, 8_000));
+    assert_eq!(s.delta_ids(&s.url).await, (8_000, 8_000, 1, 8_000));
+}
