@@ -46,6 +46,8 @@ pub struct PipelineStep {
     span: tracing::Span,
     observer: Arc<dyn RunObserver>,
     pub(crate) next: Option<Box<PipelineStep>>,
+    /// Log the step's summary at debug level (each micro-batch of a stream).
+    pub(crate) quiet: bool,
 }
 
 impl PipelineStep {
@@ -68,6 +70,7 @@ impl PipelineStep {
             span,
             observer,
             next: None,
+            quiet: false,
         }
     }
 
@@ -152,6 +155,17 @@ impl PipelineStep {
             0
         };
         let metrics = format_metrics(&self.op.metrics());
+        if self.quiet {
+            tracing::debug!(
+                parent: &self.span,
+                rows_in = s.rows_in,
+                rows_out = s.rows_out,
+                elapsed_ms = s.busy.as_millis() as u64,
+                metrics = %metrics,
+                "step finished"
+            );
+            return;
+        }
         tracing::info!(
             parent: &self.span,
             rows_in = s.rows_in,

@@ -179,7 +179,10 @@ pub(crate) async fn run_attempt(
             stream.clone(),
         );
         let span = tracing::info_span!(parent: run_span, "step", step = %step.name);
-        let runtime = match entry.open(setup).await {
+        let opening = Instant::now();
+        let opened = entry.open(setup).await;
+        tracing::debug!(parent: &span, elapsed_ms = opening.elapsed().as_millis() as u64, "step opened");
+        let runtime = match opened {
             Ok(r) => r,
             Err(e) => {
                 failure = Some(StepFailure {
@@ -222,6 +225,12 @@ pub(crate) async fn run_attempt(
         .into_iter()
         .filter_map(|(head, links)| link(links).map(|chain| Segment { head, chain }))
         .collect();
+    if stream.is_some() {
+        // A stream logs a metrics line per interval instead of every step of every micro-batch.
+        for segment in segments.iter_mut() {
+            visit_mut(&mut segment.chain, |step| step.quiet = true);
+        }
+    }
 
     let cx = RunContext::new();
     if failure.is_none() {
@@ -261,6 +270,10 @@ pub(crate) async fn run_attempt(
                 {
                     match outcome {
                         CommitOutcome::Published => committed.push(step.name.clone()),
+                        CommitOutcome::AlreadyPublished if stream.is_some() => {
+                            // The sink said so (a micro-batch replayed after a restart).
+                            already.push(step.name.clone());
+                        }
                         CommitOutcome::AlreadyPublished => {
                             tracing::info!(step = %step.name, run_id = %run_id, "already committed by an earlier run with this id; not written again");
                             already.push(step.name.clone());

@@ -24,6 +24,8 @@ pub struct StreamPlan {
     pub side_inputs: Vec<String>,
     /// Each load with what it guarantees.
     pub loads: Vec<LoadDelivery>,
+    /// The streaming extract keeps offsets of its own (`"offsets": {"store": ...}`).
+    pub source_keeps_offsets: bool,
 }
 
 /// What a load guarantees in a stream.
@@ -63,6 +65,13 @@ impl fmt::Display for StreamPlan {
                     l.step
                 )?;
             }
+        }
+        if self.loads.iter().any(|l| !l.exactly_once) && !self.source_keeps_offsets {
+            writeln!(
+                f,
+                "  note: the at-least-once loads restart from the extract's \"start\" after every restart: give step {} \"offsets\": {{\"store\": ...}}",
+                self.source
+            )?;
         }
         for s in &self.side_inputs {
             writeln!(
@@ -191,6 +200,7 @@ pub(crate) fn check(
             .unwrap_or_else(|| config.name.clone()),
         config: config.streaming.clone().unwrap_or_default(),
         source: steps[source].name.clone(),
+        source_keeps_offsets: steps[source].options.get("offsets").is_some(),
         side_inputs,
         loads,
     })

@@ -188,6 +188,10 @@ fn a_stream_plan_says_what_each_load_guarantees() {
     assert!(text.contains("to_db: exactly-once"), "{text}");
     assert!(text.contains("to_files: at-least-once"), "{text}");
     assert!(
+        text.contains("note: the at-least-once loads restart from the extract's \"start\""),
+        "{text}"
+    );
+    assert!(
         text.contains("customers: side input, read once and again every 300s"),
         "{text}"
     );

@@ -8,7 +8,8 @@
 //!   `txn` per partition, a row per partition in PostgreSQL) and answers the executor's question
 //!   "how far did you commit?" when the stream starts.
 
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// `(topic, partition)`.
@@ -73,6 +74,12 @@ struct State {
     partitions: Vec<PartitionKey>,
     starts: StreamOffsets,
     caps: StreamOffsets,
+    /// Partitions some load has not committed yet start no later than this.
+    floors: StreamOffsets,
+    /// The caps are this micro-batch's exact ends (a retry reads what the failed attempt read).
+    exact: bool,
+    /// The highest high watermark seen per partition during the micro-batch.
+    watermarks: StreamOffsets,
     ranges: Vec<PartitionRange>,
     /// Kafka record timestamps (ms since the epoch) of this micro-batch, for the latency.
     timestamps: Vec<i64>,
@@ -86,6 +93,9 @@ pub struct StreamCursor {
     app: String,
     limits: StreamLimits,
     state: Mutex<State>,
+    /// What a step keeps from one micro-batch to the next (an open table, known offsets), by
+    /// a key of the step's choosing.
+    kept: Mutex<HashMap<String, Box<dyn Any + Send>>>,
 }
 
 impl std::fmt::Debug for StreamCursor {
@@ -101,7 +111,22 @@ impl StreamCursor {
             app: app.into(),
             limits,
             state: Mutex::new(State::default()),
+            kept: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Keeps `value` for the next micro-batch under `key`.
+    pub fn keep<T: Any + Send>(&self, key: &str, value: T) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.insert(key.to_string(), Box::new(value));
+    }
+
+    /// Takes what was kept under `key` (`None` when nothing, or something of another type).
+    pub fn take_kept<T: Any + Send>(&self, key: &str) -> Option<T> {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.remove(key)
+            .and_then(|b| b.downcast::<T>().ok())
+            .map(|b| *b)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -117,10 +142,11 @@ impl StreamCursor {
         self.limits
     }
 
-    /// The application id that names one partition's offsets in a sink (`APP/TOPIC/PARTITION`;
-    /// Delta's `txn` actions, the rows of the SQL offsets table).
-    pub fn partition_id(&self, topic: &str, partition: i32) -> String {
-        format!("{}/{topic}/{partition}", self.app)
+    /// The application id that names one load's offsets of one partition in a sink
+    /// (`APP/STEP/TOPIC/PARTITION`: Delta's `txn` actions; two loads of a stream writing one
+    /// table keep apart).
+    pub fn partition_id(&self, step: &str, topic: &str, partition: i32) -> String {
+        format!("{}/{step}/{topic}/{partition}", self.app)
     }
 
     /// The stream is starting: the source lists its partitions (`set_partitions`) and reads
@@ -150,9 +176,49 @@ impl StreamCursor {
         s.discovering = false;
         s.starts = starts;
         s.caps = caps;
+        s.exact = false;
         s.ranges.clear();
         s.timestamps.clear();
+        s.watermarks.clear();
         s.bytes = 0;
+    }
+
+    /// Like `begin`, but the micro-batch reads exactly up to `ends` (no budget): a retry of a
+    /// failed attempt, which must read the same records.
+    pub fn begin_exact(&self, starts: StreamOffsets, ends: StreamOffsets) {
+        self.begin(starts, ends);
+        self.state().exact = true;
+    }
+
+    pub fn is_exact(&self) -> bool {
+        self.state().exact
+    }
+
+    /// Partitions a load has never committed start no later than the other loads' offsets.
+    pub fn set_floors(&self, floors: StreamOffsets) {
+        self.state().floors = floors;
+    }
+
+    pub fn floor_of(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.state()
+            .floors
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
+
+    /// A fetch saw this high watermark.
+    pub fn observe_watermark(&self, topic: &str, partition: i32, high_watermark: i64) {
+        let mut s = self.state();
+        let w = s
+            .watermarks
+            .entry((topic.to_string(), partition))
+            .or_insert(high_watermark);
+        *w = (*w).max(high_watermark);
+    }
+
+    /// The highest high watermark seen per partition in this micro-batch.
+    pub fn watermarks(&self) -> StreamOffsets {
+        self.state().watermarks.clone()
     }
 
     pub fn start_of(&self, topic: &str, partition: i32) -> Option<i64> {
@@ -189,10 +255,10 @@ impl StreamCursor {
         s.seen = (s.seen.0.saturating_add(n), s.seen.1.saturating_add(bytes));
     }
 
-    /// The mean bytes of a record read so far (1 KiB before any).
-    pub fn mean_record_bytes(&self) -> u64 {
+    /// The mean bytes of a record read so far (`None` before any).
+    pub fn mean_record_bytes(&self) -> Option<u64> {
         let (n, bytes) = self.state().seen;
-        bytes.checked_div(n).unwrap_or(1024).max(1)
+        bytes.checked_div(n).map(|b| b.max(1))
     }
 
     /// The record timestamps and bytes read in this micro-batch, taken.
@@ -273,7 +339,10 @@ mod tests {
     #[test]
     fn a_sink_is_behind_or_has_committed_whole_micro_batches() {
         let c = cursor(&[(0, 10, 20), (1, 5, 5), (2, 0, 7)]);
-        assert_eq!(c.partition_id("orders", 2), "orders_stream/orders/2");
+        assert_eq!(
+            c.partition_id("to_lake", "orders", 2),
+            "orders_stream/to_lake/orders/2"
+        );
         assert_eq!(c.progress(&offsets(&[])), Ok(StreamProgress::Behind));
         assert_eq!(
             c.progress(&offsets(&[(0, 10), (1, 5)])),
@@ -295,6 +364,16 @@ mod tests {
         );
         let mixed = c.progress(&offsets(&[(0, 20)])).unwrap_err();
         assert!(mixed.contains("partition 2 from offset 0"), "{mixed}");
+    }
+
+    #[test]
+    fn a_step_keeps_state_between_micro_batches() {
+        let c = cursor(&[]);
+        c.keep("delta:to_lake", 42u64);
+        assert_eq!(c.take_kept::<String>("delta:to_lake"), None, "another type");
+        c.keep("delta:to_lake", 42u64);
+        assert_eq!(c.take_kept::<u64>("delta:to_lake"), Some(42));
+        assert_eq!(c.take_kept::<u64>("delta:to_lake"), None, "taken");
     }
 
     #[test]

@@ -124,11 +124,18 @@ pub(crate) async fn serve(
     let registry = Arc::new(registry);
     tokio::spawn(async move {
         loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let registry = registry.clone();
-            tokio::spawn(answer(socket, registry));
+            match listener.accept().await {
+                Ok((socket, _)) => {
+                    let registry = registry.clone();
+                    // A client that sends nothing is dropped after a while.
+                    tokio::spawn(tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        answer(socket, registry),
+                    ));
+                }
+                // Out of file descriptors or similar: wait rather than spin.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
         }
     });
     Ok(Arc::new(m))

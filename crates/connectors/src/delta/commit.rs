@@ -58,6 +58,8 @@ pub(crate) struct CommitRequest<'a> {
     pub properties: CommitProperties,
     /// How this load's commit is recognised in the log.
     pub landing: &'a Landing,
+    /// The table is at the version this process committed last (nothing to read first).
+    pub fresh: bool,
     pub location: &'a str,
 }
 
@@ -69,12 +71,20 @@ pub(crate) async fn commit(
     let mut checked = req.base;
     let mut races = 0u32;
     loop {
-        table
-            .update_state()
-            .await
-            .map_err(|e| delta_error(e, &format!("reading {}", req.location)))?;
+        // A table known to be at the version of this process's own last commit (a stream's
+        // kept table) tries at once; a lost race reads the log like any other.
+        if !(req.fresh && races == 0) {
+            table
+                .update_state()
+                .await
+                .map_err(|e| delta_error(e, &format!("reading {}", req.location)))?;
+        }
         let latest = version_of(table);
-        if let Some(v) = landed(table, req.landing).await? {
+        // Nothing committed since the load read the table (it looked for its own commit then):
+        // no need to look again.
+        if (latest > req.base || races > 0)
+            && let Some(v) = landed(table, req.landing).await?
+        {
             return Ok(v);
         }
         if latest > checked {
@@ -112,7 +122,11 @@ pub(crate) async fn commit(
             .build(Some(snapshot), table.log_store(), req.operation.clone())
             .await;
         match attempt {
-            Ok(done) => return Ok(done.version()),
+            Ok(done) => {
+                // The table is now at the new version without reading the log again.
+                table.state = Some(done.snapshot());
+                return Ok(done.version());
+            }
             Err(e) if lost_race(&e) => {
                 races = races.saturating_add(1);
                 if races > MAX_RACES {
@@ -160,9 +174,9 @@ fn lost_race(e: &DeltaTableError) -> bool {
 pub(crate) enum Landing {
     /// A batch run: a `txn` with the run's application id (`pipectl/PIPELINE/RUN_ID/STEP`).
     Run(String),
-    /// A micro-batch of a stream: one `txn` per partition (`STREAM/TOPIC/PARTITION`, version
-    /// the last offset written), all at the micro-batch's ends.
-    Stream(Arc<StreamCursor>),
+    /// A micro-batch of a stream, for the load step named: one `txn` per partition
+    /// (`STREAM/STEP/TOPIC/PARTITION`, version the last offset read), at the micro-batch's ends.
+    Stream(Arc<StreamCursor>, String),
 }
 
 impl Landing {
@@ -174,13 +188,14 @@ impl Landing {
             .ok();
         match self {
             Landing::Run(app_id) => vec![Transaction::new_with_last_update(app_id, 0, now)],
-            Landing::Stream(cursor) => cursor
+            // Every partition of the micro-batch, read or not, so that the table knows them all.
+            Landing::Stream(cursor, step) => cursor
                 .ranges()
                 .iter()
-                .filter(|r| !r.is_empty())
+                .filter(|r| r.end > 0)
                 .map(|r| {
                     Transaction::new_with_last_update(
-                        cursor.partition_id(&r.topic, r.partition),
+                        cursor.partition_id(step, &r.topic, r.partition),
                         r.end.saturating_sub(1),
                         now,
                     )
@@ -194,6 +209,7 @@ impl Landing {
 pub(crate) async fn stream_offsets(
     table: &DeltaTable,
     cursor: &StreamCursor,
+    step: &str,
     partitions: &[PartitionKey],
 ) -> Result<StreamOffsets, StepError> {
     let snapshot = table
@@ -201,7 +217,7 @@ pub(crate) async fn stream_offsets(
         .map_err(|e| delta_error(e, "reading the table log"))?;
     let mut out = StreamOffsets::new();
     for (topic, partition) in partitions {
-        let id = cursor.partition_id(topic, *partition);
+        let id = cursor.partition_id(step, topic, *partition);
         if let Some(v) = snapshot
             .transaction_version(table.log_store().as_ref(), &id)
             .await
@@ -217,6 +233,7 @@ pub(crate) async fn stream_offsets(
 pub(crate) async fn stream_progress(
     table: &DeltaTable,
     cursor: &StreamCursor,
+    step: &str,
 ) -> Result<StreamProgress, StepError> {
     let keys: Vec<PartitionKey> = cursor
         .ranges()
@@ -224,8 +241,16 @@ pub(crate) async fn stream_progress(
         .filter(|r| !r.is_empty())
         .map(|r| (r.topic.clone(), r.partition))
         .collect();
-    let committed = stream_offsets(table, cursor, &keys).await?;
-    cursor.progress(&committed).map_err(|why| {
+    let committed = stream_offsets(table, cursor, step, &keys).await?;
+    progress_of(cursor, &committed)
+}
+
+/// Where a table with these committed offsets stands against the cursor's micro-batch.
+pub(crate) fn progress_of(
+    cursor: &StreamCursor,
+    committed: &StreamOffsets,
+) -> Result<StreamProgress, StepError> {
+    cursor.progress(committed).map_err(|why| {
         StepError::external(format!(
             "stream \"{}\": {why}; another stream with the same id writes this table, or its offsets were changed",
             cursor.app()
@@ -254,7 +279,7 @@ pub(crate) async fn landed(
                 .map_err(|e| delta_error(e, "reading the table log"))?;
             Ok(found.map(|_| version_of(table)))
         }
-        Landing::Stream(cursor) => match stream_progress(table, cursor).await? {
+        Landing::Stream(cursor, step) => match stream_progress(table, cursor, step).await? {
             StreamProgress::Committed => Ok(Some(version_of(table))),
             StreamProgress::Behind => Ok(None),
         },

@@ -28,7 +28,7 @@ use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::DataFrame;
-use pipeline_data::stream::StreamOffsets;
+use pipeline_data::stream::{StreamCursor, StreamOffsets, StreamProgress};
 use pipeline_data::{CommitOutcome, Metrics, Sink, StepSetup};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +58,23 @@ pub(super) struct DeltaSink {
     landing: Landing,
     /// An earlier run with this id committed this load.
     already: bool,
+    /// In a stream: every partition's committed next offset as of `base_version`.
+    known: Option<StreamOffsets>,
+    /// The table is the one this stream committed to last, at that version.
+    fresh: bool,
+}
+
+/// What a stream's Delta load keeps from one micro-batch to the next: the open table (the next
+/// one reads only the new log entries) and the offsets committed as of `version` (when nobody
+/// else committed since, the next micro-batch needs no log replay to know them).
+struct KeptTable {
+    table: DeltaTable,
+    version: u64,
+    offsets: StreamOffsets,
+}
+
+fn kept_key(step: &str) -> String {
+    format!("delta:{step}")
 }
 
 /// Delta stores timestamps in microseconds and strings as Utf8: cast what Polars exports.
@@ -289,7 +306,7 @@ impl DeltaSink {
         let partition_by =
             (!self.options.partition_by.is_empty()).then(|| self.options.partition_by.clone());
         let operation = match self.options.mode {
-            DeltaWriteMode::Append if matches!(self.landing, Landing::Stream(_)) => {
+            DeltaWriteMode::Append if matches!(self.landing, Landing::Stream(..)) => {
                 DeltaOperation::StreamingUpdate {
                     output_mode: OutputMode::Append,
                     query_id: stream_id,
@@ -319,6 +336,7 @@ impl DeltaSink {
                 operation,
                 properties,
                 landing: &self.landing,
+                fresh: self.fresh,
                 location: &location,
             },
         )
@@ -374,6 +392,14 @@ impl Sink for DeltaSink {
         }
         let files = self.staged.len();
         let location = self.location();
+        if files == 0 && self.rewritten.is_empty() && self.stream_cursor().is_some() {
+            // A micro-batch without rows for this table: only its offsets move (if it read any).
+            if self.streaming_offsets_only() {
+                let version = self.commit_staged(Vec::new()).await?;
+                self.remember(version);
+            }
+            return Ok(CommitOutcome::Published);
+        }
         let version = if self.evolving() {
             let (Some(writer), Some(table)) = (self.writer.as_mut(), self.table.as_mut()) else {
                 return Err(StepError::internal("evolving without a writer"));
@@ -389,7 +415,11 @@ impl Sink for DeltaSink {
         // Committed: the staged files belong to the table now; abort must not touch them.
         self.staged.clear();
         self.committed_version = Some(version);
-        tracing::info!(step = %self.step, table = %location, version, files, rows = self.rows, "Delta commit");
+        if self.stream_cursor().is_some() {
+            tracing::debug!(step = %self.step, table = %location, version, files, rows = self.rows, "Delta commit");
+        } else {
+            tracing::info!(step = %self.step, table = %location, version, files, rows = self.rows, "Delta commit");
+        }
         // A table this load created is opened for its hygiene.
         if self.table.is_none() {
             self.table = table::open_if_exists(&self.url, self.storage.clone())
@@ -408,16 +438,17 @@ impl Sink for DeltaSink {
             )
             .await;
         }
+        self.remember(version);
         Ok(CommitOutcome::Published)
     }
 
     async fn stream_offsets(&mut self) -> Result<Option<StreamOffsets>, StepError> {
-        let Landing::Stream(cursor) = &self.landing else {
+        let Landing::Stream(cursor, step) = &self.landing else {
             return Ok(None);
         };
         match &self.table {
             Some(table) => Ok(Some(
-                commit::stream_offsets(table, cursor, &cursor.partitions()).await?,
+                commit::stream_offsets(table, cursor, step, &cursor.partitions()).await?,
             )),
             None => Ok(Some(StreamOffsets::new())),
         }
@@ -473,10 +504,39 @@ impl Sink for DeltaSink {
 }
 
 impl DeltaSink {
+    /// In a stream, after committing `version`: keeps the table and the offsets it now holds
+    /// for the next micro-batch.
+    fn remember(&mut self, version: u64) {
+        let Landing::Stream(cursor, _) = &self.landing else {
+            return;
+        };
+        let (Some(table), Some(mut offsets)) = (self.table.take(), self.known.take()) else {
+            return;
+        };
+        for r in cursor.ranges().iter().filter(|r| r.end > 0) {
+            offsets.insert((r.topic.clone(), r.partition), r.end);
+        }
+        cursor.keep(
+            &kept_key(&self.step),
+            KeptTable {
+                table,
+                version,
+                offsets,
+            },
+        );
+    }
+
+    fn stream_cursor(&self) -> Option<&StreamCursor> {
+        match &self.landing {
+            Landing::Stream(c, _) => Some(c),
+            Landing::Run(_) => None,
+        }
+    }
+
     /// The stream's id (empty outside a stream).
     fn stream_id(&self) -> String {
         match &self.landing {
-            Landing::Stream(c) => c.app().to_string(),
+            Landing::Stream(c, _) => c.app().to_string(),
             Landing::Run(_) => String::new(),
         }
     }
@@ -484,7 +544,7 @@ impl DeltaSink {
     /// A micro-batch's epoch: the sum of its end offsets (grows with every micro-batch).
     fn epoch(&self) -> i64 {
         match &self.landing {
-            Landing::Stream(c) => c.ranges().iter().fold(0i64, |a, r| a.saturating_add(r.end)),
+            Landing::Stream(c, _) => c.ranges().iter().fold(0i64, |a, r| a.saturating_add(r.end)),
             Landing::Run(_) => 0,
         }
     }
@@ -492,7 +552,7 @@ impl DeltaSink {
     /// In a stream, a micro-batch that read records but has no rows for this table: only its
     /// offsets are committed (to an existing table).
     fn streaming_offsets_only(&self) -> bool {
-        matches!(&self.landing, Landing::Stream(c) if c.ranges().iter().any(|r| !r.is_empty()))
+        matches!(&self.landing, Landing::Stream(c, _) if c.ranges().iter().any(|r| !r.is_empty()))
             && self.table.is_some()
             && self.options.mode == DeltaWriteMode::Append
     }
@@ -563,7 +623,27 @@ impl LoadMethods {
     ) -> Result<Box<dyn Sink>, StepError> {
         let url = table_url(&setup, &options.path, true)?;
         let storage = storage_options(&setup)?;
-        let mut table = table::open_if_exists(&url, storage.clone()).await?;
+        let discovering = setup.stream.as_ref().is_some_and(|c| c.is_discovering());
+        let mut fresh = false;
+        let kept = setup
+            .stream
+            .as_ref()
+            .filter(|_| !discovering)
+            .and_then(|c| c.take_kept::<KeptTable>(&kept_key(&setup.step)));
+        let (mut table, mut known) = match kept {
+            Some(k) => {
+                // At the version this stream committed last: not read again (a commit by
+                // another writer since shows as a lost race at commit time, and is checked).
+                let unchanged = commit::version_of(&k.table) == k.version;
+                fresh = unchanged;
+                (Some(k.table), unchanged.then_some(k.offsets))
+            }
+            None => (table::open_if_exists(&url, storage.clone()).await?, None),
+        };
+        if table.is_none() && setup.stream.is_some() && !discovering {
+            // No table yet: no offsets committed.
+            known = Some(StreamOffsets::new());
+        }
         let landing = match &setup.stream {
             Some(cursor) => {
                 if options.mode != DeltaWriteMode::Append {
@@ -574,7 +654,7 @@ impl LoadMethods {
                     ))
                     .with_hint("use \"mode\": \"append\" (and dedupe or upsert downstream), or run the pipeline in batch mode"));
                 }
-                Landing::Stream(cursor.clone())
+                Landing::Stream(cursor.clone(), setup.step.clone())
             }
             None => Landing::Run(format!(
                 "pipectl/{}/{}/{}",
@@ -586,16 +666,25 @@ impl LoadMethods {
         // answered with an error (a dropped connection, a failed post-commit hook) must not
         // append the same data again. In a stream: a micro-batch replayed after a crash that
         // this table committed already.
-        let discovering = setup.stream.as_ref().is_some_and(|c| c.is_discovering());
-        if !discovering
-            && let Some(t) = table.as_mut()
-            && commit::landed(t, &landing).await?.is_some()
-        {
+        let landed = match (table.as_mut(), &landing) {
+            (Some(t), Landing::Stream(cursor, step)) if !discovering => {
+                let offsets = match known.take() {
+                    Some(o) => o,
+                    None => commit::stream_offsets(t, cursor, step, &cursor.partitions()).await?,
+                };
+                let progress = commit::progress_of(cursor, &offsets)?;
+                known = Some(offsets);
+                progress == StreamProgress::Committed
+            }
+            (Some(t), Landing::Run(_)) => commit::landed(t, &landing).await?.is_some(),
+            _ => false,
+        };
+        if landed {
             match &landing {
                 Landing::Run(_) => {
                     tracing::info!(step = %setup.step, table = %url, run_id = %setup.run_id, "this load already committed in this run (an earlier attempt, or the run being resumed); not writing it again")
                 }
-                Landing::Stream(_) => {
+                Landing::Stream(..) => {
                     tracing::info!(step = %setup.step, table = %url, "this micro-batch is already in the table (committed before a restart); not writing it again")
                 }
             }
@@ -605,6 +694,8 @@ impl LoadMethods {
         Ok(Box::new(DeltaSink {
             landing,
             already,
+            known,
+            fresh,
             step: setup.step.clone(),
             url,
             options,

@@ -213,6 +213,7 @@ async fn read_partition(
     range: Range,
     fetch_bytes: i32,
     tx: mpsc::Sender<Result<Chunk, StepError>>,
+    cursor: Option<Arc<StreamCursor>>,
 ) {
     let Range {
         topic,
@@ -226,7 +227,12 @@ async fn read_partition(
     while offset < end {
         let fetched = client.fetch_records(offset, 1..fetch_bytes, 500).await;
         let records = match fetched {
-            Ok((records, _high_watermark)) => records,
+            Ok((records, high_watermark)) => {
+                if let Some(c) = &cursor {
+                    c.observe_watermark(&topic, partition, high_watermark);
+                }
+                records
+            }
             Err(e) => {
                 let doing =
                     format!("reading topic \"{topic}\" partition {partition} at offset {offset}");
@@ -347,10 +353,16 @@ impl ExtractMethods {
                     .await
                     .map_err(|e| kafka_error(e, &doing))?;
                 let at = format!("topic \"{name}\" partition {partition}");
-                let resume = cursor
-                    .as_ref()
-                    .and_then(|c| c.start_of(name, partition))
-                    .or_else(|| stored.get(name).and_then(|m| m.get(&partition)).copied());
+                // In a stream: the lowest of the loads' committed offsets and the stored ones
+                // (which at-least-once loads rely on).
+                let stored_at = stored.get(name).and_then(|m| m.get(&partition)).copied();
+                let resume = match (
+                    cursor.as_ref().and_then(|c| c.start_of(name, partition)),
+                    stored_at,
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let start = match (resume, &cursor) {
                     (Some(o), Some(c)) => {
                         super::stream::resume_at(c, &setup.step, &at, o, earliest, end)?
@@ -396,6 +408,15 @@ impl ExtractMethods {
                         }
                     },
                 };
+                // A load that never committed this partition gets it from where the others are
+                // (until the stream has a start of its own for it).
+                let unstarted = cursor
+                    .as_ref()
+                    .is_some_and(|c| c.start_of(name, partition).is_none());
+                let start = match cursor.as_ref().and_then(|c| c.floor_of(name, partition)) {
+                    Some(floor) if unstarted && floor < start && floor >= earliest => floor,
+                    _ => start,
+                };
                 if cursor.is_none() {
                     tracing::info!(step = %setup.step, topic = %name, partition, start, end, lag = end.saturating_sub(start), "reading");
                 }
@@ -423,6 +444,9 @@ impl ExtractMethods {
         if let Some(c) = &cursor {
             // A micro-batch: each partition's lag, within the stream's limits.
             let fixed = super::stream::ranges(c, &places, c.mean_record_bytes());
+            for r in fixed.iter().filter(|r| !r.is_empty()) {
+                tracing::debug!(step = %setup.step, topic = %r.topic, partition = r.partition, start = r.start, end = r.end, high_watermark = r.high_watermark, "micro-batch range");
+            }
             for (range, fixed) in ranges.iter_mut().zip(&fixed) {
                 range.end = fixed.end;
             }
@@ -479,7 +503,14 @@ impl ExtractMethods {
         let tasks = ranges
             .into_iter()
             .filter(|r| r.start < r.end)
-            .map(|r| tokio::spawn(read_partition(r, options.fetch_bytes, tx.clone())))
+            .map(|r| {
+                tokio::spawn(read_partition(
+                    r,
+                    options.fetch_bytes,
+                    tx.clone(),
+                    cursor.clone(),
+                ))
+            })
             .collect();
         drop(tx);
         Ok(Box::new(KafkaSource {

@@ -15,6 +15,9 @@ pub(super) struct Place {
     pub start: i64,
 }
 
+/// Records read by the first micro-batch, before the mean record size is known.
+const FIRST_BUDGET: u64 = 1000;
+
 /// Checks a resume offset against what the partition keeps.
 pub(super) fn resume_at(
     cursor: &StreamCursor,
@@ -26,6 +29,14 @@ pub(super) fn resume_at(
 ) -> Result<i64, StepError> {
     if (earliest..=latest).contains(&offset) {
         return Ok(offset);
+    }
+    if offset > latest {
+        // The loads are ahead of the log: the topic was recreated (or its records deleted to
+        // the end). Going on would skip, or mistake new records for committed ones.
+        return Err(StepError::user(format!(
+            "step \"{step}\": the stream committed {at} up to offset {offset}, but the partition ends at {latest}"
+        ))
+        .with_hint("the topic was recreated: give the stream a new \"streaming\": {\"id\"} (it starts afresh at \"start\"), or delete its offsets from the sinks"));
     }
     match cursor.limits().on_out_of_range {
         OutOfRange::Earliest => {
@@ -48,14 +59,33 @@ pub(super) fn resume_at(
 pub(super) fn ranges(
     cursor: &StreamCursor,
     places: &[Place],
-    record_bytes: u64,
+    record_bytes: Option<u64>,
 ) -> Vec<PartitionRange> {
     let limits = cursor.limits();
-    let by_bytes = limits
-        .max_bytes
-        .checked_div(record_bytes.max(1))
-        .unwrap_or(u64::MAX);
+    let by_bytes = match record_bytes {
+        Some(size) => limits
+            .max_bytes
+            .checked_div(size.max(1))
+            .unwrap_or(u64::MAX),
+        None => FIRST_BUDGET,
+    };
     let budget = limits.max_records.min(by_bytes).max(1);
+    if cursor.is_exact() {
+        // A retry: the failed attempt's ranges, whatever the budget says now.
+        return places
+            .iter()
+            .map(|p| PartitionRange {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                start: p.start,
+                end: cursor
+                    .cap_of(&p.topic, p.partition)
+                    .unwrap_or(p.start)
+                    .clamp(p.start, p.latest.max(p.start)),
+                high_watermark: p.latest,
+            })
+            .collect();
+    }
     let lag = |p: &Place| {
         let cap = cursor
             .cap_of(&p.topic, p.partition)
@@ -119,7 +149,7 @@ mod tests {
     #[test]
     fn a_micro_batch_takes_everything_within_its_limits() {
         let c = cursor(1000, 1 << 30, OutOfRange::Fail);
-        let r = ranges(&c, &[place(0, 10, 20), place(1, 5, 5)], 100);
+        let r = ranges(&c, &[place(0, 10, 20), place(1, 5, 5)], Some(100));
         assert_eq!((r[0].start, r[0].end, r[0].high_watermark), (10, 20, 20));
         assert!(r[1].is_empty());
     }
@@ -130,14 +160,18 @@ mod tests {
         let r = ranges(
             &c,
             &[place(0, 0, 300), place(1, 0, 100), place(2, 0, 1)],
-            10,
+            Some(10),
         );
         let sizes: Vec<i64> = r.iter().map(|r| r.end - r.start).collect();
         assert_eq!(sizes, vec![74, 24, 1]);
         // The byte limit bounds the records by their mean size.
         let c = cursor(1000, 500, OutOfRange::Fail);
-        let r = ranges(&c, &[place(0, 0, 300)], 10);
+        let r = ranges(&c, &[place(0, 0, 300)], Some(10));
         assert_eq!(r[0].end, 50);
+        // Before any record was read, the first micro-batch stays small.
+        let c = cursor(1_000_000, 1 << 30, OutOfRange::Fail);
+        let r = ranges(&c, &[place(0, 0, 1_000_000)], None);
+        assert_eq!(r[0].end, 1000);
     }
 
     #[test]
@@ -145,8 +179,21 @@ mod tests {
         let c = cursor(1000, 1 << 30, OutOfRange::Fail);
         let caps: StreamOffsets = [(("t".to_string(), 0), 15)].into_iter().collect();
         c.begin(StreamOffsets::new(), caps);
-        let r = ranges(&c, &[place(0, 10, 20)], 1);
+        let r = ranges(&c, &[place(0, 10, 20)], Some(1));
         assert_eq!(r[0].end, 15);
+        // A retry reads exactly the failed attempt's range, even past today's budget.
+        let c = cursor(2, 1 << 30, OutOfRange::Fail);
+        let ends: StreamOffsets = [(("t".to_string(), 0), 18), (("t".to_string(), 1), 4)]
+            .into_iter()
+            .collect();
+        c.begin_exact(StreamOffsets::new(), ends);
+        let r = ranges(
+            &c,
+            &[place(0, 10, 20), place(1, 4, 9), place(2, 3, 7)],
+            Some(1),
+        );
+        let got: Vec<(i64, i64)> = r.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(got, vec![(10, 18), (4, 4), (3, 3)]);
     }
 
     #[test]

@@ -471,7 +471,11 @@ impl Sink for PgSink {
                 .await
                 .map_err(|e| self.fail(e, "committing"))?;
             self.in_transaction = false;
-            tracing::info!(step = %self.step, table = %self.table, rows = self.rows, mode = ?self.options.mode, "committed");
+            if self.stream.is_some() {
+                tracing::debug!(step = %self.step, table = %self.table, rows = self.rows, "committed");
+            } else {
+                tracing::info!(step = %self.step, table = %self.table, rows = self.rows, mode = ?self.options.mode, "committed");
+            }
         }
         Ok(CommitOutcome::Published)
     }

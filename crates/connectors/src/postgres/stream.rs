@@ -1,5 +1,6 @@
 //! A PostgreSQL load in a stream: the table `_pipectl_stream_offsets` beside the target (same
-//! schema) holds each partition's next offset per stream, and a micro-batch moves it in the
+//! schema) holds each partition's next offset per stream and load step, and a micro-batch moves
+//! it (for every partition it covered, read or empty) in the
 //! same transaction as its rows, so rows and offsets commit together or not at all. The move
 //! only succeeds from the micro-batch's start offsets: a second process running the same
 //! stream (or a replay of a micro-batch that committed) moves nothing, and the load rolls back.
@@ -23,7 +24,7 @@ pub(super) fn offsets_table(table: &str) -> String {
 /// Creates the offsets table when missing.
 pub(super) async fn ensure(client: &Client, offsets: &str, step: &str) -> Result<(), StepError> {
     let ddl = format!(
-        "CREATE TABLE IF NOT EXISTS {offsets} (stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (stream, topic, partition))"
+        "CREATE TABLE IF NOT EXISTS {offsets} (stream text NOT NULL, step text NOT NULL, topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (stream, step, topic, partition))"
     );
     if let Err(e) = client.batch_execute(&ddl).await {
         let raced = e.code().is_some_and(|c| {
@@ -50,22 +51,31 @@ pub(super) async fn committed(
     cursor: &StreamCursor,
     step: &str,
 ) -> Result<StreamOffsets, StepError> {
+    let doing = format!("step \"{step}\": reading {offsets}");
     let rows = client
         .query(
-            &format!("SELECT topic, partition, next_offset FROM {offsets} WHERE stream = $1"),
-            &[&cursor.app()],
+            &format!(
+                "SELECT topic, partition, next_offset FROM {offsets} WHERE stream = $1 AND step = $2"
+            ),
+            &[&cursor.app(), &step],
         )
         .await
-        .map_err(|e| pg_error(e, &format!("step \"{step}\": reading {offsets}")))?;
-    Ok(rows
-        .iter()
+        .map_err(|e| pg_error(e, &doing))?;
+    let bad = |e: tokio_postgres::Error| {
+        StepError::user(format!("{doing}: {e}"))
+            .with_hint("the table has other columns than pipectl's: drop or rename it")
+    };
+    rows.iter()
         .map(|r| {
-            (
-                (r.get::<_, String>(0), r.get::<_, i32>(1)),
-                r.get::<_, i64>(2),
-            )
+            Ok((
+                (
+                    r.try_get::<_, String>(0).map_err(bad)?,
+                    r.try_get::<_, i32>(1).map_err(bad)?,
+                ),
+                r.try_get::<_, i64>(2).map_err(bad)?,
+            ))
         })
-        .collect())
+        .collect()
 }
 
 /// Where the table stands against the cursor's micro-batch.
@@ -94,19 +104,26 @@ pub(super) async fn advance(
     step: &str,
 ) -> Result<bool, StepError> {
     let sql = format!(
-        "INSERT INTO {offsets} AS o (stream, topic, partition, next_offset) VALUES ($1, $2, $3, $5) \
-         ON CONFLICT (stream, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, committed_at = now() \
+        "INSERT INTO {offsets} AS o (stream, step, topic, partition, next_offset) VALUES ($1, $6, $2, $3, $5) \
+         ON CONFLICT (stream, step, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, committed_at = now() \
          WHERE o.next_offset <= $4"
     );
     let statement = client
         .prepare(&sql)
         .await
         .map_err(|e| pg_error(e, &format!("step \"{step}\": writing {offsets}")))?;
-    for r in cursor.ranges().iter().filter(|r| !r.is_empty()) {
+    for r in cursor.ranges().iter().filter(|r| r.end > 0) {
         let moved = client
             .execute(
                 &statement,
-                &[&cursor.app(), &r.topic, &r.partition, &r.start, &r.end],
+                &[
+                    &cursor.app(),
+                    &r.topic,
+                    &r.partition,
+                    &r.start,
+                    &r.end,
+                    &step,
+                ],
             )
             .await
             .map_err(|e| pg_error(e, &format!("step \"{step}\": writing {offsets}")))?;

@@ -3,7 +3,7 @@
 //! `log_interval`, one line with the rates and percentiles since the last line, plus a warning
 //! when the lag grew for `lag_warning_intervals` lines in a row.
 
-use pipeline_data::stream::PartitionRange;
+use pipeline_data::stream::{PartitionRange, StreamOffsets};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -31,14 +31,20 @@ impl MicroBatch {
     }
 }
 
-/// Per-partition lag after a micro-batch.
-pub(crate) fn lag(ranges: &[PartitionRange]) -> Vec<(String, i64)> {
+/// Per-partition lag after a micro-batch: the highest high watermark seen (when the range
+/// was fixed, or by a fetch since) minus the next offset.
+pub(crate) fn lag(ranges: &[PartitionRange], seen: &StreamOffsets) -> Vec<(String, i64)> {
     ranges
         .iter()
         .map(|r| {
+            let high = seen
+                .get(&(r.topic.clone(), r.partition))
+                .copied()
+                .unwrap_or(r.high_watermark)
+                .max(r.high_watermark);
             (
                 format!("{}/{}", r.topic, r.partition),
-                r.high_watermark.saturating_sub(r.end).max(0),
+                high.saturating_sub(r.end).max(0),
             )
         })
         .collect()
@@ -60,8 +66,10 @@ pub(crate) fn percentile(sorted: &[u64], p: u64) -> u64 {
 
 /// Latencies in ms from record timestamps to `now_ms`, sorted.
 pub(crate) fn latencies(timestamps: &[i64], now_ms: i64) -> Vec<u64> {
+    // A record without a timestamp (-1) has no latency.
     let mut v: Vec<u64> = timestamps
         .iter()
+        .filter(|t| **t > 0)
         .map(|t| u64::try_from(now_ms.saturating_sub(*t)).unwrap_or(0))
         .collect();
     v.sort_unstable();
@@ -187,7 +195,7 @@ mod tests {
 
     #[test]
     fn percentiles_and_latencies() {
-        let l = latencies(&[900, 500, 990], 1000);
+        let l = latencies(&[900, 500, 990, -1], 1000);
         assert_eq!(l, vec![10, 100, 500]);
         assert_eq!(percentile(&l, 50), 100);
         assert_eq!(percentile(&l, 99), 100);

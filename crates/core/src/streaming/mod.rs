@@ -68,16 +68,16 @@ impl Totals {
     }
 }
 
-/// The caps that make a retry read exactly the ranges of the failed attempt.
-fn same_ranges(cursor: &StreamCursor, caps: &StreamOffsets) -> StreamOffsets {
+/// The ends that make a retry read exactly the ranges of the failed attempt (`None` when it
+/// failed before the source fixed them).
+fn same_ranges(cursor: &StreamCursor) -> Option<StreamOffsets> {
     let ranges = cursor.ranges();
-    if ranges.is_empty() {
-        return caps.clone();
-    }
-    ranges
-        .into_iter()
-        .map(|r| ((r.topic, r.partition), r.end))
-        .collect()
+    (!ranges.is_empty()).then(|| {
+        ranges
+            .into_iter()
+            .map(|r| ((r.topic, r.partition), r.end))
+            .collect()
+    })
 }
 
 impl Pipeline {
@@ -122,7 +122,7 @@ impl Pipeline {
             if l.exactly_once {
                 tracing::info!(parent: &run_span, step = %l.step, "exactly-once: offsets commit with the data");
             } else {
-                tracing::warn!(parent: &run_span, step = %l.step, "at-least-once: a crash after this load commits and before the offsets are stored writes its micro-batch again");
+                tracing::warn!(parent: &run_span, step = %l.step, "at-least-once: after a crash this load may get a micro-batch again (its offsets are the Kafka extract's offsets store, saved after every load committed)");
             }
         }
         // A stopping signal lets the micro-batch in flight finish for `shutdown_timeout`.
@@ -235,7 +235,7 @@ impl Pipeline {
 
         // Where to resume: retried like a micro-batch (the servers may be starting).
         let mut attempt = 0u32;
-        let (mut starts, mut caps, tracked) = loop {
+        let (resume, tracked) = loop {
             attempt = attempt.saturating_add(1);
             match recover::recover(
                 plan,
@@ -268,6 +268,19 @@ impl Pipeline {
             }
         };
         tracing::info!(partitions = cursor.partitions().len(), offsets_from = %if tracked.is_empty() { "the source's offsets store or start".to_string() } else { tracked.join(", ") }, once, "stream started");
+        let recover::Resume {
+            mut starts,
+            mut replay,
+            floors,
+        } = resume;
+        if !replay.is_empty() {
+            tracing::info!(
+                partitions = replay.len(),
+                "a load is behind another one (a stop between their commits): replaying what it missed, to it alone"
+            );
+        }
+        cursor.set_floors(floors);
+        let partitions = cursor.partitions();
 
         let side_inputs =
             crate::side_cache::SideInputs::new(cfg.side_input_refresh.0, sp.side_inputs.clone());
@@ -286,6 +299,7 @@ impl Pipeline {
             number = number.saturating_add(1);
             let span = tracing::info_span!("micro_batch", number);
             let batch_started = Instant::now();
+            let caps = recover::caps(&partitions, &replay, targets.as_ref());
             cursor.begin(starts.clone(), caps.clone());
             let mut committed: BTreeSet<String> = BTreeSet::new();
             let mut attempt = 0u32;
@@ -321,15 +335,19 @@ impl Pipeline {
                 }
                 if failure.error.retryable() && attempt < max_attempts {
                     tracing::warn!(micro_batch = number, attempt, max_attempts, step = %failure.step, error = %failure.error.full_message(), delay_s = delay.as_secs_f64(), "micro-batch failed with a transient error; retrying it on the same offsets");
-                    let again = same_ranges(cursor, &caps);
+                    let again = same_ranges(cursor);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = inner.cancelled() => {}
                     }
-                    cursor.begin(starts.clone(), again);
+                    match again {
+                        Some(ends) => cursor.begin_exact(starts.clone(), ends),
+                        None => cursor.begin(starts.clone(), caps.clone()),
+                    }
                     continue;
                 }
-                tracing::error!(micro_batch = number, step = %failure.step, class = %failure.error.class(), error = %failure.error.full_message(), "stream stopped; the offsets of this micro-batch were not committed and it is read again on the next start");
+                let done: Vec<&str> = committed.iter().map(String::as_str).collect();
+                tracing::error!(micro_batch = number, step = %failure.step, class = %failure.error.class(), error = %failure.error.full_message(), committed = %done.join(", "), "stream stopped; the loads that did not commit this micro-batch get it on the next start (the others are not written again)");
                 return Err(fail_with(&outcome, failure, attempt));
             };
             // Committed: move on.
@@ -337,31 +355,29 @@ impl Pipeline {
             let (timestamps, bytes) = cursor.take_read();
             let commit_ms = now_ms();
             let lat = metrics::latencies(&timestamps, commit_ms);
+            committed.extend(outcome.committed.iter().cloned());
+            // Rows the loads committed in this micro-batch (summed over loads).
             let out = plan
                 .steps
                 .iter()
                 .zip(&outcome.stats)
-                .filter(|(s, _)| s.kind == StepKind::Load)
+                .filter(|(s, _)| s.kind == StepKind::Load && committed.contains(&s.name))
                 .filter_map(|(_, s)| s.as_ref().map(|(st, _)| st.rows_in))
-                .max()
-                .unwrap_or(0);
+                .fold(0u64, u64::saturating_add);
             for r in &ranges {
                 let key = (r.topic.clone(), r.partition);
                 starts.insert(key.clone(), r.end);
-                if caps.get(&key).is_some_and(|&c| c <= r.end) {
-                    caps.remove(&key);
+                if replay.get(&key).is_some_and(|&c| c <= r.end) {
+                    replay.remove(&key);
                 }
             }
             if once && targets.is_none() {
-                let t: StreamOffsets = ranges
-                    .iter()
-                    .map(|r| ((r.topic.clone(), r.partition), r.high_watermark))
-                    .collect();
-                for (k, v) in &t {
-                    let c = caps.entry(k.clone()).or_insert(*v);
-                    *c = (*c).min(*v);
-                }
-                targets = Some(t);
+                targets = Some(
+                    ranges
+                        .iter()
+                        .map(|r| ((r.topic.clone(), r.partition), r.high_watermark))
+                        .collect(),
+                );
             }
             let batch = MicroBatch {
                 number,
@@ -369,7 +385,7 @@ impl Pipeline {
                 events_out: out,
                 bytes_in: bytes,
                 duration: batch_started.elapsed(),
-                lag: metrics::lag(&ranges),
+                lag: metrics::lag(&ranges, &cursor.watermarks()),
                 latency_ms: (!lat.is_empty()).then(|| {
                     (
                         metrics::percentile(&lat, 50),

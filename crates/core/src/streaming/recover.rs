@@ -14,14 +14,23 @@ use pipeline_data::Runtime;
 use pipeline_data::stream::{PartitionKey, StreamCursor, StreamOffsets};
 use std::sync::Arc;
 
-/// Starts and caps from the partitions and each tracking load's committed offsets.
-pub(crate) fn resume_points(
-    partitions: &[PartitionKey],
-    sinks: &[StreamOffsets],
-) -> (StreamOffsets, StreamOffsets) {
-    let (mut starts, mut caps) = (StreamOffsets::new(), StreamOffsets::new());
+/// Where each partition resumes, from each tracking load's committed offsets.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Resume {
+    /// Partitions every tracking load knows: the lowest offset.
+    pub starts: StreamOffsets,
+    /// A replay reads no further than the highest offset a load committed.
+    pub replay: StreamOffsets,
+    /// Partitions only some loads know start no later than the lowest known offset (the
+    /// source's own start when it is earlier).
+    pub floors: StreamOffsets,
+}
+
+/// Starts, replay caps and floors from the partitions and each tracking load's offsets.
+pub(crate) fn resume_points(partitions: &[PartitionKey], sinks: &[StreamOffsets]) -> Resume {
+    let mut out = Resume::default();
     if sinks.is_empty() {
-        return (starts, caps);
+        return out;
     }
     for key in partitions {
         let known: Vec<i64> = sinks.iter().filter_map(|s| s.get(key).copied()).collect();
@@ -29,17 +38,36 @@ pub(crate) fn resume_points(
             continue; // no load has it: the source's own start
         };
         if known.len() == sinks.len() {
-            starts.insert(key.clone(), low);
+            out.starts.insert(key.clone(), low);
             if high > low {
-                caps.insert(key.clone(), high);
+                out.replay.insert(key.clone(), high);
             }
         } else {
-            // Some load never committed this partition: it starts where the source says, and
-            // the replay stops where the furthest load is.
-            caps.insert(key.clone(), high);
+            // Some load never committed this partition (a new load, or a crash before its
+            // first commit): from the source's start, or the lowest known offset if earlier,
+            // up to where the furthest load is.
+            out.floors.insert(key.clone(), low);
+            out.replay.insert(key.clone(), high);
         }
     }
-    (starts, caps)
+    out
+}
+
+/// The caps of the next micro-batch: while a replay is pending it reads only the replayed
+/// partitions (the others are capped at nothing), so that every load either has all of it or
+/// none; then the `--once` targets, if any.
+pub(crate) fn caps(
+    partitions: &[PartitionKey],
+    replay: &StreamOffsets,
+    targets: Option<&StreamOffsets>,
+) -> StreamOffsets {
+    if !replay.is_empty() {
+        return partitions
+            .iter()
+            .map(|k| (k.clone(), replay.get(k).copied().unwrap_or(0)))
+            .collect();
+    }
+    targets.cloned().unwrap_or_default()
 }
 
 /// Opens step `i` for the stream's cursor.
@@ -75,8 +103,8 @@ async fn open(
     entry.open(setup).await.map_err(fail)
 }
 
-/// Lists the source's partitions and asks every load how far it committed; returns the
-/// starts and caps of the first micro-batch and the loads that keep offsets.
+/// Lists the source's partitions and asks every load how far it committed; returns where
+/// the stream resumes and the loads that keep offsets.
 pub(crate) async fn recover(
     plan: &Plan,
     registry: &Registry,
@@ -84,7 +112,7 @@ pub(crate) async fn recover(
     run_id: &str,
     cursor: &Arc<StreamCursor>,
     source: usize,
-) -> Result<(StreamOffsets, StreamOffsets, Vec<String>), StepFailure> {
+) -> Result<(Resume, Vec<String>), StepFailure> {
     cursor.discover();
     drop(open(plan, registry, credentials, source, run_id, cursor).await?);
     let mut tracked = Vec::new();
@@ -113,8 +141,7 @@ pub(crate) async fn recover(
             names.push(step.name.clone());
         }
     }
-    let (starts, caps) = resume_points(&cursor.partitions(), &tracked);
-    Ok((starts, caps, names))
+    Ok((resume_points(&cursor.partitions(), &tracked), names))
 }
 
 #[cfg(test)]
@@ -131,14 +158,21 @@ mod tests {
     fn a_stream_resumes_at_the_lowest_and_replays_to_the_highest() {
         let parts: Vec<PartitionKey> = (0..3).map(|p| ("t".to_string(), p)).collect();
         // Delta committed micro-batch n, PostgreSQL only n-1 (a crash between the commits).
-        let (starts, caps) = resume_points(&parts, &[o(&[(0, 20), (1, 7)]), o(&[(0, 10), (1, 7)])]);
-        assert_eq!(starts, o(&[(0, 10), (1, 7)]));
-        assert_eq!(caps, o(&[(0, 20)]));
-        // One load never committed partition 1: the source's start, up to the other's offset.
-        let (starts, caps) = resume_points(&parts, &[o(&[(0, 5), (1, 9)]), o(&[(0, 5)])]);
-        assert_eq!(starts, o(&[(0, 5)]));
-        assert_eq!(caps, o(&[(1, 9)]));
+        let r = resume_points(&parts, &[o(&[(0, 20), (1, 7)]), o(&[(0, 10), (1, 7)])]);
+        assert_eq!(r.starts, o(&[(0, 10), (1, 7)]));
+        assert_eq!(r.replay, o(&[(0, 20)]));
+        assert!(r.floors.is_empty());
+        // While it replays, the other partitions read nothing.
+        assert_eq!(caps(&parts, &r.replay, None), o(&[(0, 20), (1, 0), (2, 0)]));
+        // Then the --once targets.
+        let t = o(&[(0, 90)]);
+        assert_eq!(caps(&parts, &o(&[]), Some(&t)), t);
+        // One load never committed partition 1: no later than the other's offset, up to it.
+        let r = resume_points(&parts, &[o(&[(0, 5), (1, 9)]), o(&[(0, 5)])]);
+        assert_eq!(r.starts, o(&[(0, 5)]));
+        assert_eq!(r.replay, o(&[(1, 9)]));
+        assert_eq!(r.floors, o(&[(1, 9)]));
         // No load keeps offsets: the source decides everything.
-        assert_eq!(resume_points(&parts, &[]), (o(&[]), o(&[])));
+        assert_eq!(resume_points(&parts, &[]), Resume::default());
     }
 }
