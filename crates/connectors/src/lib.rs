@@ -109,7 +109,8 @@ pub fn entries() -> Vec<MethodEntry> {
             "Write a MySQL/MariaDB InnoDB table by LOAD DATA LOCAL INFILE (append, overwrite, upsert), in one transaction",
             ConnectionUse::Required(&["mysql"]),
             LoadMethods::mysql,
-        ),
+        )
+        .with_streaming(Streaming::ExactlyOnce),
         MethodEntry::load(
             "kafka",
             "Produce each row as a Kafka record (JSON or one column; key partitioned like the Java client), at-least-once",

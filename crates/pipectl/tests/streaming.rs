@@ -420,6 +420,21 @@ async fn a_load_that_failed_at_commit_gets_the_micro_batch_alone_on_restart() {
     doc["steps"].as_array_mut().unwrap().push(json!(
         {"name": "to_pg_copy", "kind": "load", "method": "postgres", "connection": "warehouse",
          "inputs": ["enriched"], "options": {"table": copy, "create_table": true}}));
+    // A MySQL load that commits before PostgreSQL fails: on restart it has the micro-batch.
+    let mysql = service(Service::Mysql).map(|_| format!("{}_my", s.table));
+    let _drop_my = mysql
+        .as_ref()
+        .map(|t| pipeline_testkit::drop_mysql_table_on_exit(&s.env, t));
+    if let Some(t) = &mysql {
+        let kv = s.env.kv_mount();
+        doc["connections"]["shop"] = json!({"system": "mysql", "credentials": {"vault_path": format!("{kv}/pipectl/mysql")}});
+        doc["steps"].as_array_mut().unwrap().insert(
+            3,
+            json!(
+            {"name": "to_mysql", "kind": "load", "method": "mysql", "connection": "shop",
+             "inputs": ["enriched"], "options": {"table": t, "create_table": true}}),
+        );
+    }
     std::fs::write(&file, doc.to_string()).unwrap();
     let failed = run(&file, &["--once"]);
     let output = all_output(&failed);
@@ -458,4 +473,22 @@ async fn a_load_that_failed_at_commit_gets_the_micro_batch_alone_on_restart() {
         .await
         .unwrap();
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (8_000, 8_000));
+    if let Some(t) = &mysql {
+        use mysql_async::prelude::Queryable;
+        assert!(
+            output
+                .lines()
+                .any(|l| l.contains("this micro-batch is already in the table")
+                    && l.contains("\"step\":\"to_mysql\"")),
+            "the replay was not recognised by MySQL: {output}"
+        );
+        let mut my = pipeline_testkit::mysql_client(&s.env).await;
+        let counts: Option<(i64, i64)> = my
+            .query_first(format!(
+                "SELECT count(*), count(DISTINCT order_id) FROM `{t}`"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(counts, Some((8_000, 8_000)), "MySQL");
+    }
 }

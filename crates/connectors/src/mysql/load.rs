@@ -13,7 +13,7 @@
 
 use super::encode::{FrameEncoder, is_binary};
 use super::load_options::{MysqlLoadOptions, MysqlWriteMode, sql_type};
-use super::{connect, my_error, quote_ident, quote_table, table_parts};
+use super::{connect, my_error, quote_ident, quote_table, stream, table_parts};
 use crate::LoadMethods;
 use crate::ledger::{self, ledger_name, no_ledger_warning};
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
+use pipeline_data::stream::{StreamCursor, StreamOffsets, StreamProgress};
 use pipeline_data::{CommitOutcome, Metrics, Sink, StepSetup};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -67,6 +68,8 @@ struct MysqlSink {
     ledger: Option<String>,
     /// An earlier run with this id committed this load: write nothing.
     already: bool,
+    /// In a stream: the cursor and the offsets table (see `stream.rs`).
+    stream: Option<(Arc<StreamCursor>, String)>,
 }
 
 impl MysqlSink {
@@ -477,6 +480,26 @@ impl Sink for MysqlSink {
         if self.options.mode == MysqlWriteMode::Upsert && !self.columns.is_empty() {
             self.move_staged().await?;
         }
+        if let Some((cursor, offsets)) = self.stream.clone() {
+            if self.already {
+                return Ok(());
+            }
+            if !self.in_transaction {
+                // No rows for this table in the micro-batch: its offsets still move on.
+                self.run("START TRANSACTION", "starting a transaction for")
+                    .await?;
+                self.in_transaction = true;
+            }
+            let step = self.step.clone();
+            if !stream::advance(self.conn()?, &offsets, &cursor, &step).await? {
+                tracing::info!(step = %self.step, table = %self.table, "another process committed this micro-batch first; rolled back");
+                // The table (if this load created it) holds the other process's rows now.
+                self.created = false;
+                self.rollback().await;
+                self.already = true;
+            }
+            return Ok(());
+        }
         if self.in_transaction && !self.record().await? {
             ledger::lost_race(&self.step, &self.run_id);
             self.abort().await;
@@ -495,6 +518,16 @@ impl Sink for MysqlSink {
 
     async fn abort(&mut self) {
         self.rollback().await;
+    }
+
+    async fn stream_offsets(&mut self) -> Result<Option<StreamOffsets>, StepError> {
+        let Some((cursor, offsets)) = self.stream.clone() else {
+            return Ok(None);
+        };
+        let step = self.step.clone();
+        Ok(Some(
+            stream::committed(self.conn()?, &offsets, &cursor, &step).await?,
+        ))
     }
 
     fn metrics(&self) -> Metrics {
@@ -565,7 +598,11 @@ impl MysqlSink {
                     .with_hint(hint));
                 }
             }
-            tracing::info!(step = %self.step, table = %self.table, rows = self.rows, mode = ?self.options.mode, "committed");
+            if self.stream.is_some() {
+                tracing::debug!(step = %self.step, table = %self.table, rows = self.rows, "committed");
+            } else {
+                tracing::info!(step = %self.step, table = %self.table, rows = self.rows, mode = ?self.options.mode, "committed");
+            }
         }
         if let Some(conn) = self.conn.take() {
             let _ = conn.disconnect().await;
@@ -597,10 +634,22 @@ impl LoadMethods {
     ) -> Result<Box<dyn Sink>, StepError> {
         let conn_setup = setup.connection_setup()?;
         let conn = connect(&conn_setup, true).await?;
-        let ledger = options
-            .ledger
+        // A stream keeps offsets instead of one ledger row per micro-batch.
+        let ledger = (options.ledger && setup.stream.is_none())
             .then(|| ledger_name(&options.table, quote_ident));
+        if setup.stream.is_some() && options.mode == MysqlWriteMode::Overwrite {
+            return Err(StepError::user(format!(
+                "step \"{}\": \"mode\": \"overwrite\" would replace the table with every micro-batch of the stream",
+                setup.step
+            ))
+            .with_hint("use \"append\" or \"upsert\" in a stream"));
+        }
+        let stream = setup
+            .stream
+            .clone()
+            .map(|c| (c, stream::offsets_table(&options.table)));
         let mut sink = MysqlSink {
+            stream,
             pipeline: setup.pipeline.clone(),
             run_id: setup.run_id.clone(),
             ledger,
@@ -622,6 +671,18 @@ impl LoadMethods {
         if let Err(e) = sink.open_ledger(setup.resumed).await {
             sink.rollback().await;
             return Err(e);
+        }
+        if let Some((cursor, offsets)) = sink.stream.clone() {
+            let step = sink.step.clone();
+            let conn = sink.conn()?;
+            stream::ensure(conn, &offsets, &step).await?;
+            if !cursor.is_discovering()
+                && stream::progress(conn, &offsets, &cursor, &step).await?
+                    == StreamProgress::Committed
+            {
+                tracing::info!(step = %step, table = %sink.table, "this micro-batch is already in the table (committed before a restart); not loading it again");
+                sink.already = true;
+            }
         }
         Ok(Box::new(sink))
     }

@@ -11,6 +11,7 @@ mod extract;
 mod load;
 mod load_options;
 mod partition;
+mod stream;
 mod tls;
 
 pub use extract::MysqlExtractOptions;
