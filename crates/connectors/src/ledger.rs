@@ -3,7 +3,9 @@
 //! inserted in the load's own transaction. The row commits exactly when the data does, so a
 //! run resumed with the same id (`pipectl run --resume`) finds it and does not load the step
 //! twice, and a commit whose answer was lost can be checked afterwards. Like dlt's `_dlt_loads`;
-//! `"ledger": false` on the load turns it off for a user who may not create tables.
+//! `"ledger": false` on the load turns it off for a user who may not create tables. In a stream
+//! the SQL sinks keep offsets instead (`postgres/stream.rs`, `mysql/stream.rs`); their shared
+//! errors are here too.
 
 /// The ledger's table name.
 pub(crate) const LEDGER: &str = "_pipectl_loads";
@@ -36,6 +38,28 @@ pub(crate) fn no_ledger_warning(step: &str) {
         step = %step,
         "resumed run, but this load keeps no ledger (\"ledger\": false): it cannot tell whether the earlier run committed it, and loads it again"
     );
+}
+
+/// A SQL load with `"mode": "overwrite"` in a stream.
+pub(crate) fn overwrite_in_stream(step: &str) -> pipeline_base::StepError {
+    pipeline_base::StepError::user(format!(
+        "step \"{step}\": \"mode\": \"overwrite\" would replace the table with every micro-batch of the stream"
+    ))
+    .with_hint("use \"append\" or \"upsert\" in a stream")
+}
+
+/// A SQL sink's stream offsets (table `offsets`) do not fit the cursor's micro-batch (`why`).
+pub(crate) fn offsets_conflict(
+    step: &str,
+    cursor: &pipeline_data::stream::StreamCursor,
+    offsets: &str,
+    why: &str,
+) -> pipeline_base::StepError {
+    pipeline_base::StepError::external(format!(
+        "step \"{step}\": stream \"{}\": {why}; another stream with the same id writes this table, or {offsets} was changed",
+        cursor.app()
+    ))
+    .with_hint("stop the other stream (each stream needs its own \"streaming\": {\"id\"}); nothing of this micro-batch was committed")
 }
 
 #[cfg(test)]

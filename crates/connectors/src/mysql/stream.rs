@@ -65,13 +65,9 @@ pub(super) async fn progress(
     step: &str,
 ) -> Result<StreamProgress, StepError> {
     let done = committed(conn, offsets, cursor, step).await?;
-    cursor.progress(&done).map_err(|why| {
-        StepError::external(format!(
-            "step \"{step}\": stream \"{}\": {why}; another stream with the same id writes this table, or {offsets} was changed",
-            cursor.app()
-        ))
-        .with_hint("stop the other stream (each stream needs its own \"streaming\": {\"id\"}); nothing of this micro-batch was committed")
-    })
+    cursor
+        .progress(&done)
+        .map_err(|why| crate::ledger::offsets_conflict(step, cursor, offsets, &why))
 }
 
 /// Moves the micro-batch's offsets inside the load's open transaction. `false`: another
@@ -98,15 +94,11 @@ pub(super) async fn advance(
             // Another process committed this micro-batch first.
             Some(at) if at >= r.end && r.end > r.start => return Ok(false),
             Some(at) if at > r.start => {
-                return Err(StepError::external(format!(
-                    "step \"{step}\": stream \"{}\": topic \"{}\" partition {} is committed up to offset {at}, inside this micro-batch's range {}..{}; another stream with the same id writes this table",
-                    cursor.app(),
-                    r.topic,
-                    r.partition,
-                    r.start,
-                    r.end
-                ))
-                .with_hint("stop the other stream (each stream needs its own \"streaming\": {\"id\"}); nothing of this micro-batch was committed"));
+                let why = format!(
+                    "topic \"{}\" partition {}: the sink committed up to offset {at}, inside this micro-batch's range {}..{}",
+                    r.topic, r.partition, r.start, r.end
+                );
+                return Err(crate::ledger::offsets_conflict(step, cursor, offsets, &why));
             }
             Some(_) => conn
                 .exec_drop(

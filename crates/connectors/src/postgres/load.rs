@@ -540,11 +540,7 @@ impl LoadMethods {
         let ledger = (options.ledger && setup.stream.is_none())
             .then(|| ledger_name(&options.table, quote_ident));
         if setup.stream.is_some() && options.mode == PgWriteMode::Overwrite {
-            return Err(StepError::user(format!(
-                "step \"{}\": \"mode\": \"overwrite\" would replace the table with every micro-batch of the stream",
-                setup.step
-            ))
-            .with_hint("use \"append\" or \"upsert\" in a stream"));
+            return Err(ledger::overwrite_in_stream(&setup.step));
         }
         let stream = setup
             .stream

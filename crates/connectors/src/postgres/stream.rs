@@ -86,13 +86,9 @@ pub(super) async fn progress(
     step: &str,
 ) -> Result<StreamProgress, StepError> {
     let done = committed(client, offsets, cursor, step).await?;
-    cursor.progress(&done).map_err(|why| {
-        StepError::external(format!(
-            "step \"{step}\": stream \"{}\": {why}; another stream with the same id writes this table, or {offsets} was changed",
-            cursor.app()
-        ))
-        .with_hint("stop the other stream (each stream needs its own \"streaming\": {\"id\"}); nothing of this micro-batch was committed")
-    })
+    cursor
+        .progress(&done)
+        .map_err(|why| crate::ledger::offsets_conflict(step, cursor, offsets, &why))
 }
 
 /// Moves the micro-batch's offsets, inside the load's open transaction. `false`: some
