@@ -28,7 +28,7 @@ use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::DataFrame;
-use pipeline_data::stream::{StreamCursor, StreamOffsets, StreamProgress};
+use pipeline_data::stream::{StreamOffsets, StreamProgress};
 use pipeline_data::{CommitOutcome, Metrics, Sink, StepSetup};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,19 +62,6 @@ pub(super) struct DeltaSink {
     known: Option<StreamOffsets>,
     /// The table is the one this stream committed to last, at that version.
     fresh: bool,
-}
-
-/// What a stream's Delta load keeps from one micro-batch to the next: the open table (the next
-/// one reads only the new log entries) and the offsets committed as of `version` (when nobody
-/// else committed since, the next micro-batch needs no log replay to know them).
-struct KeptTable {
-    table: DeltaTable,
-    version: u64,
-    offsets: StreamOffsets,
-}
-
-fn kept_key(step: &str) -> String {
-    format!("delta:{step}")
 }
 
 /// Delta stores timestamps in microseconds and strings as Utf8: cast what Polars exports.
@@ -504,59 +491,6 @@ impl Sink for DeltaSink {
 }
 
 impl DeltaSink {
-    /// In a stream, after committing `version`: keeps the table and the offsets it now holds
-    /// for the next micro-batch.
-    fn remember(&mut self, version: u64) {
-        let Landing::Stream(cursor, _) = &self.landing else {
-            return;
-        };
-        let (Some(table), Some(mut offsets)) = (self.table.take(), self.known.take()) else {
-            return;
-        };
-        for r in cursor.ranges().iter().filter(|r| r.end > 0) {
-            offsets.insert((r.topic.clone(), r.partition), r.end);
-        }
-        cursor.keep(
-            &kept_key(&self.step),
-            KeptTable {
-                table,
-                version,
-                offsets,
-            },
-        );
-    }
-
-    fn stream_cursor(&self) -> Option<&StreamCursor> {
-        match &self.landing {
-            Landing::Stream(c, _) => Some(c),
-            Landing::Run(_) => None,
-        }
-    }
-
-    /// The stream's id (empty outside a stream).
-    fn stream_id(&self) -> String {
-        match &self.landing {
-            Landing::Stream(c, _) => c.app().to_string(),
-            Landing::Run(_) => String::new(),
-        }
-    }
-
-    /// A micro-batch's epoch: the sum of its end offsets (grows with every micro-batch).
-    fn epoch(&self) -> i64 {
-        match &self.landing {
-            Landing::Stream(c, _) => c.ranges().iter().fold(0i64, |a, r| a.saturating_add(r.end)),
-            Landing::Run(_) => 0,
-        }
-    }
-
-    /// In a stream, a micro-batch that read records but has no rows for this table: only its
-    /// offsets are committed (to an existing table).
-    fn streaming_offsets_only(&self) -> bool {
-        matches!(&self.landing, Landing::Stream(c, _) if c.ranges().iter().any(|r| !r.is_empty()))
-            && self.table.is_some()
-            && self.options.mode == DeltaWriteMode::Append
-    }
-
     /// Shapes one batch to the table and hands it to the writer, flushing whole files out.
     pub(super) async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), StepError> {
         if self.writer.is_none() {
@@ -614,6 +548,10 @@ impl DeltaSink {
         Ok(())
     }
 }
+
+#[path = "sink_stream.rs"]
+mod stream;
+use stream::{KeptTable, kept_key};
 
 impl LoadMethods {
     /// Writes a Delta table; nothing is visible before the run's final commit.
