@@ -35,4 +35,4 @@ pub use load::{LoadedPipeline, Override, load_pipeline, load_pipeline_str};
 pub use model::{ConnectionConfig, CredentialsRef, PipelineConfig, RetryConfig, StepConfig};
 pub use pointer::{escape_token, join_pointer};
 pub use resolve::{Locator, MAX_REF_DEPTH};
-pub use streaming::{Interval, OnOffsetOutOfRange, StreamingConfig, Trigger};
+pub use streaming::{Checkpoint, Interval, OnOffsetOutOfRange, StreamingConfig, Trigger};

@@ -105,6 +105,29 @@ pub enum OnOffsetOutOfRange {
     Latest,
 }
 
+/// Where a stream keeps its checkpoint: the streaming extract's offsets, for the loads that
+/// keep none of their own (at-least-once sinks) and for the start of the next run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// A directory (relative to the pipeline file) or `s3://BUCKET/PREFIX`; the extract's
+    /// offsets go to `LOCATION/STEP.offsets.json`.
+    pub location: String,
+    /// The s3 connection to write an `s3://` location with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+}
+
+impl Checkpoint {
+    /// The offsets file of the streaming extract `step`.
+    pub fn offsets_of(&self, step: &str) -> String {
+        format!(
+            "{}/{step}.offsets.json",
+            self.location.trim_end_matches('/')
+        )
+    }
+}
+
 /// The `"streaming"` block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -137,6 +160,12 @@ pub struct StreamingConfig {
     /// table). Default: the pipeline's name. Two pipelines must never share one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Where the streaming extract's offsets are kept between runs when it names no
+    /// `"offsets"` store itself: `{"location": "state/orders_stream"}` or
+    /// `{"location": "s3://lake/checkpoints/orders_stream", "connection": "lake"}`. The
+    /// exactly-once loads keep their offsets with their data and need none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl Default for StreamingConfig {
@@ -152,6 +181,7 @@ impl Default for StreamingConfig {
             side_input_refresh: Interval(Duration::from_secs(300)),
             on_offset_out_of_range: OnOffsetOutOfRange::Fail,
             id: None,
+            checkpoint: None,
         }
     }
 }
@@ -183,5 +213,20 @@ mod tests {
         assert_eq!(c.max_records, 10);
         assert_eq!(c.trigger_interval.0, Duration::from_secs(1));
         assert!(serde_json::from_value::<StreamingConfig>(json!({"interval": 1})).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_names_the_extracts_offsets_file() {
+        let c: StreamingConfig = serde_json::from_value(
+            json!({"checkpoint": {"location": "s3://lake/cp/", "connection": "lake"}}),
+        )
+        .unwrap();
+        let cp = c.checkpoint.unwrap();
+        assert_eq!(cp.offsets_of("orders"), "s3://lake/cp/orders.offsets.json");
+        assert_eq!(cp.connection.as_deref(), Some("lake"));
+        assert!(
+            serde_json::from_value::<StreamingConfig>(json!({"checkpoint": {"path": "x"}}))
+                .is_err()
+        );
     }
 }

@@ -122,7 +122,8 @@ pub fn entries() -> Vec<MethodEntry> {
             "Write Parquet, Avro, CSV or JSON lines to S3 or a local directory, published when the run succeeds",
             ConnectionUse::Optional(&["s3"]),
             LoadMethods::s3,
-        ),
+        )
+        .with_streaming(Streaming::ExactlyOnce),
     ]
 }
 

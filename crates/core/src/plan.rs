@@ -254,7 +254,8 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
 
         // Connections named inside the options (e.g. an offsets store on S3).
         let mut other_connections = Vec::new();
-        for (pointer, name) in nested_connections(&step.options, "") {
+        let options = crate::plan_stream::with_checkpoint(loaded, step, entry, &mut errors);
+        for (pointer, name) in nested_connections(&options, "") {
             match config.connections.get(&name) {
                 Some(c) => other_connections.push((name, c.clone())),
                 None => {
@@ -333,7 +334,7 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
             on_failure: step.on_failure,
             quarantine,
             max_invalid_fraction: step.max_invalid_fraction,
-            options: Value::Object(step.options.clone()),
+            options: Value::Object(options),
         };
 
         if let Some(entry) = entry {

@@ -5,10 +5,11 @@
 
 use crate::plan::PlannedStep;
 use crate::registry::Registry;
-use pipeline_base::StepKind;
-use pipeline_config::{ConfigErrors, LoadedPipeline, StreamingConfig};
-use pipeline_data::Streaming;
+use pipeline_base::{Mode, StepKind};
+use pipeline_config::{ConfigErrors, LoadedPipeline, StepConfig, StreamingConfig, suggest};
+use pipeline_data::{MethodEntry, Streaming};
 use serde::Serialize;
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -69,7 +70,15 @@ impl fmt::Display for StreamPlan {
         if self.loads.iter().any(|l| !l.exactly_once) && !self.source_keeps_offsets {
             writeln!(
                 f,
-                "  note: the at-least-once loads restart from the extract's \"start\" after every restart: give step {} \"offsets\": {{\"store\": ...}}",
+                "  note: the at-least-once loads restart from the extract's \"start\" after every restart: give the stream a \"checkpoint\": {{\"location\": ...}} (or step {} \"offsets\": {{\"store\": ...}})",
+                self.source
+            )?;
+        }
+        if let Some(cp) = &c.checkpoint {
+            writeln!(
+                f,
+                "  checkpoint: {} (the offsets of {})",
+                cp.offsets_of(&self.source),
                 self.source
             )?;
         }
@@ -82,6 +91,86 @@ impl fmt::Display for StreamPlan {
         }
         Ok(())
     }
+}
+
+/// A step's options; for the streaming extract of a stream with a `"checkpoint"`, with the
+/// checkpoint as its offsets store (`"offsets": {"store": LOCATION/STEP.offsets.json}`).
+pub(crate) fn with_checkpoint(
+    loaded: &LoadedPipeline,
+    step: &StepConfig,
+    entry: Option<&MethodEntry>,
+    errors: &mut ConfigErrors,
+) -> Map<String, Value> {
+    let mut options = step.options.clone();
+    let config = &loaded.config;
+    let checkpoint = config
+        .streaming
+        .as_ref()
+        .and_then(|s| s.checkpoint.as_ref());
+    let (Mode::Streaming, Some(cp), Some(e)) = (config.mode, checkpoint, entry) else {
+        return options;
+    };
+    if e.streaming != Streaming::Source {
+        return options;
+    }
+    let at = "/streaming/checkpoint";
+    if options.contains_key("offsets") {
+        errors.push(
+            loaded
+                .error_at(
+                    at,
+                    format!(
+                        "step \"{}\" keeps its offsets in its own \"offsets\" store, and the stream's checkpoint would be a second one",
+                        step.name
+                    ),
+                )
+                .with_hint("remove one of the two"),
+        );
+        return options;
+    }
+    let mut store = json!({"store": cp.offsets_of(&step.name)});
+    match (&cp.connection, cp.location.starts_with("s3://")) {
+        (None, true) => {
+            errors.push(
+                loaded
+                    .error_at(
+                        at,
+                        format!("the checkpoint {} needs an s3 connection", cp.location),
+                    )
+                    .with_hint(
+                        "add \"connection\": \"NAME\" (an s3 connection) beside \"location\"",
+                    ),
+            );
+            return options;
+        }
+        (Some(_), false) => {
+            errors.push(loaded.error_at(
+                &format!("{at}/connection"),
+                "a local checkpoint directory takes no connection",
+            ));
+            return options;
+        }
+        (Some(name), true) if !config.connections.contains_key(name) => {
+            let hint = suggest(name, config.connections.keys().map(String::as_str))
+                .map(|s| format!("did you mean \"{s}\"?"))
+                .unwrap_or_else(|| "define it under \"connections\"".into());
+            errors.push(
+                loaded
+                    .error_at(
+                        &format!("{at}/connection"),
+                        format!("unknown connection \"{name}\""),
+                    )
+                    .with_hint(hint),
+            );
+            return options;
+        }
+        (Some(name), true) => {
+            store["connection"] = Value::String(name.clone());
+        }
+        (None, false) => {}
+    }
+    options.insert("offsets".into(), store);
+    options
 }
 
 /// The extract each step's main input comes from (following quarantine datasets to the

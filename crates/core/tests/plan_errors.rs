@@ -175,7 +175,8 @@ fn a_stream_plan_says_what_each_load_guarantees() {
             {{"name": "known", "kind": "validate", "method": "referential_integrity", "inputs": ["events", "customers"],
               "options": {{"column": "customer_id", "reference_column": "customer_id"}}, "on_failure": "filter"}},
             {{"name": "to_db", "kind": "load", "method": "postgres", "connection": "db", "options": {{"table": "t"}}}},
-            {{"name": "to_files", "kind": "load", "method": "s3", "options": {{"path": "out", "format": "parquet"}}}}
+            {{"name": "to_files", "kind": "load", "method": "s3", "options": {{"path": "out/", "format": "parquet"}}}},
+            {{"name": "to_topic", "kind": "load", "method": "kafka", "connection": "k", "inputs": ["known"], "options": {{"topic": "out"}}}}
         ]}}"#
         ),
     );
@@ -186,7 +187,8 @@ fn a_stream_plan_says_what_each_load_guarantees() {
         "{text}"
     );
     assert!(text.contains("to_db: exactly-once"), "{text}");
-    assert!(text.contains("to_files: at-least-once"), "{text}");
+    assert!(text.contains("to_files: exactly-once"), "{text}");
+    assert!(text.contains("to_topic: at-least-once"), "{text}");
     assert!(
         text.contains("note: the at-least-once loads restart from the extract's \"start\""),
         "{text}"
@@ -195,4 +197,69 @@ fn a_stream_plan_says_what_each_load_guarantees() {
         text.contains("customers: side input, read once and again every 300s"),
         "{text}"
     );
+}
+
+#[test]
+fn a_streams_checkpoint_keeps_the_extracts_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |checkpoint: &str, kafka: &str| {
+        format!(
+            r#"{{"name": "p", "mode": "streaming", "streaming": {{"checkpoint": {checkpoint}}},
+            "connections": {{"k": {{"system": "kafka"}}, "lake": {{"system": "s3"}}}}, "steps": [{kafka},
+            {{"name": "to_topic", "kind": "load", "method": "kafka", "connection": "k", "options": {{"topic": "out"}}}}
+        ]}}"#
+        )
+    };
+    let path = write(
+        dir.path(),
+        "p.json",
+        &doc(r#"{"location": "s3://b/cp/", "connection": "lake"}"#, KAFKA),
+    );
+    let p = Pipeline::from_file(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let text = p.plan().to_string();
+    assert!(
+        text.contains("checkpoint: s3://b/cp/events.offsets.json (the offsets of events)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("note: the at-least-once loads restart"),
+        "{text}"
+    );
+    let events = &p.plan().steps[0];
+    assert_eq!(
+        events.options["offsets"]["store"],
+        "s3://b/cp/events.offsets.json"
+    );
+    assert_eq!(events.other_connections[0].0, "lake");
+
+    let own = KAFKA.replace(
+        r#""topics": ["orders"]"#,
+        r#""topics": ["orders"], "offsets": {"store": "o.json"}"#,
+    );
+    for (checkpoint, kafka, expected) in [
+        (
+            r#"{"location": "state"}"#,
+            own.as_str(),
+            "step \"events\" keeps its offsets in its own \"offsets\" store",
+        ),
+        (
+            r#"{"location": "s3://b/cp"}"#,
+            KAFKA,
+            "the checkpoint s3://b/cp needs an s3 connection",
+        ),
+        (
+            r#"{"location": "s3://b/cp", "connection": "lak"}"#,
+            KAFKA,
+            "unknown connection \"lak\"",
+        ),
+        (
+            r#"{"location": "state", "connection": "lake"}"#,
+            KAFKA,
+            "a local checkpoint directory takes no connection",
+        ),
+    ] {
+        let t = errors(&doc(checkpoint, kafka));
+        assert!(t.contains(expected), "{checkpoint}: {t}");
+        assert!(t.contains("at /streaming/checkpoint"), "{t}");
+    }
 }

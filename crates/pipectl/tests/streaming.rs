@@ -1,11 +1,11 @@
 //! Micro-batch streaming end to end, against the local Kafka, S3-API server, PostgreSQL and
 //! Vault. Events are produced by a client pipectl did not write (kafka-python, with unique
 //! order ids); the Delta table is read back by another reader (the `deltalake` Python
-//! package) and the PostgreSQL table with SQL:
+//! package), the S3 files by boto3 and pyarrow, and the PostgreSQL table with SQL:
 //! - `--once` reads exactly the topic, over several micro-batches, into Delta and PostgreSQL;
 //!   again reads nothing; the batch twin (`"mode": "batch"`) writes the same rows;
 //! - the crash test: `kill -9` at five random moments while 200,000 events are produced, each
-//!   time restarted: both tables hold every event exactly once;
+//!   time restarted: both tables and the S3 dataset hold every event exactly once;
 //! - a running stream shows new events within its trigger interval, serves `/metrics`, and
 //!   SIGTERM ends it with exit 0; the next start continues without gap or duplicate.
 
@@ -116,7 +116,6 @@ impl Setup {
 
     /// The same of the Delta table, read by the `deltalake` Python package.
     async fn delta_ids(&self, url: &str) -> (i64, i64, i64, i64) {
-        let keys = pipeline_testkit::vault_secret(&self.env, "pipectl/s3").await;
         let script = r#"
 import sys, os, deltalake
 opts = {"AWS_ACCESS_KEY_ID": sys.argv[2], "AWS_SECRET_ACCESS_KEY": sys.argv[3], "AWS_REGION": "us-east-1",
@@ -126,13 +125,63 @@ print(len(ids), len(set(ids)), min(ids or [0]), max(ids or [0]))
 sys.stdout.flush()
 os._exit(0)
 "#;
+        self.python_ids(script, url).await
+    }
+
+    /// Adds an `s3` load of partitioned Parquet files (at step index `at`, default the end) to
+    /// the pipeline `file`; returns its `s3://` prefix.
+    fn add_files(&self, file: &Path, at: Option<usize>) -> String {
+        let kv = self.env.kv_mount();
+        let url = format!(
+            "s3://{}/stream-files/{}/",
+            self.env.get("S3_BUCKET"),
+            self.topic
+        );
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        doc["connections"]["files"] =
+            json!({"system": "s3", "credentials": {"vault_path": format!("{kv}/pipectl/s3")}});
+        let steps = doc["steps"].as_array_mut().unwrap();
+        let step = json!({"name": "to_files", "kind": "load", "method": "s3", "connection": "files",
+            "inputs": ["enriched"], "options": {"path": url, "partition_by": ["status"]}});
+        steps.insert(at.unwrap_or(steps.len()), step);
+        std::fs::write(file, doc.to_string()).unwrap();
+        url
+    }
+
+    /// `(rows, distinct order ids, min, max)` of the Parquet files under `url` (hidden `_`
+    /// names skipped), listed by boto3 and read by pyarrow.
+    async fn files_ids(&self, url: &str) -> (i64, i64, i64, i64) {
+        let script = r#"
+import sys, io, os, boto3, pyarrow.parquet as pq
+bucket, prefix = sys.argv[1][len("s3://"):].split("/", 1)
+s3 = boto3.client("s3", endpoint_url=sys.argv[4], aws_access_key_id=sys.argv[2],
+                  aws_secret_access_key=sys.argv[3], region_name="us-east-1")
+ids = []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for o in page.get("Contents", []):
+        if any(part.startswith(("_", ".")) for part in o["Key"][len(prefix):].split("/")):
+            continue
+        body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        ids += pq.read_table(io.BytesIO(body), columns=["order_id"]).column("order_id").to_pylist()
+print(len(ids), len(set(ids)), min(ids or [0]), max(ids or [0]))
+sys.stdout.flush()
+os._exit(0)
+"#;
+        self.python_ids(script, url).await
+    }
+
+    /// Runs a Python `script` with `url`, the S3 keys and endpoint as arguments; it prints
+    /// `rows distinct min max`.
+    async fn python_ids(&self, script: &str, url: &str) -> (i64, i64, i64, i64) {
+        let keys = pipeline_testkit::vault_secret(&self.env, "pipectl/s3").await;
         let out = Command::new(pipeline_testkit::python().unwrap())
             .args(["-c", script, url])
             .args([&keys["access_key_id"], &keys["secret_access_key"]])
             .arg(self.env.get("S3_ENDPOINT"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "deltalake: {}", all_output(&out));
+        assert!(out.status.success(), "python: {}", all_output(&out));
         let text = String::from_utf8_lossy(&out.stdout);
         let v: Vec<i64> = text
             .split_whitespace()
@@ -171,6 +220,7 @@ async fn once_reads_exactly_the_topic_and_the_batch_twin_writes_the_same() {
     let _drop = s.drop_table();
     s.produce(1, 20_000);
     let file = s.pipeline("stream_once", json!({"max_records": 6000}));
+    let files = s.add_files(&file, None);
     let first = run(&file, &["--once"]);
     let output = all_output(&first);
     assert_eq!(first.status.code(), Some(0), "{output}");
@@ -190,6 +240,7 @@ async fn once_reads_exactly_the_topic_and_the_batch_twin_writes_the_same() {
     );
     assert_eq!(s.pg_ids().await, (20_000, 20_000, 1, 20_000));
     assert_eq!(s.delta_ids(&s.url).await, (20_000, 20_000, 1, 20_000));
+    assert_eq!(s.files_ids(&files).await, (20_000, 20_000, 1, 20_000));
     for secret in ["password", "secret_access_key"] {
         for path in ["pipectl/postgres", "pipectl/s3"] {
             if let Some(v) = pipeline_testkit::vault_secret(&s.env, path)
@@ -215,10 +266,12 @@ async fn once_reads_exactly_the_topic_and_the_batch_twin_writes_the_same() {
     assert_eq!(more.status.code(), Some(0), "{}", all_output(&more));
     assert_eq!(s.pg_ids().await, (21_000, 21_000, 1, 21_000));
     assert_eq!(s.delta_ids(&s.url).await, (21_000, 21_000, 1, 21_000));
+    assert_eq!(s.files_ids(&files).await, (21_000, 21_000, 1, 21_000));
 
     // The batch twin: the same file with "mode": "batch" (to other tables) writes the same rows.
     let twin_url = format!("{}_batch", s.url);
     let twin_table = format!("{}_batch", s.table);
+    let twin_files = format!("{}_batch/", files.trim_end_matches('/'));
     let _drop_twin = pipeline_testkit::drop_table_on_exit(&s.env, &format!("\"{twin_table}\""));
     let batch = run(
         &file,
@@ -229,10 +282,13 @@ async fn once_reads_exactly_the_topic_and_the_batch_twin_writes_the_same() {
             &format!("/steps/2/options/path={twin_url}"),
             "--set",
             &format!("/steps/3/options/table={twin_table}"),
+            "--set",
+            &format!("/steps/4/options/path={}", twin_files),
         ],
     );
     assert_eq!(batch.status.code(), Some(0), "{}", all_output(&batch));
     assert_eq!(s.delta_ids(&twin_url).await, s.delta_ids(&s.url).await);
+    assert_eq!(s.files_ids(&twin_files).await, s.files_ids(&files).await);
 }
 
 /// A tiny pseudo-random sequence (the seed is printed, so a failure can be replayed).
@@ -254,6 +310,7 @@ async fn kill_9_five_times_while_producing_loses_and_duplicates_nothing() {
         "stream_crash",
         json!({"trigger_interval": "200ms", "max_records": 15000, "log_interval": "2s"}),
     );
+    let files = s.add_files(&file, None);
     // The topic exists before the stream starts (the producer creates it).
     s.produce(1, 1);
     let mut producer = s.producer(2, EVENTS - 1, 12_000);
@@ -292,6 +349,7 @@ async fn kill_9_five_times_while_producing_loses_and_duplicates_nothing() {
     let n = EVENTS as i64;
     assert_eq!(s.pg_ids().await, (n, n, 1, n), "PostgreSQL");
     assert_eq!(s.delta_ids(&s.url).await, (n, n, 1, n), "Delta");
+    assert_eq!(s.files_ids(&files).await, (n, n, 1, n), "S3 files");
     drop(producer.stdout.take());
 }
 
@@ -436,6 +494,8 @@ async fn a_load_that_failed_at_commit_gets_the_micro_batch_alone_on_restart() {
         );
     }
     std::fs::write(&file, doc.to_string()).unwrap();
+    // S3 files that commit before PostgreSQL fails.
+    let files = s.add_files(&file, Some(3));
     let failed = run(&file, &["--once"]);
     let output = all_output(&failed);
     assert_eq!(failed.status.code(), Some(1), "{output}");
@@ -465,6 +525,14 @@ async fn a_load_that_failed_at_commit_gets_the_micro_batch_alone_on_restart() {
     );
     assert_eq!(s.pg_ids().await, (8_000, 8_000, 1, 8_000));
     assert_eq!(s.delta_ids(&s.url).await, (8_000, 8_000, 1, 8_000));
+    assert!(
+        output
+            .lines()
+            .any(|l| l.contains("this micro-batch is already in the dataset")
+                && l.contains("\"step\":\"to_files\"")),
+        "the replay was not recognised by the S3 load: {output}"
+    );
+    assert_eq!(s.files_ids(&files).await, (8_000, 8_000, 1, 8_000));
     let row = c
         .query_one(
             &format!("SELECT count(*), count(DISTINCT order_id) FROM \"{copy}\""),
@@ -491,4 +559,62 @@ async fn a_load_that_failed_at_commit_gets_the_micro_batch_alone_on_restart() {
             .unwrap();
         assert_eq!(counts, Some((8_000, 8_000)), "MySQL");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checkpoint_keeps_the_offsets_of_an_at_least_once_stream() {
+    let Some(s) = setup("stream_checkpoint") else {
+        return;
+    };
+    s.produce(1, 3_000);
+    // The output topic exists (pipectl does not create topics): the producer creates it.
+    let out = Command::new(pipeline_testkit::python().unwrap())
+        .arg(pipeline_testkit::repo_root().join("scripts/dev-env.d/produce_orders.py"))
+        .args([
+            s.env.get("KAFKA_BOOTSTRAP_SERVERS"),
+            &format!("{}_out", s.topic),
+        ])
+        .args(["--count", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    let checkpoint = s.dir.path().join("cp");
+    let kv = s.env.kv_mount();
+    let doc = json!({
+        "name": "stream_checkpoint", "mode": "streaming",
+        "streaming": {"max_records": 1000, "checkpoint": {"location": checkpoint}},
+        "connections": {"events": {"system": "kafka", "credentials": {"vault_path": format!("{kv}/pipectl/kafka")}}},
+        "steps": [
+            {"name": "orders", "kind": "extract", "method": "kafka", "connection": "events",
+             "options": {"topics": [s.topic]}},
+            {"name": "to_topic", "kind": "load", "method": "kafka", "connection": "events",
+             "options": {"topic": format!("{}_out", s.topic)}}
+        ]
+    });
+    let file = s.dir.path().join("checkpoint.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let events_in = |out: &std::process::Output| -> u64 {
+        let text = all_output(out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        text.lines()
+            .find(|l| l.contains("\"stream stopped\""))
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .and_then(|v| v["events_in"].as_u64())
+            .unwrap_or_else(|| panic!("no final line: {text}"))
+    };
+    assert_eq!(events_in(&run(&file, &["--once"])), 3_000);
+    let stored: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(checkpoint.join("orders.offsets.json")).unwrap(),
+    )
+    .unwrap();
+    let next: i64 = stored["topics"][&s.topic]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(next, 3_000, "{stored}");
+    // The next start resumes from the checkpoint: only the new events.
+    s.produce(3_001, 500);
+    assert_eq!(events_in(&run(&file, &["--once"])), 500);
 }

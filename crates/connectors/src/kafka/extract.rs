@@ -181,7 +181,12 @@ impl Source for KafkaSource {
         }
         if let Some(store) = &self.store {
             store.save(&self.ends).await?;
-            tracing::info!(step = %self.step, store = %store.describe(), "stored the next offsets");
+            if self.cursor.is_some() {
+                // Every micro-batch of a stream: not worth a line each.
+                tracing::debug!(step = %self.step, store = %store.describe(), "stored the next offsets");
+            } else {
+                tracing::info!(step = %self.step, store = %store.describe(), "stored the next offsets");
+            }
         }
         Ok(())
     }

@@ -5,6 +5,8 @@ mod format;
 mod sink;
 #[cfg(test)]
 mod sink_faults;
+#[cfg(test)]
+mod sink_stream_tests;
 mod source;
 mod target;
 mod upload;

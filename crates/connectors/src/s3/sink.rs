@@ -12,6 +12,10 @@
 //! prefix never collide; the commit writes `PREFIX/_pipectl/RUN_ID.STEP.json` before
 //! `_SUCCESS`, so a run resumed with the same id (`--resume`) finds it and writes nothing, and
 //! a resumed run replaces any file of its own an interrupted commit left without a marker.
+//! In a stream, each micro-batch is published the same way and recorded by a manifest
+//! (`stream.rs`).
+
+mod stream;
 
 use super::format::{FileFormat, FileWriter, ParquetCompression};
 use super::store_error;
@@ -25,6 +29,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
+use pipeline_data::stream::StreamOffsets;
 use pipeline_data::{CommitOutcome, Metrics, OptionsError, Sink, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -138,6 +143,8 @@ pub(super) struct ObjectSink {
     files: u64,
     /// A multipart upload started in this run, so the bucket existed.
     bucket_seen: bool,
+    /// In a stream: the cursor and the load's committed micro-batches.
+    stream: Option<stream::StreamState>,
 }
 
 /// `col=value` directory names for a partition's key values.
@@ -276,6 +283,25 @@ impl ObjectSink {
         e
     }
 
+    /// Completes the staged uploads: their files appear.
+    async fn publish_staged(&mut self) -> Result<(), StepError> {
+        while let Some(s) = self.staged.pop() {
+            let published = s.published.clone();
+            if let Err(e) = s.upload.complete().await {
+                return Err(store_error(
+                    e,
+                    &format!(
+                        "step \"{}\": publishing {}",
+                        self.step,
+                        self.loc.display(&published)
+                    ),
+                ));
+            }
+            self.completed.push(published);
+        }
+        Ok(())
+    }
+
     async fn close(&mut self, dir: &str) -> Result<(), StepError> {
         if let Some(file) = self.open.remove(dir) {
             let what = self.what(&file.published);
@@ -359,6 +385,15 @@ impl Sink for ObjectSink {
     }
 
     async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
+        if self.stream.is_some() {
+            let already = self.already;
+            self.commit_stream().await?;
+            return Ok(if already {
+                CommitOutcome::AlreadyPublished
+            } else {
+                CommitOutcome::Published
+            });
+        }
         if self.already {
             return Ok(CommitOutcome::AlreadyPublished);
         }
@@ -390,20 +425,7 @@ impl Sink for ObjectSink {
         } else {
             Vec::new()
         };
-        while let Some(s) = self.staged.pop() {
-            let published = s.published.clone();
-            if let Err(e) = s.upload.complete().await {
-                return Err(store_error(
-                    e,
-                    &format!(
-                        "step \"{}\": publishing {}",
-                        self.step,
-                        self.loc.display(&published)
-                    ),
-                ));
-            }
-            self.completed.push(published);
-        }
+        self.publish_staged().await?;
         let completed_ms = started.elapsed().as_millis() as u64;
         let new: std::collections::HashSet<&Path> = self.completed.iter().collect();
         let old: Vec<Path> = replaced.into_iter().filter(|p| !new.contains(p)).collect();
@@ -453,6 +475,10 @@ impl Sink for ObjectSink {
         let completed = std::mem::take(&mut self.completed);
         // Best effort: each failure is logged.
         let _ = delete_all(self.loc.store.clone(), completed, self.step.clone()).await;
+    }
+
+    async fn stream_offsets(&mut self) -> Result<Option<StreamOffsets>, StepError> {
+        Ok(self.stream_offsets_known())
     }
 
     fn metrics(&self) -> Metrics {
@@ -519,7 +545,12 @@ pub(super) async fn open_sink(
             bytes: 0,
             files: 0,
             bucket_seen: false,
+            stream: None,
         };
+        if let Some(cursor) = setup.stream.clone() {
+            sink.attach_stream(cursor).await?;
+            return Ok(sink);
+        }
         if sink.resumed && sink.single.is_none() {
             let marker = sink.marker();
             match sink.loc.store.head(&marker).await {

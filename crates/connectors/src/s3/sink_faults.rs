@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 /// Which calls fail: a mockall mock answers, per call, the error to return (or none).
 #[mockall::automock]
-trait Faults: Send + Sync {
+pub(super) trait Faults: Send + Sync {
     fn put(&self, path: &str) -> Option<object_store::Error>;
     fn head(&self, path: &str) -> Option<object_store::Error>;
     fn delete(&self, path: &str) -> Option<object_store::Error>;
@@ -28,9 +28,9 @@ trait Faults: Send + Sync {
 }
 
 /// An in-memory store whose calls fail where the mock says.
-struct Faulty {
-    mem: InMemory,
-    faults: Arc<MockFaults>,
+pub(super) struct Faulty {
+    pub(super) mem: InMemory,
+    pub(super) faults: Arc<MockFaults>,
 }
 
 impl std::fmt::Display for Faulty {
@@ -137,7 +137,7 @@ fn generic(text: &str) -> object_store::Error {
 }
 
 /// A mock where nothing fails.
-fn healthy() -> MockFaults {
+pub(super) fn healthy() -> MockFaults {
     let mut m = MockFaults::new();
     m.expect_put().returning(|_| None);
     m.expect_head().returning(|_| None);
@@ -165,7 +165,14 @@ async fn sink(
     mode: &str,
     resumed: bool,
 ) -> Result<Box<dyn Sink>, StepError> {
-    let loc = Location {
+    Ok(Box::new(
+        open_sink(options(mode), &setup("r1", resumed), location(mem, faults)).await?,
+    ))
+}
+
+/// `s3://lake/orders/` on `mem`, failing where `faults` says.
+pub(super) fn location(mem: &InMemory, faults: MockFaults) -> Location {
+    Location {
         store: Arc::new(Faulty {
             mem: mem.clone(),
             faults: Arc::new(faults),
@@ -173,10 +180,7 @@ async fn sink(
         root: "s3://lake".into(),
         key: Path::from("orders"),
         is_dir: true,
-    };
-    Ok(Box::new(
-        open_sink(options(mode), &setup("r1", resumed), loc).await?,
-    ))
+    }
 }
 
 /// Writes one small frame and commits (aborting on failure, as the executor does).
@@ -190,7 +194,7 @@ async fn load(mut s: Box<dyn Sink>) -> Result<(), StepError> {
     done
 }
 
-async fn keys(mem: &InMemory) -> Vec<String> {
+pub(super) async fn keys(mem: &InMemory) -> Vec<String> {
     let listed: Vec<ObjectMeta> = futures::TryStreamExt::try_collect(mem.list(None))
         .await
         .unwrap();
