@@ -399,8 +399,10 @@ async fn a_running_stream_shows_new_events_quickly_and_stops_cleanly_on_sigterm(
     // New events show within the trigger interval (plus the micro-batch's own time).
     s.produce(5_001, 1_000);
     let seen = tokio::task::block_in_place(|| wait_for(6_000, Duration::from_secs(10)));
-    // A 1 s trigger plus the micro-batch itself; generous for a loaded CI machine.
-    assert!(seen < Duration::from_secs(5), "new events took {seen:?}");
+    eprintln!("1,000 new events in the table after {seen:?}");
+    // Within the 1 s trigger interval (0.26-0.45 s measured here); one more second of margin
+    // for the micro-batch on a loaded CI machine.
+    assert!(seen < Duration::from_secs(2), "new events took {seen:?}");
     // The counters are updated right after the commit: poll briefly.
     let want = "pipectl_stream_events_in_total{pipeline=\"stream_live\"} 6000";
     let mut text = String::new();
