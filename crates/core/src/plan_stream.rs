@@ -128,8 +128,42 @@ pub(crate) fn with_checkpoint(
         );
         return options;
     }
+    let location = cp.location.trim();
+    let bucket = location
+        .strip_prefix("s3://")
+        .map(|rest| rest.split('/').next().unwrap_or_default());
+    let bad = if location.trim_end_matches('/').is_empty() {
+        Some("the checkpoint's location is empty")
+    } else if bucket == Some("") {
+        Some("the checkpoint's location names no bucket")
+    } else if bucket.is_none() && location.contains("://") {
+        Some("the checkpoint's location is a local directory or s3://BUCKET/PREFIX")
+    } else {
+        None
+    };
+    if let Some(why) = bad {
+        errors.push(loaded.error_at(&format!("{at}/location"), why).with_hint(
+            "e.g. \"location\": \"state/orders_stream\" or \"s3://lake/checkpoints/orders_stream\"",
+        ));
+        return options;
+    }
+    if let Some(c) = cp
+        .connection
+        .as_ref()
+        .and_then(|n| config.connections.get(n))
+        && c.system != "s3"
+    {
+        errors.push(loaded.error_at(
+            &format!("{at}/connection"),
+            format!(
+                "an s3:// checkpoint is written through an s3 connection, not a {} one",
+                c.system
+            ),
+        ));
+        return options;
+    }
     let mut store = json!({"store": cp.offsets_of(&step.name)});
-    match (&cp.connection, cp.location.starts_with("s3://")) {
+    match (&cp.connection, bucket.is_some()) {
         (None, true) => {
             errors.push(
                 loaded

@@ -257,6 +257,26 @@ fn a_streams_checkpoint_keeps_the_extracts_offsets() {
             KAFKA,
             "a local checkpoint directory takes no connection",
         ),
+        (
+            r#"{"location": "s3://b/cp", "connection": "k"}"#,
+            KAFKA,
+            "an s3:// checkpoint is written through an s3 connection, not a kafka one",
+        ),
+        (
+            r#"{"location": " "}"#,
+            KAFKA,
+            "the checkpoint's location is empty",
+        ),
+        (
+            r#"{"location": "s3:///cp"}"#,
+            KAFKA,
+            "the checkpoint's location names no bucket",
+        ),
+        (
+            r#"{"location": "gs://b/cp"}"#,
+            KAFKA,
+            "a local directory or s3://BUCKET/PREFIX",
+        ),
     ] {
         let t = errors(&doc(checkpoint, kafka));
         assert!(t.contains(expected), "{checkpoint}: {t}");

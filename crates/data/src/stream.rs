@@ -76,6 +76,8 @@ struct State {
     caps: StreamOffsets,
     /// Partitions some load has not committed yet start no later than this.
     floors: StreamOffsets,
+    /// The source's own stored offsets (found while discovering).
+    stored: StreamOffsets,
     /// The caps are this micro-batch's exact ends (a retry reads what the failed attempt read).
     exact: bool,
     /// The highest high watermark seen per partition during the micro-batch.
@@ -157,6 +159,15 @@ impl StreamCursor {
 
     pub fn is_discovering(&self) -> bool {
         self.state().discovering
+    }
+
+    /// The source keeps offsets of its own (for at-least-once loads): where they stand.
+    pub fn set_stored(&self, stored: StreamOffsets) {
+        self.state().stored = stored;
+    }
+
+    pub fn stored(&self) -> StreamOffsets {
+        self.state().stored.clone()
     }
 
     pub fn set_partitions(&self, partitions: Vec<PartitionKey>) {

@@ -10,207 +10,15 @@
 //!   SIGTERM ends it with exit 0; the next start continues without gap or duplicate.
 
 mod common;
+#[path = "streaming/support.rs"]
+mod support;
 
 use common::all_output;
-use pipeline_testkit::{Env, Service, service, unique};
+use pipeline_testkit::{Service, service};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Setup {
-    env: Env,
-    dir: tempfile::TempDir,
-    topic: String,
-    url: String,
-    table: String,
-}
-
-fn setup(name: &str) -> Option<Setup> {
-    let (Some(env), Some(_), Some(_), Some(_)) = (
-        service(Service::Kafka),
-        service(Service::S3),
-        service(Service::Postgres),
-        service(Service::Vault),
-    ) else {
-        return None;
-    };
-    pipeline_testkit::python()?;
-    let topic = unique(name);
-    let url = format!("s3://{}/stream-e2e/{}", env.get("S3_BUCKET"), topic);
-    Some(Setup {
-        env,
-        dir: tempfile::tempdir().unwrap(),
-        table: topic.clone(),
-        topic,
-        url,
-    })
-}
-
-impl Setup {
-    fn pipeline(&self, name: &str, streaming: serde_json::Value) -> PathBuf {
-        let kv = self.env.kv_mount();
-        let doc = json!({
-            "name": name,
-            "mode": "streaming",
-            "streaming": streaming,
-            "retry": {"max_retries": 5, "delay_seconds": 1},
-            "connections": {
-                "events": {"system": "kafka", "credentials": {"vault_path": format!("{kv}/pipectl/kafka")}},
-                "lake": {"system": "delta", "credentials": {"vault_path": format!("{kv}/pipectl/delta")}},
-                "warehouse": {"system": "postgres", "credentials": {"vault_path": format!("{kv}/pipectl/postgres")}}
-            },
-            "steps": [
-                {"name": "orders", "kind": "extract", "method": "kafka", "connection": "events",
-                 "options": {"topics": [self.topic], "schema": {
-                     "order_id": "int64", "customer_id": "int64", "status": "string",
-                     "amount": "float64", "event_time": "int64"}}},
-                {"name": "enriched", "kind": "transform", "method": "derive",
-                 "options": {"columns": {"amount_with_tax": "round(amount * 1.2, 2)"}}},
-                {"name": "to_lake", "kind": "load", "method": "delta", "connection": "lake",
-                 "options": {"path": self.url}},
-                {"name": "to_pg", "kind": "load", "method": "postgres", "connection": "warehouse",
-                 "inputs": ["enriched"],
-                 "options": {"table": self.table, "create_table": true}}
-            ]
-        });
-        let path = self.dir.path().join(format!("{name}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-        path
-    }
-
-    /// Produces `count` events with order ids from `first`, at `rate` per second (0: at once).
-    fn producer(&self, first: u64, count: u64, rate: u64) -> Child {
-        let script = pipeline_testkit::repo_root().join("scripts/dev-env.d/produce_orders.py");
-        Command::new(pipeline_testkit::python().unwrap())
-            .arg(script)
-            .args([self.env.get("KAFKA_BOOTSTRAP_SERVERS"), &self.topic])
-            .args(["--count", &count.to_string(), "--first", &first.to_string()])
-            .args(["--rate", &rate.to_string(), "--partitions", "4"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn produce(&self, first: u64, count: u64) {
-        let out = self.producer(first, count, 0).wait_with_output().unwrap();
-        assert!(out.status.success(), "producer: {}", all_output(&out));
-    }
-
-    /// `(rows, distinct order ids, min, max)` of the PostgreSQL table.
-    async fn pg_ids(&self) -> (i64, i64, i64, i64) {
-        let c = pipeline_testkit::postgres_client(&self.env).await;
-        let row = c
-            .query_one(
-                &format!(
-                    "SELECT count(*), count(DISTINCT order_id), coalesce(min(order_id), 0), coalesce(max(order_id), 0) FROM \"{}\"",
-                    self.table
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1), row.get(2), row.get(3))
-    }
-
-    /// The same of the Delta table, read by the `deltalake` Python package.
-    async fn delta_ids(&self, url: &str) -> (i64, i64, i64, i64) {
-        let script = r#"
-import sys, os, deltalake
-opts = {"AWS_ACCESS_KEY_ID": sys.argv[2], "AWS_SECRET_ACCESS_KEY": sys.argv[3], "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": sys.argv[4], "AWS_ALLOW_HTTP": "true"}
-ids = deltalake.DeltaTable(sys.argv[1], storage_options=opts).to_pyarrow_table(columns=["order_id"]).column("order_id").to_pylist()
-print(len(ids), len(set(ids)), min(ids or [0]), max(ids or [0]))
-sys.stdout.flush()
-os._exit(0)
-"#;
-        self.python_ids(script, url).await
-    }
-
-    /// Adds an `s3` load of partitioned Parquet files (at step index `at`, default the end) to
-    /// the pipeline `file`; returns its `s3://` prefix.
-    fn add_files(&self, file: &Path, at: Option<usize>) -> String {
-        let kv = self.env.kv_mount();
-        let url = format!(
-            "s3://{}/stream-files/{}/",
-            self.env.get("S3_BUCKET"),
-            self.topic
-        );
-        let mut doc: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        doc["connections"]["files"] =
-            json!({"system": "s3", "credentials": {"vault_path": format!("{kv}/pipectl/s3")}});
-        let steps = doc["steps"].as_array_mut().unwrap();
-        let step = json!({"name": "to_files", "kind": "load", "method": "s3", "connection": "files",
-            "inputs": ["enriched"], "options": {"path": url, "partition_by": ["status"]}});
-        steps.insert(at.unwrap_or(steps.len()), step);
-        std::fs::write(file, doc.to_string()).unwrap();
-        url
-    }
-
-    /// `(rows, distinct order ids, min, max)` of the Parquet files under `url` (hidden `_`
-    /// names skipped), listed by boto3 and read by pyarrow.
-    async fn files_ids(&self, url: &str) -> (i64, i64, i64, i64) {
-        let script = r#"
-import sys, io, os, boto3, pyarrow.parquet as pq
-bucket, prefix = sys.argv[1][len("s3://"):].split("/", 1)
-s3 = boto3.client("s3", endpoint_url=sys.argv[4], aws_access_key_id=sys.argv[2],
-                  aws_secret_access_key=sys.argv[3], region_name="us-east-1")
-ids = []
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-    for o in page.get("Contents", []):
-        if any(part.startswith(("_", ".")) for part in o["Key"][len(prefix):].split("/")):
-            continue
-        body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-        ids += pq.read_table(io.BytesIO(body), columns=["order_id"]).column("order_id").to_pylist()
-print(len(ids), len(set(ids)), min(ids or [0]), max(ids or [0]))
-sys.stdout.flush()
-os._exit(0)
-"#;
-        self.python_ids(script, url).await
-    }
-
-    /// Runs a Python `script` with `url`, the S3 keys and endpoint as arguments; it prints
-    /// `rows distinct min max`.
-    async fn python_ids(&self, script: &str, url: &str) -> (i64, i64, i64, i64) {
-        let keys = pipeline_testkit::vault_secret(&self.env, "pipectl/s3").await;
-        let out = Command::new(pipeline_testkit::python().unwrap())
-            .args(["-c", script, url])
-            .args([&keys["access_key_id"], &keys["secret_access_key"]])
-            .arg(self.env.get("S3_ENDPOINT"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "python: {}", all_output(&out));
-        let text = String::from_utf8_lossy(&out.stdout);
-        let v: Vec<i64> = text
-            .split_whitespace()
-            .map(|x| x.parse().unwrap())
-            .collect();
-        (v[0], v[1], v[2], v[3])
-    }
-
-    fn drop_table(&self) -> impl Drop + use<> {
-        pipeline_testkit::drop_table_on_exit(&self.env, &format!("\"{}\"", self.table))
-    }
-}
-
-fn run(file: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["run", file.to_str().unwrap(), "--log-format", "json"];
-    args.extend_from_slice(extra);
-    common::pipectl(&args)
-}
-
-fn spawn(file: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pipectl"))
-        .args(["run", file.to_str().unwrap()])
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
+use support::{run, setup, spawn};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn once_reads_exactly_the_topic_and_the_batch_twin_writes_the_same() {
@@ -432,26 +240,6 @@ async fn a_running_stream_shows_new_events_quickly_and_stops_cleanly_on_sigterm(
     assert_eq!(s.delta_ids(&s.url).await, (6_500, 6_500, 1, 6_500));
 }
 
-impl Setup {
-    /// `(rows, distinct order ids)`, or zeros while the table does not exist yet.
-    async fn pg_ids_or_zero(&self) -> (i64, i64) {
-        let c = pipeline_testkit::postgres_client(&self.env).await;
-        match c
-            .query_one(
-                &format!(
-                    "SELECT count(*), count(DISTINCT order_id) FROM \"{}\"",
-                    self.table
-                ),
-                &[],
-            )
-            .await
-        {
-            Ok(row) => (row.get(0), row.get(1)),
-            Err(_) => (0, 0),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_load_that_failed_at_commit_gets_the_micro_batch_alone_on_restart() {
     let Some(s) = setup("stream_replay") else {
@@ -564,7 +352,7 @@ async fn a_load_that_failed_at_commit_gets_the_micro_batch_alone_on_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_checkpoint_keeps_the_offsets_of_an_at_least_once_stream() {
+async fn the_checkpoint_keeps_the_offsets_of_an_at_least_once_load() {
     let Some(s) = setup("stream_checkpoint") else {
         return;
     };
@@ -582,15 +370,21 @@ async fn the_checkpoint_keeps_the_offsets_of_an_at_least_once_stream() {
     assert!(out.status.success(), "{}", all_output(&out));
     let checkpoint = s.dir.path().join("cp");
     let kv = s.env.kv_mount();
+    let files = format!("s3://{}/stream-files/{}/", s.env.get("S3_BUCKET"), s.topic);
+    // An at-least-once Kafka load beside an exactly-once S3 one.
     let doc = json!({
         "name": "stream_checkpoint", "mode": "streaming",
         "streaming": {"max_records": 1000, "checkpoint": {"location": checkpoint}},
-        "connections": {"events": {"system": "kafka", "credentials": {"vault_path": format!("{kv}/pipectl/kafka")}}},
+        "connections": {
+            "events": {"system": "kafka", "credentials": {"vault_path": format!("{kv}/pipectl/kafka")}},
+            "files": {"system": "s3", "credentials": {"vault_path": format!("{kv}/pipectl/s3")}}},
         "steps": [
             {"name": "orders", "kind": "extract", "method": "kafka", "connection": "events",
-             "options": {"topics": [s.topic]}},
+             "options": {"topics": [s.topic], "schema": {"order_id": "int64", "status": "string"}}},
             {"name": "to_topic", "kind": "load", "method": "kafka", "connection": "events",
-             "options": {"topic": format!("{}_out", s.topic)}}
+             "options": {"topic": format!("{}_out", s.topic)}},
+            {"name": "to_files", "kind": "load", "method": "s3", "connection": "files",
+             "inputs": ["orders"], "options": {"path": files}}
         ]
     });
     let file = s.dir.path().join("checkpoint.json");
@@ -617,6 +411,21 @@ async fn the_checkpoint_keeps_the_offsets_of_an_at_least_once_stream() {
         .sum();
     assert_eq!(next, 3_000, "{stored}");
     // The next start resumes from the checkpoint: only the new events.
+    let first_save = std::fs::read_to_string(checkpoint.join("orders.offsets.json")).unwrap();
     s.produce(3_001, 500);
     assert_eq!(events_in(&run(&file, &["--once"])), 500);
+    // A stop between the loads' commits and the checkpoint's save leaves the checkpoint a
+    // micro-batch behind the S3 load: the next start replays those events to the Kafka load
+    // only, and the S3 dataset keeps each event once.
+    // Events that arrived meanwhile come after the replay, to both loads.
+    std::fs::write(checkpoint.join("orders.offsets.json"), first_save).unwrap();
+    s.produce(3_501, 200);
+    let replay = run(&file, &["--once"]);
+    assert_eq!(events_in(&replay), 700);
+    assert!(
+        all_output(&replay).contains("this micro-batch is already in the dataset"),
+        "{}",
+        all_output(&replay)
+    );
+    assert_eq!(s.files_ids(&files).await, (3_700, 3_700, 1, 3_700));
 }

@@ -442,6 +442,17 @@ impl ExtractMethods {
         }
         if discovering {
             if let Some(c) = &cursor {
+                // The stored offsets (the at-least-once loads' resume point) count like a
+                // load's when the stream works out where to resume.
+                c.set_stored(
+                    discovered
+                        .iter()
+                        .filter_map(|(t, p)| {
+                            let o = stored.get(t).and_then(|m| m.get(p))?;
+                            Some(((t.clone(), *p), *o))
+                        })
+                        .collect(),
+                );
                 c.set_partitions(discovered);
             }
             return Ok(Box::new(Discovered));

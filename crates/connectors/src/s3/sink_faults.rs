@@ -22,6 +22,8 @@ use std::sync::Arc;
 #[mockall::automock]
 pub(super) trait Faults: Send + Sync {
     fn put(&self, path: &str) -> Option<object_store::Error>;
+    /// After a put was stored: whether its answer is lost (the caller sees an error).
+    fn put_lost(&self, path: &str) -> bool;
     fn head(&self, path: &str) -> Option<object_store::Error>;
     fn delete(&self, path: &str) -> Option<object_store::Error>;
     fn list(&self, prefix: &str) -> Option<object_store::Error>;
@@ -53,10 +55,14 @@ impl ObjectStore for Faulty {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        match self.faults.put(location.as_ref()) {
-            Some(e) => Err(e),
-            None => self.mem.put_opts(location, payload, opts).await,
+        if let Some(e) = self.faults.put(location.as_ref()) {
+            return Err(e);
         }
+        let stored = self.mem.put_opts(location, payload, opts).await?;
+        if self.faults.put_lost(location.as_ref()) {
+            return Err(generic("error sending request: connection reset by peer"));
+        }
+        Ok(stored)
     }
     async fn put_multipart_opts(
         &self,
@@ -129,7 +135,7 @@ fn denied(path: &str) -> object_store::Error {
     }
 }
 
-fn generic(text: &str) -> object_store::Error {
+pub(super) fn generic(text: &str) -> object_store::Error {
     object_store::Error::Generic {
         store: "S3",
         source: text.to_string().into(),
@@ -140,6 +146,7 @@ fn generic(text: &str) -> object_store::Error {
 pub(super) fn healthy() -> MockFaults {
     let mut m = MockFaults::new();
     m.expect_put().returning(|_| None);
+    m.expect_put_lost().returning(|_| false);
     m.expect_head().returning(|_| None);
     m.expect_delete().returning(|_| None);
     m.expect_list().returning(|_| None);
@@ -210,6 +217,7 @@ async fn an_overwrite_that_cannot_delete_the_old_files_fails_without_retry() {
     let mut faults = healthy();
     faults.checkpoint();
     faults.expect_put().returning(|_| None);
+    faults.expect_put_lost().returning(|_| false);
     faults.expect_head().returning(|_| None);
     faults.expect_list().returning(|_| None);
     // The old data file and the old run's marker: both refused, each asked once.

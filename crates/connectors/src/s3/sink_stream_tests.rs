@@ -5,7 +5,7 @@
 
 use super::S3LoadOptions;
 use super::sink::open_sink;
-use super::sink_faults::{MockFaults, healthy, keys, location};
+use super::sink_faults::{MockFaults, generic, healthy, keys, location};
 use object_store::ObjectStoreExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -102,7 +102,7 @@ async fn each_micro_batch_gets_numbered_files_and_a_manifest_and_a_replay_writes
     let files = data(&all);
     assert_eq!(files.len(), 2, "{all:?}");
     for f in &files {
-        assert!(f.contains("/part-s-to_lake-0000000001-"), "{f}");
+        assert!(f.contains("/part-s.to_lake.0000000001."), "{f}");
     }
     let m = manifest(&mem, 1).await;
     assert_eq!(m["epoch"], 1);
@@ -152,8 +152,8 @@ async fn the_files_of_an_interrupted_micro_batch_are_replaced_not_kept_beside() 
     micro_batch(sink(&mem, &c).await, &[1, 2]).await.unwrap();
     // A crash after publishing epoch 2's files and before its manifest: two files left.
     for key in [
-        "orders/country=DE/part-s-to_lake-0000000002-deadbeef-00001.parquet",
-        "orders/country=FR/part-s-to_lake-0000000002-deadbeef-00002.parquet",
+        "orders/country=DE/part-s.to_lake.0000000002.deadbeef.00001.parquet",
+        "orders/country=FR/part-s.to_lake.0000000002.deadbeef.00002.parquet",
     ] {
         mem.put(&Path::from(key), vec![1u8, 2, 3].into())
             .await
@@ -182,7 +182,7 @@ async fn the_files_of_an_interrupted_micro_batch_are_replaced_not_kept_beside() 
         .collect();
     for f in data(&all) {
         assert!(
-            f.contains("-0000000001-") || named.contains(f),
+            f.contains(".0000000001.") || named.contains(f),
             "{f} is in no manifest"
         );
     }
@@ -215,6 +215,77 @@ async fn a_second_process_on_the_same_stream_stops_before_publishing() {
     );
     assert!(err.hint().unwrap_or_default().contains("\"id\""));
     assert_eq!(keys(&mem).await, before, "nothing of ours was published");
+}
+
+/// A store where writing a manifest fails: `lost` = it is stored but the answer is lost, else
+/// it is not stored.
+fn manifest_fails(lost: bool) -> MockFaults {
+    let mut m = MockFaults::new();
+    let is_manifest = |p: &str| p.contains("/_pipectl/stream/");
+    m.expect_put()
+        .returning(move |p| (!lost && is_manifest(p)).then(|| generic("connection reset")));
+    m.expect_put_lost()
+        .returning(move |p| lost && is_manifest(p));
+    m.expect_head().returning(|_| None);
+    m.expect_delete().returning(|_| None);
+    m.expect_list().returning(|_| None);
+    m
+}
+
+const OPTIONS: &str = r#"{"path": "s3://lake/orders/", "partition_by": ["country"]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_that_landed_with_its_answer_lost_counts_as_committed() {
+    let mem = InMemory::new();
+    let c = cursor();
+    ranges(&c, (0, 2), (0, 0));
+    let s = sink_with(
+        &mem,
+        manifest_fails(true),
+        &c,
+        serde_json::from_str(OPTIONS).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        micro_batch(s, &[1, 2]).await.unwrap(),
+        CommitOutcome::Published
+    );
+    assert_eq!(manifest(&mem, 1).await["rows"], 2);
+    assert_eq!(data(&keys(&mem).await).len(), 2, "the files stay");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_manifest_write_leaves_the_files_for_the_retry_to_replace() {
+    let mem = InMemory::new();
+    let c = cursor();
+    ranges(&c, (0, 2), (0, 0));
+    let s = sink_with(
+        &mem,
+        manifest_fails(false),
+        &c,
+        serde_json::from_str(OPTIONS).unwrap(),
+    )
+    .await
+    .unwrap();
+    let err = micro_batch(s, &[1, 2]).await.unwrap_err();
+    assert!(err.retryable(), "{}", err.message());
+    assert!(
+        err.message().contains("00000000000000000001.json"),
+        "{}",
+        err.message()
+    );
+    // Not deleted: whether the manifest landed was not known.
+    assert_eq!(data(&keys(&mem).await).len(), 2);
+    // The next attempt (nothing kept; more records arrived, so other ranges and other file
+    // names) commits and deletes the first attempt's files: each row is in one file.
+    ranges(&c, (0, 3), (0, 0));
+    micro_batch(sink(&mem, &c).await, &[1, 2, 3]).await.unwrap();
+    let all = keys(&mem).await;
+    assert_eq!(data(&all).len(), 2, "{all:?}");
+    let m = manifest(&mem, 1).await;
+    assert_eq!(m["rows"], 3);
+    assert_eq!(m["files"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

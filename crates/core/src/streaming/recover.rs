@@ -2,7 +2,8 @@
 //! far it committed (`Operator::stream_offsets`). Each partition resumes at the lowest offset
 //! an exactly-once load committed, and the first micro-batches read no further than the
 //! highest: a crash between two loads' commits leaves one load a micro-batch ahead, the replay
-//! is exactly that micro-batch, and the load that has it already writes nothing.
+//! is exactly that micro-batch, and the load that has it already writes nothing. The source's
+//! stored offsets (`checkpoint`, or the extract's `offsets` store) count as one more position.
 
 use crate::chain::StepFailure;
 use crate::execute::{step_credentials, step_setup};
@@ -140,6 +141,19 @@ pub(crate) async fn recover(
             tracked.push(o);
             names.push(step.name.clone());
         }
+    }
+    // The source's stored offsets are where the at-least-once loads resume: next to the
+    // exactly-once loads' offsets they are one more position to reconcile (a stop between a
+    // load's commit and the store's save leaves the store behind, and the replay up to the
+    // loads is then written only to the loads without offsets).
+    let stored = cursor.stored();
+    if !tracked.is_empty() && !stored.is_empty() {
+        tracked.push(stored);
+        let name = plan
+            .steps
+            .get(source)
+            .map_or("the source", |s| s.name.as_str());
+        names.push(format!("{name} (stored offsets)"));
     }
     Ok((resume_points(&cursor.partitions(), &tracked), names))
 }

@@ -1,7 +1,7 @@
 //! The `s3` load in a stream: exactly-once files without a transaction. Each micro-batch this
 //! load commits gets the next number (its epoch), and every file of it a name fixed by the
 //! stream, the step, the epoch and the micro-batch's offset ranges
-//! (`part-STREAM-STEP-EPOCH-RANGES-00001.parquet`). The commit point is a manifest written last,
+//! (`part-STREAM.STEP.EPOCH.RANGES.00001.parquet`; the parts never hold a `.`). The commit point is a manifest written last,
 //! `PREFIX/_pipectl/stream/STREAM.STEP/EPOCH.json` (only if absent), naming the epoch's files
 //! and the next offset per partition; the latest manifest is where the load stands when a
 //! stream starts.
@@ -11,7 +11,13 @@
 //! the files of the epoch it does not write itself. A replay of the same ranges writes the same
 //! names and replaces them; a micro-batch with other ranges replaces them too, by deleting
 //! them. Either way the prefix ends up holding each event once. A second process writing the
-//! same stream finds the manifest of its epoch written and stops before publishing anything.
+//! same stream after the first finds the manifest of its epoch written and stops before
+//! publishing anything (two running at the same moment can still disturb each other's files:
+//! S3 has no transaction; the other sinks and the manifest stop one of them at its commit).
+//!
+//! A manifest write whose answer is lost is read back: the manifest carries the attempt's token,
+//! so a write that landed counts as committed, and files are never deleted while it is unknown
+//! whether their manifest landed (the next commit of that epoch replaces them).
 
 use super::{ObjectSink, key_safe};
 use crate::s3::store_error;
@@ -67,6 +73,19 @@ struct Manifest {
     rows: u64,
     format: String,
     files: Vec<String>,
+    /// The attempt that wrote it (a lost answer is recognised by it).
+    attempt: String,
+}
+
+/// A token for one commit attempt: process, time and a counter.
+fn attempt_token() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos}-{n}", std::process::id())
 }
 
 fn kept_key(step: &str) -> String {
@@ -90,10 +109,10 @@ fn ranges_hash(cursor: &StreamCursor) -> u32 {
 }
 
 impl ObjectSink {
-    /// `part-STREAM-STEP-EPOCH-`: the start of the names of one epoch's files.
+    /// `part-STREAM.STEP.EPOCH.`: the start of the names of one epoch's files.
     fn epoch_stem(&self, cursor: &StreamCursor, epoch: u64) -> String {
         format!(
-            "part-{}-{}-{epoch:010}-",
+            "part-{}.{}.{epoch:010}.",
             key_safe(cursor.app()),
             key_safe(&self.step)
         )
@@ -148,7 +167,7 @@ impl ObjectSink {
         }
         let epoch = known.epoch.saturating_add(1);
         self.stem = format!(
-            "{}{:08x}-",
+            "{}{:08x}.",
             self.epoch_stem(&cursor, epoch),
             ranges_hash(&cursor)
         );
@@ -216,13 +235,10 @@ impl ObjectSink {
             ))
             .with_hint("restore it from the bucket's versions, or give the stream a new \"streaming\": {\"id\"} (it then starts again from the extract's \"start\")")
         })?;
-        if m.version != 1 || m.stream != cursor.app() {
+        if m.version != 1 || m.stream != cursor.app() || m.step != self.step {
             return Err(StepError::user(format!(
-                "step \"{}\": {shown} is version {} of stream \"{}\", not a manifest this pipectl writes for stream \"{}\"",
-                self.step,
-                m.version,
-                m.stream,
-                cursor.app()
+                "step \"{}\": {shown} is version {} of stream \"{}\" step \"{}\", not a manifest this pipectl writes for this stream and step",
+                self.step, m.version, m.stream, m.step
             )));
         }
         Ok(Known {
@@ -267,10 +283,13 @@ impl ObjectSink {
         super::delete_all(self.loc.store.clone(), leftovers, self.step.clone())
             .await
             .map_err(|(failed, e)| {
-                StepError::transient(format!(
-                    "step \"{}\": could not delete {failed} files of a micro-batch that did not commit: {e}",
-                    self.step
-                ))
+                store_error(
+                    e,
+                    &format!(
+                        "step \"{}\": deleting {failed} files of a micro-batch that did not commit",
+                        self.step
+                    ),
+                )
             })
     }
 
@@ -354,31 +373,45 @@ impl ObjectSink {
             rows: self.rows,
             format: self.format.extension().to_string(),
             files,
+            attempt: attempt_token(),
         };
+        let attempt = record.attempt.clone();
         let bytes = serde_json::to_vec_pretty(&record)
             .map_err(|e| StepError::internal(format!("writing a manifest: {e}")))?;
         let create = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match store.put_opts(&manifest, bytes.into(), create).await {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                // Lost the race: files the winner named too are its (same ranges, same names),
-                // and stay; the rest are deleted by `abort`.
-                let names = self.winner_files(&manifest).await;
-                let loc = &self.loc;
-                self.completed.retain(|p| !names.contains(&loc.display(p)));
-                return Err(self.conflict(
-                    cursor,
-                    &format!("micro-batch {epoch} was committed meanwhile ({shown})"),
-                ));
-            }
-            Err(e) => {
-                return Err(store_error(
-                    e,
-                    &format!("step \"{}\": writing {shown}", self.step),
-                ));
+        if let Err(e) = store.put_opts(&manifest, bytes.into(), create).await {
+            // The write may have landed with its answer lost (or the client's own retry found
+            // it): the manifest says whose it is.
+            match self.read_manifest(&manifest).await {
+                Some(m) if m.attempt == attempt => {}
+                Some(m) => {
+                    // Lost the race: files the winner named too are its (same ranges, same
+                    // names), and stay; the rest are deleted by `abort`.
+                    let names: HashSet<String> = m.files.into_iter().collect();
+                    let loc = &self.loc;
+                    self.completed.retain(|p| !names.contains(&loc.display(p)));
+                    return Err(self.conflict(
+                        cursor,
+                        &format!("micro-batch {epoch} was committed meanwhile ({shown})"),
+                    ));
+                }
+                None => {
+                    // Not committed as far as can be seen; the files stay (their manifest may
+                    // still land) and the next commit of this epoch replaces them.
+                    self.completed.clear();
+                    return Err(match e {
+                        object_store::Error::AlreadyExists { .. } => self.conflict(
+                            cursor,
+                            &format!("micro-batch {epoch} was committed meanwhile ({shown})"),
+                        ),
+                        other => {
+                            store_error(other, &format!("step \"{}\": writing {shown}", self.step))
+                        }
+                    });
+                }
             }
         }
         tracing::debug!(step = %self.step, epoch, files = self.completed.len(), rows = self.rows, bytes = self.bytes, to = %self.loc.display(&self.dir), "published");
@@ -396,17 +429,11 @@ impl ObjectSink {
         })
     }
 
-    /// The files the manifest at `path` names (none when it cannot be read).
-    async fn winner_files(&mut self, path: &Path) -> HashSet<String> {
-        let Ok(got) = self.loc.store.get(path).await else {
-            return HashSet::new();
-        };
-        let Ok(bytes) = got.bytes().await else {
-            return HashSet::new();
-        };
-        serde_json::from_slice::<Manifest>(&bytes)
-            .map(|m| m.files.into_iter().collect())
-            .unwrap_or_default()
+    /// The manifest at `path` (none when it is absent or cannot be read).
+    async fn read_manifest(&mut self, path: &Path) -> Option<Manifest> {
+        let got = self.loc.store.get(path).await.ok()?;
+        let bytes = got.bytes().await.ok()?;
+        serde_json::from_slice::<Manifest>(&bytes).ok()
     }
 }
 
