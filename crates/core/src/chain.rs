@@ -5,6 +5,7 @@
 use crate::execute::RunObserver;
 use futures::future::BoxFuture;
 use pipeline_base::{Format, StepError};
+use pipeline_data::polars::prelude::PlSmallStr;
 use pipeline_data::{Batch, Metrics, Operator, RunContext};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,88 @@ pub struct PipelineStep {
     pub(crate) next: Option<Box<PipelineStep>>,
     /// Log the step's summary at debug level (each micro-batch of a stream).
     pub(crate) quiet: bool,
+    /// Column pruning (see `plan_columns`).
+    columns: Pruning,
+    /// The columns this step dropped are noted in the run context.
+    noted: [bool; 2],
+}
+
+/// The columns a step reads and keeps (see `plan_columns`).
+#[derive(Default)]
+struct Pruning {
+    /// Of its main input (`None`: all).
+    read: Option<Vec<PlSmallStr>>,
+    /// Read by the method itself: when one is missing, nothing is dropped.
+    required: Vec<PlSmallStr>,
+    /// Of its output, when kept as a dataset for later steps.
+    keep: Option<Vec<PlSmallStr>>,
+}
+
+/// The batch with only `columns` (those it has, in its order), unless it lacks one of
+/// `required`; the first time a step drops columns, they are noted in `cx` (for errors).
+fn project(
+    batch: Batch,
+    columns: &[PlSmallStr],
+    required: &[PlSmallStr],
+    noted: &mut bool,
+    step: &str,
+    cx: &RunContext,
+) -> Batch {
+    let Batch::Frame(df) = batch else {
+        return batch;
+    };
+    let schema = df.schema();
+    if df.width() <= columns.len() && columns.iter().all(|c| schema.contains(c)) {
+        return Batch::Frame(df);
+    }
+    if required.iter().any(|c| !schema.contains(c)) {
+        return Batch::Frame(df);
+    }
+    // In the batch's own order: pruning never reorders columns.
+    let (present, dropped): (Vec<&PlSmallStr>, Vec<&PlSmallStr>) =
+        schema.iter_names().partition(|c| columns.contains(c));
+    if dropped.is_empty() {
+        return Batch::Frame(df);
+    }
+    if !*noted {
+        *noted = true;
+        cx.note_dropped(step, dropped.iter().map(|c| c.as_str()));
+    }
+    let present: Vec<PlSmallStr> = present.into_iter().cloned().collect();
+    match df.select(present) {
+        Ok(projected) => Batch::Frame(projected),
+        Err(_) => Batch::Frame(df),
+    }
+}
+
+/// A user error about a column, after columns were dropped: says which, and suggests one of
+/// them when a quoted name in the message is close to it.
+fn explain_pruning(error: StepError, cx: &RunContext) -> StepError {
+    let dropped = cx.dropped_columns();
+    if dropped.is_empty()
+        || error.class() != pipeline_base::ErrorClass::User
+        || !error.message().contains("column")
+    {
+        return error;
+    }
+    let names = dropped.iter().map(|(c, _)| c.as_str());
+    let quoted = error.message().split('"').skip(1).step_by(2);
+    let suggestion = quoted
+        .filter(|q| !dropped.iter().any(|(c, _)| c == q))
+        .find_map(|q| pipeline_config::suggest(q, names.clone()));
+    let listed: Vec<String> = dropped
+        .iter()
+        .map(|(c, step)| format!("{c} (before \"{step}\")"))
+        .collect();
+    let mut hint = error.hint().map(|h| format!("{h}; ")).unwrap_or_default();
+    if let Some(s) = suggestion {
+        hint.push_str(&format!("did you mean \"{s}\"? "));
+    }
+    hint.push_str(&format!(
+        "columns no later step was found to read were dropped: {} (`pipectl plan` shows the columns each step reads)",
+        listed.join(", ")
+    ));
+    error.with_hint(hint)
 }
 
 impl PipelineStep {
@@ -71,7 +154,20 @@ impl PipelineStep {
             observer,
             next: None,
             quiet: false,
+            columns: Pruning::default(),
+            noted: [false; 2],
         }
+    }
+
+    /// Drops the columns the plan found unread (see `plan_columns`).
+    pub(crate) fn with_columns(mut self, step: &crate::plan::PlannedStep) -> Self {
+        let names = |v: &Vec<String>| v.iter().map(|c| PlSmallStr::from(c.as_str())).collect();
+        self.columns = Pruning {
+            read: step.columns.as_ref().map(names),
+            required: names(&step.required),
+            keep: step.keep_columns.as_ref().map(names),
+        };
+        self
     }
 
     fn fail(&self, error: StepError) -> StepFailure {
@@ -98,9 +194,16 @@ impl PipelineStep {
                 }
                 _ => batch,
             };
+            let batch = match &self.columns.read {
+                Some(columns) => {
+                    let required = &self.columns.required;
+                    project(batch, columns, required, &mut self.noted[0], &self.name, cx)
+                }
+                None => batch,
+            };
             let result = self.op.push(batch, cx).instrument(self.span.clone()).await;
             self.stats.busy += start.elapsed();
-            let outputs = result.map_err(|e| self.fail(e))?;
+            let outputs = result.map_err(|e| self.fail(explain_pruning(e, cx)))?;
             self.emit(outputs, cx).await
         })
     }
@@ -116,7 +219,18 @@ impl PipelineStep {
             self.stats.bytes_out += out.size_bytes() as u64;
             self.observer.rows(&self.name, self.stats.rows_out);
             if self.keep {
-                cx.store(&self.name, out.clone());
+                let kept = match &self.columns.keep {
+                    Some(columns) => project(
+                        out.clone(),
+                        columns,
+                        &[],
+                        &mut self.noted[1],
+                        &self.name,
+                        cx,
+                    ),
+                    None => out.clone(),
+                };
+                cx.store(&self.name, kept).map_err(|e| self.fail(e))?;
             }
             if let Some(next) = self.next.as_mut() {
                 next.handle(out, cx).await?;
@@ -131,7 +245,7 @@ impl PipelineStep {
             let start = Instant::now();
             let result = self.op.finish(cx).instrument(self.span.clone()).await;
             self.stats.busy += start.elapsed();
-            let outputs = result.map_err(|e| self.fail(e))?;
+            let outputs = result.map_err(|e| self.fail(explain_pruning(e, cx)))?;
             self.emit(outputs, cx).await?;
             if self.keep {
                 cx.declare(&self.name);

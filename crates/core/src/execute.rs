@@ -218,7 +218,8 @@ pub(crate) async fn run_attempt(
             keep.contains(&step.name),
             span,
             observer.clone(),
-        );
+        )
+        .with_columns(step);
         add_link(&mut segments, plan, i, link, source);
     }
     let mut segments: Vec<Segment> = segments
@@ -232,7 +233,7 @@ pub(crate) async fn run_attempt(
         }
     }
 
-    let cx = RunContext::new();
+    let cx = RunContext::with_streamed(plan.streamed_datasets());
     if failure.is_none() {
         for segment in segments.iter_mut() {
             if let Err(f) = drive(segment, &cx, plan, observer.as_ref(), cancel).await {
@@ -354,6 +355,7 @@ fn identity_link(
         span,
         observer.clone(),
     )
+    .with_columns(step)
 }
 
 /// Appends a step to the chain of the step before it, or starts a new chain (a source, or a
@@ -416,7 +418,7 @@ async fn drive(
         Head::Dataset(name) => {
             // Every dataset a step reads is declared by the step that produces it, even when
             // empty: a missing one is a defect, never silently no rows.
-            let batches = cx.batches(name).ok_or_else(|| StepFailure {
+            let mut reader = cx.reader(name).ok_or_else(|| StepFailure {
                 index: segment.chain.index,
                 step: segment.chain.name.clone(),
                 error: StepError::internal(format!(
@@ -424,7 +426,13 @@ async fn drive(
                     segment.chain.name
                 )),
             })?;
-            for batch in batches {
+            loop {
+                let batch = reader.next_batch().map_err(|error| StepFailure {
+                    index: segment.chain.index,
+                    step: segment.chain.name.clone(),
+                    error,
+                })?;
+                let Some(batch) = batch else { break };
                 segment.chain.handle(batch, cx).await?;
             }
         }

@@ -21,6 +21,7 @@ pub mod execute;
 pub mod init;
 mod pipeline;
 pub mod plan;
+mod plan_columns;
 mod plan_graph;
 pub mod plan_stream;
 mod registry;

@@ -28,6 +28,21 @@ pub struct PlannedStep {
     pub auto_convert_to: Option<Format>,
     pub output_format: Format,
     pub whole_input: bool,
+    /// What the step holds in memory while its input goes through, e.g. `streams its main
+    /// input; reads customers whole` (`None` for steps that take one batch at a time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// The columns of its main input the step reads, the others dropped before it (`None`:
+    /// all); see `plan_columns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// The columns of `columns` the method itself reads: when one is missing from a batch,
+    /// nothing is dropped, so that the method's error lists every column.
+    #[serde(skip)]
+    pub required: Vec<String>,
+    /// The columns later steps read of this step's output when it is kept as a dataset.
+    #[serde(skip)]
+    pub keep_columns: Option<Vec<String>>,
     pub connection: Option<String>,
     #[serde(skip)]
     pub connection_config: Option<ConnectionConfig>,
@@ -328,6 +343,10 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
             auto_convert_to: None,
             output_format: Format::DataFrame,
             whole_input: false,
+            memory: None,
+            columns: None,
+            required: Vec::new(),
+            keep_columns: None,
             connection: step.connection.clone(),
             connection_config,
             other_connections,
@@ -379,6 +398,9 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
                 &mut errors,
             );
             planned.whole_input = entry.whole_input || planned.inputs.len() > 1;
+            planned.memory = entry
+                .gathers_for(&planned.options)
+                .describe(planned.inputs.get(1..).unwrap_or_default());
         }
         formats.insert(step.name.clone(), planned.output_format);
         if let Some(q) = &planned.quarantine {
@@ -389,6 +411,7 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
         steps.push(planned);
     }
 
+    crate::plan_columns::prune(&mut steps, registry);
     let connections = config
         .connections
         .iter()
@@ -523,6 +546,20 @@ impl Plan {
         }
         keep
     }
+
+    /// Kept datasets that no step reads as a side input: later steps read them batch by
+    /// batch, so they may wait on disk (see `pipeline_data::spill`).
+    pub fn streamed_datasets(&self) -> HashSet<String> {
+        let side: HashSet<&String> = self
+            .steps
+            .iter()
+            .flat_map(|s| s.inputs.iter().skip(1))
+            .collect();
+        self.kept_datasets()
+            .into_iter()
+            .filter(|d| !side.contains(d))
+            .collect()
+    }
 }
 
 impl fmt::Display for Plan {
@@ -570,8 +607,11 @@ impl fmt::Display for Plan {
             if let Some(q) = &s.quarantine {
                 extra.push(format!("invalid rows to dataset {q}"));
             }
-            if s.whole_input {
-                extra.push("gathers its whole input".into());
+            if let Some(memory) = &s.memory {
+                extra.push(memory.clone());
+            }
+            if let Some(columns) = &s.columns {
+                extra.push(format!("reads columns {}", columns.join(", ")));
             }
             let extra = if extra.is_empty() {
                 String::new()

@@ -9,16 +9,21 @@
 pub mod avro;
 mod batch;
 mod errors;
+pub mod incremental;
 pub mod method;
+pub mod needs;
 mod operators;
 mod runtime;
+pub mod spill;
 pub mod stream;
 mod system;
 mod validation;
 
 pub use batch::{AvroBatch, Batch};
 pub use errors::{PolarsResultExt, polars_error};
+pub use incremental::{Gathers, Incremental};
 pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup, Streaming};
+pub use needs::Needs;
 pub use operators::REASON_COLUMN;
 pub use runtime::{
     CommitOutcome, Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking,

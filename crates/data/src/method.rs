@@ -7,10 +7,11 @@
 //! A new method is one function plus one line in a registry list, e.g.
 //! `MethodEntry::transform("filter", "Keep rows matching a SQL condition", UserMethods::filter)`.
 
-use crate::operators::{RowWise, SinkOperator, Validate, Whole};
+use crate::incremental::{Gathers, OpenIncremental, Streamed};
+use crate::needs::Needs;
+use crate::operators::{RowWise, SinkOperator, Whole};
 use crate::runtime::{Datasets, Operator, RunContext, Runtime, Sink, Source};
 use crate::system::ConnectionSetup;
-use crate::validation::Check;
 use futures::future::BoxFuture;
 use pipeline_base::{Format, OnFailure, StepError, StepKind};
 use pipeline_config::ConnectionConfig;
@@ -199,6 +200,12 @@ pub struct MethodEntry {
     pub produces: Produces,
     /// Whether it must see all its input before emitting anything.
     pub whole_input: bool,
+    /// What it holds in memory while its input goes through (see [`MethodEntry::gathers_for`]).
+    pub gathers: Gathers,
+    gathers_of: Option<GathersOf>,
+    needs_of: Option<NeedsOf>,
+    /// The options' Rust type, to catch a `with_needs` given another method's function.
+    options_type: std::any::TypeId,
     pub connection: ConnectionUse,
     /// How many other named datasets it reads besides its main input: (min, max).
     pub side_inputs: (usize, Option<usize>),
@@ -232,7 +239,7 @@ impl std::fmt::Debug for MethodEntry {
     }
 }
 
-const DATAFRAME: &[Format] = &[Format::DataFrame];
+pub(crate) const DATAFRAME: &[Format] = &[Format::DataFrame];
 
 /// Reads only its main input.
 const NO_SIDE_INPUTS: (usize, Option<usize>) = (0, Some(0));
@@ -381,41 +388,84 @@ impl MethodEntry {
         )
     }
 
-    /// A validation rule. Row-level rules stream; `whole` rules (uniqueness, counts) and rules
-    /// with side inputs gather their input first. Invalid rows are handled per `on_failure`.
-    pub fn validation<O: MethodOptions>(
+    /// A transform that needs more than one batch but not its whole main input: `open` makes
+    /// its state from the options and the side inputs (gathered once), then each batch of the
+    /// main input goes through it (see [`crate::incremental`]). `gathers` says what the state
+    /// holds with given options, for `plan`.
+    pub fn transform_incremental<O: MethodOptions>(
         name: &'static str,
         summary: &'static str,
-        whole: bool,
         side_inputs: (usize, Option<usize>),
-        f: fn(&DataFrame, &O, &Datasets) -> Result<Check, StepError>,
+        gathers: fn(&O) -> Gathers,
+        open: OpenIncremental<O>,
     ) -> Self {
-        let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
+        let open_step = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
             Box::pin(async move {
                 let options: O = setup.options()?;
-                let gather = whole || !setup.side_inputs.is_empty();
-                Ok(Runtime::Operator(Box::new(Validate {
-                    f,
+                Ok(Runtime::Operator(Box::new(Streamed {
+                    open,
                     options: Arc::new(options),
                     setup,
-                    gather,
-                    gathered: None,
-                    counts: [0; 3],
-                    quarantined: Vec::new(),
+                    state: None,
+                    pushed: false,
                 })))
             })
         };
-        Self::entry::<O>(
+        let mut entry = Self::entry::<O>(
             name,
-            StepKind::Validate,
+            StepKind::Transform,
             summary,
             DATAFRAME,
             Produces::Format(Format::DataFrame),
-            whole,
+            true,
             side_inputs,
             ConnectionUse::None,
-            Box::new(open),
-        )
+            Box::new(open_step),
+        );
+        entry.gathers = Gathers::SideInputs;
+        entry.gathers_of = Some(Box::new(move |options: &Value| {
+            serde_json::from_value::<O>(options.clone())
+                .ok()
+                .map(|o| gathers(&o))
+        }));
+        entry
+    }
+
+    /// Says which columns of its inputs the method reads (main input first, then the side
+    /// inputs), given the columns needed of its output: the executor drops the others before
+    /// the step (see [`crate::needs`]). `O` must be the method's options type.
+    pub fn with_needs<O: MethodOptions>(mut self, f: fn(&O, &Needs, usize) -> Vec<Needs>) -> Self {
+        debug_assert_eq!(
+            self.options_type,
+            std::any::TypeId::of::<O>(),
+            "with_needs on \"{}\" takes another method's options",
+            self.name
+        );
+        self.needs_of = Some(Box::new(move |options: &Value, output: &Needs, inputs| {
+            serde_json::from_value::<O>(options.clone())
+                .ok()
+                .map(|o| f(&o, output, inputs))
+        }));
+        self
+    }
+
+    /// The columns needed of each of `inputs` inputs (all of them unless the method says).
+    pub fn input_needs(&self, options: &Value, output: &Needs, inputs: usize) -> Vec<Needs> {
+        let mut needs = self
+            .needs_of
+            .as_ref()
+            .and_then(|f| f(options, output, inputs))
+            .unwrap_or_default();
+        needs.resize(inputs, None);
+        needs
+    }
+
+    /// What the method holds in memory with these options.
+    pub fn gathers_for(&self, options: &Value) -> Gathers {
+        self.gathers_of
+            .as_ref()
+            .and_then(|f| f(options))
+            .unwrap_or(self.gathers)
     }
 
     /// A method with its own operator (format conversions and the like).
@@ -447,7 +497,7 @@ impl MethodEntry {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn entry<O: MethodOptions>(
+    pub(crate) fn entry<O: MethodOptions>(
         name: &'static str,
         kind: StepKind,
         summary: &'static str,
@@ -467,6 +517,16 @@ impl MethodEntry {
             accepts,
             produces,
             whole_input,
+            gathers: if whole_input {
+                Gathers::Everything
+            } else if side_inputs.0 > 0 {
+                Gathers::SideInputs
+            } else {
+                Gathers::Nothing
+            },
+            gathers_of: None,
+            needs_of: None,
+            options_type: std::any::TypeId::of::<O>(),
             connection,
             side_inputs,
             streaming: match kind {
@@ -481,6 +541,13 @@ impl MethodEntry {
         }
     }
 }
+
+/// The columns of each input a method needs, given its options and the columns needed of its
+/// output (`None` when the options do not parse).
+type NeedsOf = Box<dyn Fn(&Value, &Needs, usize) -> Option<Vec<Needs>> + Send + Sync>;
+
+/// What a method holds for given options (`None` when they do not parse).
+type GathersOf = Box<dyn Fn(&Value) -> Option<Gathers> + Send + Sync>;
 
 type OpenFn =
     Box<dyn Fn(StepSetup) -> BoxFuture<'static, Result<Runtime, StepError>> + Send + Sync>;

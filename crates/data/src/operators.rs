@@ -73,10 +73,17 @@ impl<O: MethodOptions> Operator for Whole<O> {
     }
 }
 
-pub(crate) struct Validate<O> {
-    pub(crate) f: fn(&DataFrame, &O, &Datasets) -> Result<Check, StepError>,
-    pub(crate) options: Arc<O>,
+/// A rule made ready for batches: its options and side inputs bound (a side input's key index
+/// built once).
+pub(crate) type RowCheck = Arc<dyn Fn(&DataFrame) -> Result<Check, StepError> + Send + Sync>;
+/// Makes the rule ready from the side inputs (called once, when the first batch arrives).
+pub(crate) type PrepareCheck = Arc<dyn Fn(&Datasets) -> Result<RowCheck, StepError> + Send + Sync>;
+
+pub(crate) struct Validate {
+    pub(crate) prepare: PrepareCheck,
+    pub(crate) check: Option<RowCheck>,
     pub(crate) setup: StepSetup,
+    /// The rule needs the whole input at once (uniqueness, counts).
     pub(crate) gather: bool,
     pub(crate) gathered: Option<DataFrame>,
     /// checked, passed, failed
@@ -88,21 +95,37 @@ pub(crate) struct Validate<O> {
 /// The column naming the rule a quarantined row broke.
 pub const REASON_COLUMN: &str = "_pipectl_reason";
 
-impl<O: MethodOptions> Validate<O> {
-    fn push_quarantine(&mut self, cx: &RunContext) {
+impl Validate {
+    /// Hands the invalid rows kept so far to the quarantine dataset.
+    fn push_quarantine(&mut self, cx: &RunContext) -> Result<(), StepError> {
         if let Some(name) = &self.setup.quarantine {
             for bad in self.quarantined.drain(..) {
-                cx.store(name, Batch::Frame(bad));
+                cx.store(name, Batch::Frame(bad))?;
             }
             cx.declare(name);
         }
+        Ok(())
     }
 
-    async fn apply(&mut self, df: DataFrame, side: Datasets) -> Result<DataFrame, StepError> {
+    /// The rule, made ready on first use.
+    async fn rule(&mut self, cx: &RunContext) -> Result<RowCheck, StepError> {
+        if let Some(check) = &self.check {
+            return Ok(check.clone());
+        }
+        let side = self.setup.side_datasets(cx)?;
+        let prepare = self.prepare.clone();
+        let check = blocking(move || prepare(&side))
+            .await
+            .map_err(with_step(&self.setup.step))?;
+        self.check = Some(check.clone());
+        Ok(check)
+    }
+
+    async fn apply(&mut self, df: DataFrame, cx: &RunContext) -> Result<DataFrame, StepError> {
         let step = self.setup.step.clone();
-        let (f, options) = (self.f, self.options.clone());
+        let rule = self.rule(cx).await?;
         let (df, check) = blocking(move || {
-            let check = f(&df, &options, &side)?;
+            let check = rule(&df)?;
             Ok((df, check))
         })
         .await
@@ -164,13 +187,15 @@ impl<O: MethodOptions> Validate<O> {
 }
 
 #[async_trait]
-impl<O: MethodOptions> Operator for Validate<O> {
-    async fn push(&mut self, batch: Batch, _cx: &RunContext) -> Result<Vec<Batch>, StepError> {
+impl Operator for Validate {
+    async fn push(&mut self, batch: Batch, cx: &RunContext) -> Result<Vec<Batch>, StepError> {
         if self.gather {
             gather(&mut self.gathered, batch, &self.setup.step)?;
             return Ok(Vec::new());
         }
-        let out = self.apply(batch.into_frame()?, Datasets::new()).await?;
+        let out = self.apply(batch.into_frame()?, cx).await?;
+        // Invalid rows go to their dataset as they come (it may spill to disk).
+        self.push_quarantine(cx)?;
         Ok(vec![Batch::Frame(out)])
     }
 
@@ -178,8 +203,7 @@ impl<O: MethodOptions> Operator for Validate<O> {
         let out = if self.gather {
             let mut input = self.gathered.take().unwrap_or_default();
             input.rechunk_mut();
-            let side = self.setup.side_datasets(cx)?;
-            vec![Batch::Frame(self.apply(input, side).await?)]
+            vec![Batch::Frame(self.apply(input, cx).await?)]
         } else {
             Vec::new()
         };
@@ -195,7 +219,7 @@ impl<O: MethodOptions> Operator for Validate<O> {
             ))
             .with_hint("fix the data, or raise max_invalid_fraction"));
         }
-        self.push_quarantine(cx);
+        self.push_quarantine(cx)?;
         Ok(out)
     }
 

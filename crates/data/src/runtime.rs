@@ -2,6 +2,7 @@
 //! batches, and sinks that write them and publish at commit.
 
 use crate::batch::Batch;
+use crate::spill::{DatasetReader, SpillDir, Stored};
 use crate::stream::StreamOffsets;
 use async_trait::async_trait;
 use pipeline_base::StepError;
@@ -18,7 +19,12 @@ pub type Metrics = Vec<(&'static str, u64)>;
 /// Shared state of one run attempt: the named datasets that later steps read.
 #[derive(Default)]
 pub struct RunContext {
-    datasets: Mutex<HashMap<String, Vec<Batch>>>,
+    pub(crate) datasets: Mutex<HashMap<String, Stored>>,
+    /// Datasets later steps read batch by batch (not as a side input): they spill to disk.
+    streamed: std::collections::HashSet<String>,
+    pub(crate) spill: Mutex<Option<SpillDir>>,
+    /// Columns dropped because no later step reads them, with the step that dropped them.
+    dropped: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl RunContext {
@@ -26,10 +32,39 @@ impl RunContext {
         Self::default()
     }
 
-    /// Appends a batch to a named dataset.
-    pub fn store(&self, name: &str, batch: Batch) {
+    /// A context whose `streamed` datasets (read by later steps batch by batch, never as a
+    /// side input) go to disk past [`crate::spill::SPILL_BYTES`] in memory.
+    pub fn with_streamed(streamed: impl IntoIterator<Item = String>) -> Self {
+        RunContext {
+            streamed: streamed.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Appends a batch to a named dataset (a streamed one may go to disk).
+    pub fn store(&self, name: &str, batch: Batch) -> Result<(), StepError> {
         let mut guard = self.datasets.lock().unwrap_or_else(|p| p.into_inner());
-        guard.entry(name.to_string()).or_default().push(batch);
+        let stored = guard.entry(name.to_string()).or_default();
+        stored.bytes = stored.bytes.saturating_add(batch.size_bytes());
+        stored.memory.push(batch);
+        if stored.bytes > crate::spill::SPILL_BYTES && self.streamed.contains(name) {
+            let mut spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
+            if spill.is_none() {
+                *spill = Some(SpillDir::new()?);
+            }
+            if let Some(dir) = spill.as_mut() {
+                dir.spill(name, stored)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a named dataset batch by batch (`None` when no step produced it).
+    pub fn reader(&self, name: &str) -> Option<DatasetReader> {
+        let guard = self.datasets.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .get(name)
+            .map(|stored| DatasetReader::new(name, stored))
     }
 
     /// Marks a dataset as existing even when no batch came (zero rows).
@@ -38,21 +73,31 @@ impl RunContext {
         guard.entry(name.to_string()).or_default();
     }
 
-    /// The batches of a named dataset, in order.
-    pub fn batches(&self, name: &str) -> Option<Vec<Batch>> {
-        let guard = self.datasets.lock().unwrap_or_else(|p| p.into_inner());
-        guard.get(name).cloned()
+    /// Records columns that `step` dropped because no later step reads them.
+    pub fn note_dropped<'a>(&self, step: &str, columns: impl IntoIterator<Item = &'a str>) {
+        let mut guard = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        for c in columns {
+            guard
+                .entry(c.to_string())
+                .or_insert_with(|| step.to_string());
+        }
+    }
+
+    /// Every column dropped so far in this attempt, by name, with the step that dropped it.
+    pub fn dropped_columns(&self) -> Vec<(String, String)> {
+        let guard = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        guard.iter().map(|(c, s)| (c.clone(), s.clone())).collect()
     }
 
     /// A named dataset as one DataFrame. An empty dataset is an empty frame without columns.
     pub fn dataset(&self, name: &str) -> Result<DataFrame, StepError> {
-        let batches = self.batches(name).ok_or_else(|| {
+        let mut reader = self.reader(name).ok_or_else(|| {
             StepError::internal(format!(
                 "dataset \"{name}\" was not produced before it was read"
             ))
         })?;
         let mut out: Option<DataFrame> = None;
-        for b in batches {
+        while let Some(b) = reader.next_batch()? {
             let df = b.into_frame()?;
             match &mut out {
                 None => out = Some(df),
@@ -198,15 +243,15 @@ mod tests {
         assert_eq!(cx.dataset("empty").unwrap().height(), 0);
         let a = df!("id" => [1i64, 2]).unwrap();
         let b = df!("id" => [3i64]).unwrap();
-        cx.store("ids", Batch::Frame(a));
+        cx.store("ids", Batch::Frame(a)).unwrap();
         let avro = crate::avro::frame_to_avro(&b, "r").unwrap();
-        cx.store("ids", Batch::Avro(avro));
+        cx.store("ids", Batch::Avro(avro)).unwrap();
         let all = cx.dataset("ids").unwrap();
         assert_eq!(all.column("id").unwrap().i64().unwrap().sum(), Some(6));
         let err = cx.dataset("nope").unwrap_err();
         assert!(err.message().contains("\"nope\" was not produced"), "{err}");
         let mismatched = df!("other" => ["x"]).unwrap();
-        cx.store("ids", Batch::Frame(mismatched));
+        cx.store("ids", Batch::Frame(mismatched)).unwrap();
         assert!(
             cx.dataset("ids").is_err(),
             "frames that do not stack are an error"

@@ -1,7 +1,87 @@
-//! The result of a validation rule over a batch, and sample rows for failure messages.
+//! Validation rules: their registry entries, the result of a rule over a batch, and sample
+//! rows for failure messages.
 
-use pipeline_base::StepError;
+use crate::method::{ConnectionUse, DATAFRAME, MethodEntry, MethodOptions, Produces, StepSetup};
+use crate::operators::{PrepareCheck, RowCheck, Validate};
+use crate::runtime::{Datasets, Runtime};
+use futures::future::BoxFuture;
+use pipeline_base::{Format, StepError, StepKind};
 use polars::prelude::*;
+use std::sync::Arc;
+
+impl MethodEntry {
+    /// A validation rule. Row-level rules stream, and so do rules with side inputs (the side
+    /// inputs are gathered once); `whole` rules (uniqueness, counts) gather their input first.
+    /// Invalid rows are handled per `on_failure`.
+    pub fn validation<O: MethodOptions>(
+        name: &'static str,
+        summary: &'static str,
+        whole: bool,
+        side_inputs: (usize, Option<usize>),
+        f: fn(&DataFrame, &O, &Datasets) -> Result<Check, StepError>,
+    ) -> Self {
+        Self::validation_with(name, summary, whole, side_inputs, move |options: Arc<O>| {
+            Arc::new(move |side: &Datasets| -> Result<RowCheck, StepError> {
+                let (options, side) = (options.clone(), side.clone());
+                Ok(Arc::new(move |df: &DataFrame| f(df, &options, &side)))
+            })
+        })
+    }
+
+    /// A row rule against side inputs that first turns them into `P` (e.g. a key index), once
+    /// per run; then `f` checks each batch of the main input against it.
+    pub fn validation_prepared<O: MethodOptions, P: Send + Sync + 'static>(
+        name: &'static str,
+        summary: &'static str,
+        side_inputs: (usize, Option<usize>),
+        prepare: fn(&O, &Datasets) -> Result<P, StepError>,
+        f: fn(&DataFrame, &O, &P) -> Result<Check, StepError>,
+    ) -> Self {
+        Self::validation_with(name, summary, false, side_inputs, move |options: Arc<O>| {
+            Arc::new(move |side: &Datasets| -> Result<RowCheck, StepError> {
+                let prepared = Arc::new(prepare(&options, side)?);
+                let options = options.clone();
+                Ok(Arc::new(move |df: &DataFrame| f(df, &options, &prepared)))
+            })
+        })
+    }
+
+    fn validation_with<O: MethodOptions>(
+        name: &'static str,
+        summary: &'static str,
+        whole: bool,
+        side_inputs: (usize, Option<usize>),
+        bind: impl Fn(Arc<O>) -> PrepareCheck + Send + Sync + 'static,
+    ) -> Self {
+        let bind = Arc::new(bind);
+        let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
+            let bind = bind.clone();
+            Box::pin(async move {
+                let options: O = setup.options()?;
+                Ok(Runtime::Operator(Box::new(Validate {
+                    prepare: bind(Arc::new(options)),
+                    check: None,
+                    setup,
+                    gather: whole,
+                    gathered: None,
+                    counts: [0; 3],
+                    quarantined: Vec::new(),
+                })))
+            })
+        };
+        Self::entry::<O>(
+            name,
+            StepKind::Validate,
+            summary,
+            DATAFRAME,
+            Produces::Format(Format::DataFrame),
+            whole,
+            side_inputs,
+            ConnectionUse::None,
+            Box::new(open),
+        )
+    }
+}
 
 /// A rule's verdict: which rows hold (`true`); `false` and null mean invalid.
 pub struct Check {

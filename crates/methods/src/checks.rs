@@ -107,6 +107,14 @@ pub struct ReferentialIntegrityOptions {
     pub reference_column: Option<String>,
 }
 impl MethodOptions for ReferentialIntegrityOptions {}
+impl ReferentialIntegrityOptions {
+    /// The key column of the other input.
+    pub fn reference_column(&self) -> String {
+        self.reference_column
+            .clone()
+            .unwrap_or_else(|| self.column.clone())
+    }
+}
 
 /// Options of `schema`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -273,43 +281,16 @@ impl UserMethods {
         Ok(Check::rows(rule.clone(), mask(df, e, &rule)?))
     }
 
-    /// Keys present in the other input.
+    /// Keys present in the other input (the whole input at once; the executor runs
+    /// [`UserMethods::referential_integrity_streamed`] batch by batch against an index built
+    /// once).
     pub fn referential_integrity(
         df: &DataFrame,
         o: &ReferentialIntegrityOptions,
         side: &Datasets,
     ) -> Result<Check, StepError> {
-        let (name, reference) = side.iter().next().ok_or_else(|| {
-            StepError::user(
-                "referential_integrity needs the referenced dataset as its second input",
-            )
-        })?;
-        let ref_col = o
-            .reference_column
-            .clone()
-            .unwrap_or_else(|| o.column.clone());
-        let rule = format!("referential_integrity({} -> {name}.{ref_col})", o.column);
-        require_columns(df, std::iter::once(&o.column), &rule)?;
-        require_columns(reference, std::iter::once(&ref_col), &rule)?;
-        let keys = reference
-            .column(&ref_col)
-            .step_err(&rule)?
-            .as_materialized_series()
-            .clone();
-        let dtype = df.column(&o.column).step_err(&rule)?.dtype().clone();
-        let keys = keys.strict_cast(&dtype).map_err(|_| {
-            StepError::user(format!(
-                "{rule}: {ref_col} is {} but {} is {dtype}",
-                keys.dtype(),
-                o.column
-            ))
-        })?;
-        let valid = mask(
-            df,
-            col(o.column.as_str()).is_in(lit(keys).implode(false), false),
-            &rule,
-        )?;
-        Ok(Check::rows(rule, valid))
+        let reference = Self::reference(o, side)?;
+        Self::referential_integrity_streamed(df, o, &reference)
     }
 
     /// Required columns with their types (a table rule).

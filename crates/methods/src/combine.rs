@@ -76,7 +76,7 @@ fn right_suffix() -> String {
     "_right".into()
 }
 impl JoinOptions {
-    fn keys(&self) -> (Vec<String>, Vec<String>) {
+    pub(crate) fn keys(&self) -> (Vec<String>, Vec<String>) {
         if self.on.is_empty() {
             (self.left_on.clone(), self.right_on.clone())
         } else {
@@ -183,7 +183,7 @@ fn first() -> Keep {
 impl MethodOptions for DedupeOptions {}
 
 /// The only side input, or an error.
-fn other<'a>(side: &'a Datasets, method: &str) -> Result<&'a DataFrame, StepError> {
+pub(crate) fn other<'a>(side: &'a Datasets, method: &str) -> Result<&'a DataFrame, StepError> {
     match side.values().collect::<Vec<_>>().as_slice() {
         [one] => Ok(one),
         _ => Err(
@@ -237,6 +237,29 @@ pub(crate) fn union_by_name(frames: Vec<DataFrame>) -> Result<DataFrame, StepErr
     Ok(out.unwrap_or_default())
 }
 
+/// Aggregates `df` with `exprs` per group of `o.group_by` (in the order groups first appear),
+/// or over all rows without `group_by`.
+pub(crate) fn group(
+    df: DataFrame,
+    o: &AggregateOptions,
+    exprs: Vec<Expr>,
+) -> Result<DataFrame, StepError> {
+    let keys: Vec<Expr> = o.group_by.iter().map(|c| col(c.as_str())).collect();
+    let lf = if keys.is_empty() {
+        df.clone().lazy().select(exprs)
+    } else {
+        df.clone().lazy().group_by_stable(keys).agg(exprs)
+    };
+    let text = o
+        .aggregations
+        .values()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    lf.collect()
+        .map_err(|e| expr::eval_error(e, "aggregations", &text, &df))
+}
+
 impl UserMethods {
     /// Group-by aggregation with SQL aggregate expressions.
     pub fn aggregate(
@@ -253,20 +276,7 @@ impl UserMethods {
                     .alias(name.as_str()),
             );
         }
-        let keys: Vec<Expr> = o.group_by.iter().map(|c| col(c.as_str())).collect();
-        let lf = if keys.is_empty() {
-            df.clone().lazy().select(aggs)
-        } else {
-            df.clone().lazy().group_by_stable(keys).agg(aggs)
-        };
-        let text = o
-            .aggregations
-            .values()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        lf.collect()
-            .map_err(|e| expr::eval_error(e, "aggregations", &text, &df))
+        group(df, o, aggs)
     }
 
     /// Joins the main input with the other input.

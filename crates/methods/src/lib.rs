@@ -21,12 +21,16 @@ mod combine;
 mod convert;
 mod expr;
 mod helpers;
+mod keys;
+mod needs;
+mod partial;
 mod reshape;
+mod streamed;
 mod transform;
 mod validate;
 
 use pipeline_base::{Format, StepKind};
-use pipeline_data::{MethodEntry, Produces, Streaming};
+use pipeline_data::{Gathers, MethodEntry, Produces, Streaming};
 
 /// The transforms and validations. Associated functions without `self`, selected by name.
 pub struct UserMethods;
@@ -42,6 +46,7 @@ pub use combine::{
 pub use convert::{ToAvroOptions, ToDataFrameOptions};
 pub use helpers::parse_type;
 pub use reshape::{CastOptions, DropOptions, FillNullOptions, RenameOptions};
+pub use streamed::Reference;
 pub use transform::{DeriveOptions, FilterOptions, SelectOptions};
 pub use validate::NotNullOptions;
 
@@ -59,7 +64,8 @@ pub fn entries() -> Vec<MethodEntry> {
             "filter",
             "Keep the rows for which a SQL condition holds",
             UserMethods::filter,
-        ),
+        )
+        .with_needs(needs::filter),
         M::transform(
             "derive",
             "Add or replace columns computed from SQL expressions",
@@ -69,7 +75,8 @@ pub fn entries() -> Vec<MethodEntry> {
             "select",
             "Keep only the listed columns, in that order",
             UserMethods::select,
-        ),
+        )
+        .with_needs(needs::select),
         M::transform("drop", "Remove columns", UserMethods::drop),
         M::transform("rename", "Rename columns", UserMethods::rename),
         M::transform("cast", "Convert columns to other types", UserMethods::cast),
@@ -78,79 +85,93 @@ pub fn entries() -> Vec<MethodEntry> {
             "Replace nulls with values",
             UserMethods::fill_null,
         ),
-        M::transform_whole(
+        M::transform_incremental(
             "aggregate",
             "Group by columns and aggregate with SQL expressions",
             NONE,
-            UserMethods::aggregate,
-        ),
-        M::transform_whole(
+            partial::aggregate_gathers,
+            partial::open_aggregate,
+        )
+        .with_needs(needs::aggregate),
+        M::transform_incremental(
             "join",
             "Join with another input (inner, left, right, full, semi, anti)",
             ONE,
-            UserMethods::join,
-        ),
-        M::transform_whole(
+            streamed::join_gathers,
+            streamed::open_join,
+        )
+        .with_needs(needs::join),
+        M::transform_incremental(
             "union",
             "Stack inputs by column name; missing columns become null",
             ANY,
-            UserMethods::union,
-        ),
+            |_| Gathers::SideInputs,
+            streamed::open_union,
+        )
+        .with_needs(needs::union),
         M::transform_whole(
             "sql",
             "A Polars SQL query over the named inputs",
             ANY_OR_NONE,
             UserMethods::sql,
         ),
-        M::transform_whole("sort", "Sort by columns", NONE, UserMethods::sort),
+        M::transform_whole("sort", "Sort by columns", NONE, UserMethods::sort)
+            .with_needs(needs::sort),
         M::transform_whole(
             "dedupe",
             "Keep one row per key, first or last by an order column",
             NONE,
             UserMethods::dedupe,
-        ),
+        )
+        .with_needs(needs::dedupe),
         M::validation(
             "not_null",
             "The listed columns must not be null",
             false,
             NONE,
             UserMethods::not_null,
-        ),
+        )
+        .with_needs(needs::not_null),
         M::validation(
             "unique",
             "A column or composite key must not repeat",
             true,
             NONE,
             UserMethods::unique,
-        ),
+        )
+        .with_needs(needs::unique),
         M::validation(
             "range",
             "Values within min/max bounds",
             false,
             NONE,
             UserMethods::range,
-        ),
+        )
+        .with_needs(needs::range),
         M::validation(
             "pattern",
             "String values matching a regular expression",
             false,
             NONE,
             UserMethods::pattern,
-        ),
+        )
+        .with_needs(needs::pattern),
         M::validation(
             "accepted_values",
             "Values from a given list",
             false,
             NONE,
             UserMethods::accepted_values,
-        ),
-        M::validation(
+        )
+        .with_needs(needs::accepted_values),
+        M::validation_prepared(
             "referential_integrity",
             "Keys present in another input",
-            false,
             ONE,
-            UserMethods::referential_integrity,
-        ),
+            UserMethods::reference,
+            UserMethods::referential_integrity_streamed,
+        )
+        .with_needs(needs::referential_integrity),
         M::validation(
             "schema",
             "Required columns with their types",
@@ -167,21 +188,24 @@ pub fn entries() -> Vec<MethodEntry> {
         )
         .with_streaming(Streaming::Refused(
             "it bounds the rows of a whole run, and a stream has no end; check a micro-batch's rows with \"expression\" or watch the metrics line",
-        )),
+        ))
+        .with_needs(needs::row_count),
         M::validation(
             "expression",
             "A SQL boolean expression holds for every row",
             false,
             NONE,
             UserMethods::expression,
-        ),
+        )
+        .with_needs(needs::expression),
         M::validation(
             "freshness",
             "The newest timestamp is recent enough",
             true,
             NONE,
             UserMethods::freshness,
-        ),
+        )
+        .with_needs(needs::freshness),
         M::operator(
             "to_avro",
             StepKind::Transform,
@@ -203,3 +227,5 @@ pub fn entries() -> Vec<MethodEntry> {
 
 #[cfg(test)]
 mod empty_tests;
+#[cfg(test)]
+mod streamed_tests;

@@ -595,7 +595,8 @@ fn print_methods() {
                 pipeline_core::Produces::Format(f) => f.to_string(),
                 pipeline_core::Produces::Input => "its input".to_string(),
             };
-            let whole = if e.whole_input { ", whole input" } else { "" };
+            let whole = e.gathers.describe(&[]).map(|d| format!(", {d}"));
+            let whole = whole.unwrap_or_default();
             println!(
                 "  {:<16} {} ({accepts} -> {produces}{whole})",
                 e.name, e.summary

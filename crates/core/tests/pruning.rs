@@ -1,0 +1,161 @@
+//! Column pruning and streamed whole-input steps, end to end through the executor: the plan
+//! drops only columns nobody reads, the results equal those of a plan that keeps every column,
+//! and a step missing a column still names every column of its input.
+
+mod common;
+
+use common::write;
+use pipeline_core::{Pipeline, RunOptions};
+use pipeline_data::polars::prelude::*;
+
+/// Orders joined with customers and aggregated; `middle` goes between the join and the
+/// aggregate (a `sql` step there reads every column, which turns pruning off upstream).
+fn pipeline(dir: &std::path::Path, name: &str, middle: &str, aggregations: &str) -> Pipeline {
+    let text = format!(
+        r#"{{"name": "{name}", "steps": [
+            {{"name": "customers", "kind": "extract", "method": "generate", "options": {{"dataset": "customers", "rows": 3000}}}},
+            {{"name": "orders", "kind": "extract", "method": "generate", "options": {{"rows": 50000, "null_fraction": 0.05, "batch_size": 4096}}}},
+            {{"name": "known", "kind": "validate", "method": "referential_integrity", "inputs": ["orders", "customers"],
+              "options": {{"column": "customer_id"}}, "on_failure": "filter", "max_invalid_fraction": 1}},
+            {{"name": "enriched", "kind": "transform", "method": "join", "inputs": ["known", "customers"],
+              "options": {{"on": ["customer_id"], "how": "left", "suffix": "_c"}}}},
+            {middle}
+            {{"name": "by_country", "kind": "transform", "method": "aggregate",
+              "options": {{"group_by": ["country", "status"], "aggregations": {aggregations}}}}},
+            {{"name": "sorted", "kind": "transform", "method": "sort", "options": {{"by": ["country", "status"]}}}},
+            {{"name": "to_lake", "kind": "load", "method": "delta", "options": {{"path": "{name}"}}}}
+        ]}}"#
+    );
+    let path = write(dir, &format!("{name}.json"), &text);
+    Pipeline::from_file(&path, &[]).unwrap()
+}
+
+const AGGREGATIONS: &str = r#"{"revenue": "sum(amount)", "orders": "count(*)", "first_order": "min(order_id)", "tiers": "count(tier)"}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pruned_plan_gives_the_rows_of_a_plan_that_keeps_every_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let pruned = pipeline(dir.path(), "pruned", "", AGGREGATIONS);
+    let step = |p: &Pipeline, name: &str| {
+        p.plan()
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .unwrap()
+    };
+    let cols = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        step(&pruned, "by_country").columns,
+        cols(&["amount", "country", "order_id", "status", "tier"])
+    );
+    assert_eq!(
+        step(&pruned, "enriched").columns,
+        cols(&[
+            "amount",
+            "country",
+            "customer_id",
+            "order_id",
+            "status",
+            "tier"
+        ]),
+        "the join reads what the aggregate needs, and its key"
+    );
+    assert_eq!(
+        step(&pruned, "customers").keep_columns,
+        cols(&[
+            "amount",
+            "country",
+            "customer_id",
+            "order_id",
+            "status",
+            "tier"
+        ]),
+        "customers is kept with the columns its readers need (those it has)"
+    );
+    assert!(
+        step(&pruned, "enriched")
+            .memory
+            .unwrap()
+            .contains("streams its main input")
+    );
+
+    let full = pipeline(
+        dir.path(),
+        "full",
+        r#"{"name": "everything", "kind": "transform", "method": "sql", "options": {"query": "SELECT * FROM self"}},"#,
+        AGGREGATIONS,
+    );
+    assert_eq!(
+        step(&full, "enriched").columns,
+        None,
+        "sql reads every column"
+    );
+    assert!(
+        step(&full, "everything")
+            .memory
+            .unwrap()
+            .contains("gathers its whole input")
+    );
+
+    let a = pruned.run(&RunOptions::default()).await.unwrap();
+    let b = full.run(&RunOptions::default()).await.unwrap();
+    assert_eq!(a.rows_written, b.rows_written);
+    assert!(a.rows_written > 0);
+    let x = pipeline_connectors::read_delta_table(&dir.path().join("pruned"))
+        .await
+        .unwrap();
+    let y = pipeline_connectors::read_delta_table(&dir.path().join("full"))
+        .await
+        .unwrap();
+    assert_eq!(x.schema(), y.schema());
+    let sort = |df: DataFrame| {
+        df.sort(
+            ["country", "status"],
+            SortMultipleOptions::default().with_nulls_last(true),
+        )
+        .unwrap()
+    };
+    let (x, y) = (sort(x), sort(y));
+    for name in ["country", "status", "orders", "first_order", "tiers"] {
+        assert!(
+            x.column(name)
+                .unwrap()
+                .equals_missing(y.column(name).unwrap()),
+            "{name}:\n{x}\n{y}"
+        );
+    }
+    let revenue = |df: &DataFrame| {
+        df.column("revenue")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or(0.0))
+            .collect::<Vec<_>>()
+    };
+    for (p, q) in revenue(&x).iter().zip(revenue(&y)) {
+        assert!((p - q).abs() < 1e-6 * p.abs().max(1.0), "{p} vs {q}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_column_is_reported_with_every_column_of_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = pipeline(dir.path(), "typo", "", r#"{"revenue": "sum(amout)"}"#);
+    let err = typo.run(&RunOptions::default()).await.unwrap_err();
+    let text = format!(
+        "{} hint: {}",
+        err.error.full_message(),
+        err.error.hint().unwrap_or_default()
+    );
+    assert!(text.contains("amout"), "{text}");
+    assert!(
+        text.contains("did you mean \"amount\"?"),
+        "the dropped column is suggested: {text}"
+    );
+    assert!(
+        text.contains("created_at (before \"known\")"),
+        "the dropped columns are listed with the step that dropped them: {text}"
+    );
+}
