@@ -466,6 +466,10 @@ pub(crate) fn step_setup(
         base_dir: plan.base_dir.clone(),
         other_connections,
         stream,
+        columns: match step.kind {
+            StepKind::Extract => step.keep_columns.clone(),
+            _ => None,
+        },
     }
 }
 

@@ -109,6 +109,9 @@ pub struct StepSetup {
     /// In `"mode": "streaming"`: the stream's cursor, shared by the source and the loads of
     /// every micro-batch (`None` in a batch run).
     pub stream: Option<Arc<crate::stream::StreamCursor>>,
+    /// For an extract: the columns later steps read (`None`: all). It may leave out the others
+    /// (a Parquet file's other column chunks are never fetched).
+    pub columns: Option<Vec<String>>,
 }
 
 impl StepSetup {
@@ -131,6 +134,7 @@ impl StepSetup {
             base_dir,
             other_connections: BTreeMap::new(),
             stream: None,
+            columns: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! connection's settings, and the connection check. Reads and writes live in `source`/`sink`.
 
 mod format;
+mod read;
 mod sink;
 #[cfg(test)]
 mod sink_faults;

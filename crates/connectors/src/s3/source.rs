@@ -4,10 +4,10 @@
 //! their columns (as strings).
 
 use super::format::FileFormat;
+use super::read::{FileReader, ReadSpec};
 use super::store_error;
 use super::target::{Location, locate};
 use crate::ExtractMethods;
-use crate::arrow_bridge::arrow_to_frame;
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
@@ -15,11 +15,10 @@ use object_store::path::Path;
 use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{AvroBatch, Batch, OptionsError, Source, StepSetup, blocking};
+use pipeline_data::{Batch, OptionsError, Source, StepSetup};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 /// Options of the `s3` extract.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -138,39 +137,24 @@ fn hive_columns(p: &Path, skip: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-fn decode(bytes: bytes::Bytes, format: FileFormat, what: &str) -> Result<DataFrame, StepError> {
-    let bad = |e: &dyn std::fmt::Display| StepError::user(format!("reading {what}: {e}"));
-    match format {
-        FileFormat::Parquet => ParquetReader::new(std::io::Cursor::new(bytes))
-            .finish()
-            .map_err(|e| bad(&e)),
-        FileFormat::Avro => pipeline_data::avro::avro_to_frame(&AvroBatch::new(bytes.to_vec(), 0)),
-        FileFormat::Csv => {
-            let (schema, _) = arrow::csv::reader::Format::default()
-                .with_header(true)
-                .infer_schema(std::io::Cursor::new(&bytes), Some(10_000))
-                .map_err(|e| bad(&e))?;
-            let reader = arrow::csv::ReaderBuilder::new(Arc::new(schema))
-                .with_header(true)
-                .with_batch_size(65_536)
-                .build(std::io::Cursor::new(bytes))
-                .map_err(|e| bad(&e))?;
-            let batches: Vec<_> = reader.collect::<Result<_, _>>().map_err(|e| bad(&e))?;
-            arrow_to_frame(&batches)
-        }
-        FileFormat::Json => {
-            let (schema, _) =
-                arrow::json::reader::infer_json_schema(std::io::Cursor::new(&bytes), Some(10_000))
-                    .map_err(|e| bad(&e))?;
-            let reader = arrow::json::ReaderBuilder::new(Arc::new(schema))
-                .with_batch_size(65_536)
-                .build(std::io::Cursor::new(bytes))
-                .map_err(|e| bad(&e))?;
-            let batches: Vec<_> = reader.collect::<Result<_, _>>().map_err(|e| bad(&e))?;
-            arrow_to_frame(&batches)
+/// Adds the hive `col=value` columns the file does not have itself.
+fn with_hive(mut df: DataFrame, hive: &[(String, String)]) -> Result<DataFrame, StepError> {
+    let n = df.height();
+    for (k, v) in hive {
+        if df.column(k).is_err() {
+            df.with_column(Column::new_scalar(
+                k.as_str().into(),
+                Scalar::from(PlSmallStr::from(v.as_str())),
+                n,
+            ))
+            .map_err(|e| StepError::internal(format!("adding partition column: {e}")))?;
         }
     }
+    Ok(df)
 }
+
+/// A file being read, its name for messages, and its hive `col=value` columns.
+type OpenFile = (FileReader, String, Vec<(String, String)>);
 
 struct ObjectSource {
     loc: Location,
@@ -178,15 +162,21 @@ struct ObjectSource {
     skip: usize,
     format: Option<FileFormat>,
     batch_size: usize,
-    pending: VecDeque<DataFrame>,
+    /// The columns later steps read (`None`: all).
+    columns: Option<Vec<String>>,
+    /// The file being read.
+    current: Option<OpenFile>,
 }
 
 #[async_trait]
 impl Source for ObjectSource {
     async fn next_batch(&mut self) -> Result<Option<Batch>, StepError> {
         loop {
-            if let Some(df) = self.pending.pop_front() {
-                return Ok(Some(Batch::Frame(df)));
+            if let Some((reader, what, hive)) = self.current.as_mut() {
+                match reader.next(what).await? {
+                    Some(df) => return with_hive(df, hive).map(|df| Some(Batch::Frame(df))),
+                    None => self.current = None,
+                }
             }
             let Some(file) = self.files.pop_front() else {
                 return Ok(None);
@@ -196,42 +186,15 @@ impl Source for ObjectSource {
                 .format
                 .or_else(|| FileFormat::from_name(file.as_ref()))
                 .unwrap_or(FileFormat::Parquet);
-            let bytes = self
-                .loc
-                .store
-                .get(&file)
-                .await
-                .map_err(|e| store_error(e, &format!("reading {what}")))?
-                .bytes()
-                .await
-                .map_err(|e| store_error(e, &format!("reading {what}")))?;
             let hive = hive_columns(&file, self.skip);
-            let batch_size = self.batch_size;
-            let frames = blocking(move || {
-                let mut df = decode(bytes, format, &what)?;
-                let n = df.height();
-                for (k, v) in hive {
-                    if df.column(&k).is_err() {
-                        df.with_column(Column::new_scalar(
-                            k.into(),
-                            Scalar::from(PlSmallStr::from(v.as_str())),
-                            n,
-                        ))
-                        .map_err(|e| {
-                            StepError::internal(format!("adding partition column: {e}"))
-                        })?;
-                    }
-                }
-                let mut out = Vec::new();
-                let mut offset = 0;
-                while offset < n {
-                    out.push(df.slice(offset as i64, batch_size));
-                    offset = offset.saturating_add(batch_size.max(1));
-                }
-                Ok(out)
-            })
-            .await?;
-            self.pending.extend(frames);
+            let spec = ReadSpec {
+                format,
+                batch_size: self.batch_size,
+                columns: self.columns.as_deref(),
+                what: &what,
+            };
+            let reader = FileReader::open(&self.loc, &file, spec).await?;
+            self.current = Some((reader, what, hive));
         }
     }
 }
@@ -253,7 +216,8 @@ impl ExtractMethods {
             skip,
             format: options.format,
             batch_size: options.batch_size,
-            pending: VecDeque::new(),
+            columns: setup.columns.clone(),
+            current: None,
         }))
     }
 }

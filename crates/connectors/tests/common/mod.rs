@@ -53,6 +53,7 @@ pub async fn step(
         base_dir: std::env::temp_dir(),
         other_connections: Default::default(),
         stream: None,
+        columns: None,
     }
 }
 

@@ -1,0 +1,131 @@
+//! The s3 extract reads files in bounded memory: Parquet row group by row group with only the
+//! columns later steps read, CSV and JSON lines chunk by chunk (a schema inferred from the
+//! first MBs, a last line without a newline), each batch at most `batch_size` rows.
+
+mod common;
+
+use pipeline_base::StepKind;
+use pipeline_connectors::entries;
+use pipeline_data::polars::prelude::*;
+use pipeline_data::{Batch, Runtime, StepSetup};
+use serde_json::json;
+use std::io::Write;
+
+async fn batches(setup: StepSetup) -> Vec<DataFrame> {
+    let entry = entries()
+        .into_iter()
+        .find(|e| e.kind == StepKind::Extract && e.name == "s3")
+        .unwrap();
+    let Runtime::Source(mut source) = entry.open(setup).await.unwrap() else {
+        panic!("not a source")
+    };
+    let mut out = Vec::new();
+    while let Some(batch) = source.next_batch().await.unwrap() {
+        let Batch::Frame(df) = batch else {
+            panic!("not a frame")
+        };
+        out.push(df);
+    }
+    out
+}
+
+fn stacked(frames: &[DataFrame]) -> DataFrame {
+    let mut all = frames[0].clone();
+    for f in &frames[1..] {
+        all.vstack_mut(f).unwrap();
+    }
+    all
+}
+
+fn frame(rows: i64) -> DataFrame {
+    let ids: Vec<i64> = (0..rows).collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("name {i}")).collect();
+    let amounts: Vec<f64> = ids.iter().map(|i| *i as f64 / 4.0).collect();
+    df!("id" => ids, "name" => names, "amount" => amounts).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_reads_row_groups_and_only_the_columns_later_steps_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.parquet");
+    let mut df = frame(50_000);
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .with_row_group_size(Some(10_000))
+        .finish(&mut df)
+        .unwrap();
+    let options = json!({"path": path.to_string_lossy(), "batch_size": 4_000});
+
+    let all = batches(common::local_step(dir.path(), "files", options.clone())).await;
+    assert!(all.iter().all(|b| b.height() <= 4_000));
+    assert!(stacked(&all).equals(&df), "every row, in order");
+
+    let mut setup = common::local_step(dir.path(), "files", options.clone());
+    setup.columns = Some(vec!["id".into(), "amount".into()]);
+    let projected = stacked(&batches(setup).await);
+    assert_eq!(projected.get_column_names(), ["id", "amount"]);
+    assert_eq!(projected.height(), 50_000);
+
+    // A column no file has (a misspelt one later steps name): every column is read, so that
+    // the step reading it lists them all.
+    let mut setup = common::local_step(dir.path(), "files", options);
+    setup.columns = Some(vec!["id".into(), "amout".into()]);
+    let whole = stacked(&batches(setup).await);
+    assert_eq!(whole.width(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_and_json_lines_stream_in_batches_past_the_inference_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    // About 6 MB: more than the 4 MB the schema is inferred from.
+    let rows = 150_000;
+    let csv = dir.path().join("data.csv");
+    let json = dir.path().join("data.jsonl");
+    let mut c = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    let mut j = std::io::BufWriter::new(std::fs::File::create(&json).unwrap());
+    writeln!(c, "id,name,amount").unwrap();
+    for i in 0..rows {
+        let amount = i as f64 / 4.0;
+        let end = if i == rows - 1 { "" } else { "\n" };
+        write!(c, "{i},name {i} with some padding text,{amount}{end}").unwrap();
+        write!(
+            j,
+            "{{\"id\": {i}, \"name\": \"name {i} padding\", \"amount\": {amount}}}{end}"
+        )
+        .unwrap();
+    }
+    drop((c, j));
+    assert!(std::fs::metadata(&csv).unwrap().len() > 5 << 20);
+    for path in [&csv, &json] {
+        let options = json!({"path": path.to_string_lossy(), "batch_size": 10_000});
+        let frames = batches(common::local_step(dir.path(), "files", options)).await;
+        assert!(
+            frames.len() >= 15,
+            "{}: {} batches",
+            path.display(),
+            frames.len()
+        );
+        assert!(frames.iter().all(|b| b.height() <= 10_000));
+        let all = stacked(&frames);
+        assert_eq!(all.height(), rows as usize, "{}", path.display());
+        let ids = all.column("id").unwrap().i64().unwrap();
+        assert_eq!(ids.get(0), Some(0));
+        assert_eq!(
+            ids.get(rows as usize - 1),
+            Some(rows - 1),
+            "the last line without a newline"
+        );
+        assert_eq!(ids.sum(), Some((rows - 1) * rows / 2));
+        assert_eq!(all.column("amount").unwrap().dtype(), &DataType::Float64);
+
+        let mut setup =
+            common::local_step(dir.path(), "files", json!({"path": path.to_string_lossy()}));
+        setup.columns = Some(vec!["amount".into()]);
+        let projected = stacked(&batches(setup).await);
+        assert_eq!(
+            projected.get_column_names(),
+            ["amount"],
+            "{}",
+            path.display()
+        );
+    }
+}
