@@ -129,3 +129,30 @@ async fn csv_and_json_lines_stream_in_batches_past_the_inference_sample() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_objects_are_decoded_a_few_blocks_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.avro");
+    let df = frame(150_000);
+    let avro = pipeline_data::avro::frame_to_avro(&df, "row").unwrap();
+    std::fs::write(&path, avro.bytes()).unwrap();
+    let options = json!({"path": path.to_string_lossy(), "batch_size": 10_000});
+    let frames = batches(common::local_step(dir.path(), "files", options)).await;
+    assert!(frames.len() >= 15, "{} batches", frames.len());
+    assert!(frames.iter().all(|b| b.height() <= 10_000));
+    assert!(
+        stacked(&frames).equals(&df),
+        "every row, in order, with its types"
+    );
+
+    let empty = dir.path().join("empty.avro");
+    let none = pipeline_data::avro::frame_to_avro(&frame(0), "row").unwrap();
+    std::fs::write(&empty, none.bytes()).unwrap();
+    let options = json!({"path": empty.to_string_lossy()});
+    assert!(
+        batches(common::local_step(dir.path(), "files", options))
+            .await
+            .is_empty()
+    );
+}

@@ -1,6 +1,6 @@
 //! File formats of the S3 connector (Parquet, Avro, CSV, JSON lines): names, extensions, and a
 //! streaming writer per file. Parquet and the text formats stream to the store (multipart above
-//! the buffer size); an Avro file is one object container written when the file closes. Every
+//! the buffer size); an Avro file too, block by block after its header. Every
 //! file is a deferred multipart upload: invisible until the sink completes it at commit.
 
 use super::upload::{DeferredUpload, ParquetPart};
@@ -79,8 +79,7 @@ pub(crate) enum FileWriter {
     },
     Avro {
         out: DeferredUpload,
-        frames: Vec<DataFrame>,
-        bytes: usize,
+        encoder: Box<pipeline_data::avro::AvroEncoder>,
     },
 }
 
@@ -136,11 +135,17 @@ impl FileWriter {
                 csv: format == FileFormat::Csv,
                 first: true,
             },
-            FileFormat::Avro => FileWriter::Avro {
-                out,
-                frames: Vec::new(),
-                bytes: 0,
-            },
+            FileFormat::Avro => {
+                let encoder = pipeline_data::avro::AvroEncoder::new(schema_of, "row")?;
+                let mut out = out;
+                out.write(&encoder.header())
+                    .await
+                    .map_err(|e| super::store_error(e, what))?;
+                FileWriter::Avro {
+                    out,
+                    encoder: Box::new(encoder),
+                }
+            }
         })
     }
 
@@ -149,7 +154,7 @@ impl FileWriter {
         match self {
             FileWriter::Parquet(w) => w.bytes_written().saturating_add(w.in_progress_size()),
             FileWriter::Text { out, .. } => out.bytes() as usize,
-            FileWriter::Avro { bytes, .. } => *bytes,
+            FileWriter::Avro { out, .. } => out.bytes() as usize,
         }
     }
 
@@ -182,9 +187,13 @@ impl FileWriter {
                     .await
                     .map_err(|e| super::store_error(e, what))?;
             }
-            FileWriter::Avro { frames, bytes, .. } => {
-                *bytes = bytes.saturating_add(df.estimated_size());
-                frames.push(df.clone());
+            FileWriter::Avro { out, encoder } => {
+                // Block by block: the file never waits whole in memory.
+                let mut buf = Vec::with_capacity(df.estimated_size());
+                encoder.write_blocks(df, &mut buf)?;
+                out.write(&buf)
+                    .await
+                    .map_err(|e| super::store_error(e, what))?;
             }
         }
         Ok(())
@@ -209,17 +218,7 @@ impl FileWriter {
                 let n = out.bytes();
                 Ok((out, n))
             }
-            FileWriter::Avro {
-                mut out, frames, ..
-            } => {
-                let mut all = frames.into_iter();
-                let mut df = all.next().unwrap_or_default();
-                for f in all {
-                    df.vstack_mut_owned(f)
-                        .map_err(|e| StepError::internal(format!("{what}: {e}")))?;
-                }
-                let avro = pipeline_data::avro::frame_to_avro(&df, "row")?;
-                out.write(avro.bytes()).await.map_err(fail)?;
+            FileWriter::Avro { mut out, .. } => {
                 out.flush().await.map_err(fail)?;
                 let n = out.bytes();
                 Ok((out, n))

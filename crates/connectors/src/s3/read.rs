@@ -3,7 +3,8 @@
 //!   columns later steps read are fetched);
 //! - CSV and JSON lines as a stream of byte chunks decoded batch by batch (the schema is
 //!   inferred from the first few MB);
-//! - Avro as one object container (Avro files are usually small; see the README).
+//! - Avro: the object's bytes are fetched whole, then decoded a few blocks (`batch_size` rows)
+//!   at a time when uncompressed (apache-avro's reader decodes compressed ones whole).
 
 use super::format::FileFormat;
 use super::store_error;
@@ -37,6 +38,12 @@ pub(super) enum FileReader {
     Parquet(Box<ParquetRecordBatchStream<RangeReader>>),
     Text(Box<TextReader>),
     Frames(VecDeque<DataFrame>),
+    /// An uncompressed Avro object, decoded a few blocks at a time.
+    AvroBlocks(
+        Option<Box<pipeline_data::avro::BlockReader>>,
+        usize,
+        VecDeque<DataFrame>,
+    ),
 }
 
 /// What to read and how.
@@ -109,6 +116,16 @@ impl FileReader {
                     .await
                     .map_err(|e| store_error(e, &format!("reading {what}")))?;
                 let batch_size = spec.batch_size.max(1);
+                let bytes = match pipeline_data::avro::BlockReader::new(bytes.to_vec()) {
+                    Ok(reader) => {
+                        return Ok(FileReader::AvroBlocks(
+                            Some(Box::new(reader)),
+                            batch_size,
+                            VecDeque::new(),
+                        ));
+                    }
+                    Err(bytes) => bytes,
+                };
                 let frames = blocking(move || {
                     let df =
                         pipeline_data::avro::avro_to_frame(&AvroBatch::new(bytes.to_vec(), 0))?;
@@ -136,6 +153,35 @@ impl FileReader {
             },
             FileReader::Text(text) => text.next(what).await,
             FileReader::Frames(frames) => Ok(frames.pop_front()),
+            FileReader::AvroBlocks(reader, rows, pending) => {
+                if let Some(df) = pending.pop_front() {
+                    return Ok(Some(df));
+                }
+                let rows = *rows;
+                let Some(mut taken) = reader.take() else {
+                    return Ok(None);
+                };
+                // Decoding is CPU work: off the async workers, the reader lent and returned.
+                let (back, out) = blocking(move || {
+                    let out = taken.next_frame(rows);
+                    Ok((taken, out))
+                })
+                .await?;
+                *reader = Some(back);
+                match out? {
+                    Some(df) if df.height() == 0 => Ok(None),
+                    Some(df) => {
+                        // Blocks hold up to 65,536 rows: batches of `batch_size`.
+                        let mut offset = 0;
+                        while offset < df.height() {
+                            pending.push_back(df.slice(offset as i64, rows));
+                            offset = offset.saturating_add(rows.max(1));
+                        }
+                        Ok(pending.pop_front())
+                    }
+                    None => Ok(None),
+                }
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use pipeline_base::StepError;
 use polars::prelude::*;
 
 /// What a field decodes to before the final cast.
-enum Builder {
+pub(super) enum Builder {
     Null(usize),
     Bool(Vec<Option<bool>>),
     I32(Vec<Option<i32>>),
@@ -22,18 +22,21 @@ enum Builder {
     I128(Vec<Option<i128>>),
 }
 
-struct Field {
-    name: String,
-    target: DataType,
-    builder: Builder,
+pub(super) struct Field {
+    pub(super) name: String,
+    pub(super) target: DataType,
+    pub(super) builder: Builder,
 }
 
-fn bad(field: &str, what: impl std::fmt::Display) -> StepError {
+pub(super) fn bad(field: &str, what: impl std::fmt::Display) -> StepError {
     StepError::user(format!("Avro field \"{field}\": {what}"))
 }
 
 /// Decodes an Avro object container into a DataFrame.
 pub fn avro_to_frame(batch: &AvroBatch) -> Result<DataFrame, StepError> {
+    if let Some(df) = super::blocks::decode(batch.bytes())? {
+        return Ok(df);
+    }
     let reader = Reader::new(batch.bytes())
         .map_err(|e| StepError::user(format!("reading Avro data: {e}")))?;
     let Schema::Record(record) = reader.writer_schema().clone() else {
@@ -63,7 +66,7 @@ pub fn avro_to_frame(batch: &AvroBatch) -> Result<DataFrame, StepError> {
     DataFrame::new(height, columns).step_err("building a DataFrame from Avro")
 }
 
-fn len(f: &Field) -> usize {
+pub(super) fn len(f: &Field) -> usize {
     match &f.builder {
         Builder::Null(n) => *n,
         Builder::Bool(v) => v.len(),
@@ -148,7 +151,7 @@ fn parse_tag(tag: &str) -> Option<DataType> {
     })
 }
 
-fn field_plan(f: &RecordField) -> Result<Field, StepError> {
+pub(super) fn field_plan(f: &RecordField) -> Result<Field, StepError> {
     let name = match f.custom_attributes.get(ATTR_COLUMN) {
         Some(serde_json::Value::String(original)) => original.clone(),
         _ => f.name.clone(),
@@ -214,7 +217,7 @@ fn field_plan(f: &RecordField) -> Result<Field, StepError> {
     })
 }
 
-fn decimal_from_bytes(bytes: &[u8]) -> Option<i128> {
+pub(super) fn decimal_from_bytes(bytes: &[u8]) -> Option<i128> {
     if bytes.is_empty() || bytes.len() > 16 {
         return None;
     }
@@ -272,7 +275,7 @@ fn push(field: &mut Field, value: Value) -> Result<(), StepError> {
     Ok(())
 }
 
-fn finish(field: Field) -> Result<Column, StepError> {
+pub(super) fn finish(field: Field) -> Result<Column, StepError> {
     let name = PlSmallStr::from(field.name.as_str());
     let ctx = format!("Avro field \"{}\"", field.name);
     let series = match field.builder {

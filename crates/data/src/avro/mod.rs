@@ -9,14 +9,16 @@
 //!
 //! Time-zone-aware datetimes are written as Avro `timestamp-*` (UTC instants) and naive ones as
 //! `local-timestamp-*`. Avro files written by other tools are read with the natural mapping.
-//! Writing always produces a single-block-sequence container from a rechunked frame (see the
-//! multi-chunk pitfall of polars' own writer), and the record name is never empty.
+//! Writing encodes blocks of at most 65,536 rows straight from each column (no value per cell;
+//! `AvroEncoder` lets a file grow block by block), and the record name is never empty.
 
+mod blocks;
 mod decode;
 mod encode;
 
+pub use blocks::BlockReader;
 pub use decode::avro_to_frame;
-pub use encode::{frame_to_avro, frame_to_avro_records};
+pub use encode::{AvroEncoder, frame_to_avro, frame_to_avro_records};
 
 /// Record name used when a step does not give one.
 pub const DEFAULT_RECORD_NAME: &str = "pipectl_record";
