@@ -89,7 +89,8 @@ fn project(
     // In the batch's own order: pruning never reorders columns.
     let (present, dropped): (Vec<&PlSmallStr>, Vec<&PlSmallStr>) =
         schema.iter_names().partition(|c| columns.contains(c));
-    if dropped.is_empty() {
+    // Never down to no column: a frame without columns would lose its row count downstream.
+    if dropped.is_empty() || present.is_empty() {
         return Batch::Frame(df);
     }
     if !*noted {

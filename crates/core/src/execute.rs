@@ -466,6 +466,7 @@ pub(crate) fn step_setup(
         base_dir: plan.base_dir.clone(),
         other_connections,
         stream,
+        side_inputs_ready: step.side_ready,
         columns: match step.kind {
             StepKind::Extract => step.keep_columns.clone(),
             _ => None,

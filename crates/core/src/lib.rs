@@ -23,6 +23,7 @@ mod pipeline;
 pub mod plan;
 mod plan_columns;
 mod plan_graph;
+mod plan_segments;
 pub mod plan_stream;
 mod registry;
 pub mod report;

@@ -43,6 +43,9 @@ pub struct PlannedStep {
     /// The columns later steps read of this step's output when it is kept as a dataset.
     #[serde(skip)]
     pub keep_columns: Option<Vec<String>>,
+    /// Its side inputs are complete when its first batch arrives (see `plan_segments`).
+    #[serde(skip)]
+    pub side_ready: bool,
     pub connection: Option<String>,
     #[serde(skip)]
     pub connection_config: Option<ConnectionConfig>,
@@ -347,6 +350,7 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
             columns: None,
             required: Vec::new(),
             keep_columns: None,
+            side_ready: true,
             connection: step.connection.clone(),
             connection_config,
             other_connections,
@@ -412,6 +416,7 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
     }
 
     crate::plan_columns::prune(&mut steps, registry);
+    crate::plan_segments::mark_side_inputs(&mut steps);
     let connections = config
         .connections
         .iter()

@@ -159,3 +159,37 @@ async fn a_missing_column_is_reported_with_every_column_of_the_input() {
         "the dropped columns are listed with the step that dropped them: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_side_input_from_the_steps_own_chain_is_read_whole() {
+    // Customers whose referrer is a customer: the side input is the main input's own step,
+    // still growing when the check's first batch arrives.
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"{"name": "self_reference", "steps": [
+        {"name": "customers", "kind": "extract", "method": "generate", "options": {"dataset": "customers", "rows": 20000, "batch_size": 1000}},
+        {"name": "with_referrer", "kind": "transform", "method": "derive", "options": {"columns": {"referrer": "20001 - customer_id"}}},
+        {"name": "known_referrer", "kind": "validate", "method": "referential_integrity", "inputs": ["with_referrer", "with_referrer"],
+         "options": {"column": "referrer", "reference_column": "customer_id"}},
+        {"name": "joined", "kind": "transform", "method": "join", "inputs": ["known_referrer", "with_referrer"],
+         "options": {"left_on": ["referrer"], "right_on": ["customer_id"], "how": "inner", "suffix": "_referrer"}},
+        {"name": "to_lake", "kind": "load", "method": "delta", "options": {"path": "self_reference"}}
+    ]}"#;
+    let path = write(dir.path(), "self_reference.json", text);
+    let p = Pipeline::from_file(&path, &[]).unwrap();
+    for name in ["known_referrer", "joined"] {
+        let step = p.plan().steps.iter().find(|s| s.name == name).unwrap();
+        assert!(
+            step.memory
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("gathers its whole input: a side input is produced in its own chain"),
+            "{name}: {:?}",
+            step.memory
+        );
+    }
+    let report = p.run(&RunOptions::default()).await.unwrap();
+    assert_eq!(
+        report.rows_written, 20_000,
+        "every referrer is found, in any batch"
+    );
+}

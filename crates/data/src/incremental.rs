@@ -67,6 +67,9 @@ pub(crate) struct Streamed<O> {
     pub(crate) setup: StepSetup,
     pub(crate) state: Option<Box<dyn Incremental>>,
     pub(crate) pushed: bool,
+    /// The main input held until the end, when a side input is produced in the step's own
+    /// chain (`StepSetup::side_inputs_ready` false).
+    pub(crate) held: Option<DataFrame>,
 }
 
 impl<O: MethodOptions> Streamed<O> {
@@ -114,13 +117,31 @@ impl<O: MethodOptions> Streamed<O> {
 #[async_trait]
 impl<O: MethodOptions> Operator for Streamed<O> {
     async fn push(&mut self, batch: Batch, cx: &RunContext) -> Result<Vec<Batch>, StepError> {
-        self.pushed = true;
         let df = batch.into_frame()?;
+        if !self.setup.side_inputs_ready && !self.setup.side_inputs.is_empty() {
+            match &mut self.held {
+                None => self.held = Some(df),
+                Some(all) => {
+                    all.vstack_mut_owned(df).map_err(|e| {
+                        crate::errors::polars_error(
+                            e,
+                            &format!("step \"{}\": gathering input", self.setup.step),
+                        )
+                    })?;
+                }
+            }
+            return Ok(Vec::new());
+        }
+        self.pushed = true;
         self.run(Some(df), cx).await
     }
 
     async fn finish(&mut self, cx: &RunContext) -> Result<Vec<Batch>, StepError> {
         let mut out = Vec::new();
+        if let Some(held) = self.held.take() {
+            self.pushed = true;
+            out = self.run(Some(held), cx).await?;
+        }
         if !self.pushed {
             // No batch at all: the method sees an empty input, as when gathering.
             self.pushed = true;

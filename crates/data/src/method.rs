@@ -112,6 +112,9 @@ pub struct StepSetup {
     /// For an extract: the columns later steps read (`None`: all). It may leave out the others
     /// (a Parquet file's other column chunks are never fetched).
     pub columns: Option<Vec<String>>,
+    /// The side inputs are complete when the first batch of the main input arrives. When they
+    /// are not (produced in the step's own chain), the step gathers its main input first.
+    pub side_inputs_ready: bool,
 }
 
 impl StepSetup {
@@ -135,6 +138,7 @@ impl StepSetup {
             other_connections: BTreeMap::new(),
             stream: None,
             columns: None,
+            side_inputs_ready: true,
         }
     }
 
@@ -412,6 +416,7 @@ impl MethodEntry {
                     setup,
                     state: None,
                     pushed: false,
+                    held: None,
                 })))
             })
         };

@@ -41,36 +41,44 @@ impl SpillDir {
         Ok(SpillDir { dir, next: 0 })
     }
 
-    /// Writes the in-memory batches of `stored` to a new file.
+    /// Writes the in-memory batches of `stored` to new files: one per run of batches with the
+    /// same columns (a dataset's batches may differ, e.g. files inferred apart). Avro batches
+    /// stay in memory (they would come back as DataFrames).
     pub(crate) fn spill(&mut self, name: &str, stored: &mut Stored) -> Result<(), StepError> {
-        let mut all: Option<DataFrame> = None;
+        if stored.memory.iter().any(|b| matches!(b, Batch::Avro(_))) {
+            return Ok(());
+        }
+        let mut groups: Vec<DataFrame> = Vec::new();
         for batch in stored.memory.drain(..) {
             let df = batch.into_frame()?;
-            match &mut all {
-                None => all = Some(df),
-                Some(a) => {
-                    a.vstack_mut_owned(df).map_err(|e| {
+            match groups.last_mut() {
+                Some(last) if last.schema() == df.schema() => {
+                    last.vstack_mut_owned(df).map_err(|e| {
                         crate::errors::polars_error(e, &format!("spilling dataset \"{name}\""))
                     })?;
                 }
+                _ => groups.push(df),
             }
         }
         stored.bytes = 0;
-        let Some(mut df) = all else { return Ok(()) };
-        self.next = self.next.saturating_add(1);
-        let path = self.dir.path().join(format!("{}.parquet", self.next));
-        let file = std::fs::File::create(&path).map_err(|e| {
-            StepError::external(format!(
-                "spilling dataset \"{name}\" to {}: {e}",
-                path.display()
-            ))
-        })?;
-        ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Lz4Raw)
-            .finish(&mut df)
-            .map_err(|e| crate::errors::polars_error(e, &format!("spilling dataset \"{name}\"")))?;
-        tracing::debug!(dataset = name, rows = df.height(), file = %path.display(), "dataset spilled to disk");
-        stored.files.push(path);
+        for mut df in groups {
+            self.next = self.next.saturating_add(1);
+            let path = self.dir.path().join(format!("{}.parquet", self.next));
+            let file = std::fs::File::create(&path).map_err(|e| {
+                StepError::external(format!(
+                    "spilling dataset \"{name}\" to {}: {e}",
+                    path.display()
+                ))
+            })?;
+            ParquetWriter::new(file)
+                .with_compression(ParquetCompression::Lz4Raw)
+                .finish(&mut df)
+                .map_err(|e| {
+                    crate::errors::polars_error(e, &format!("spilling dataset \"{name}\""))
+                })?;
+            tracing::debug!(dataset = name, rows = df.height(), file = %path.display(), "dataset spilled to disk");
+            stored.files.push(path);
+        }
         Ok(())
     }
 }
@@ -156,6 +164,21 @@ mod tests {
         }
         assert_eq!(next, 1_200_000, "every row, once, in order");
         assert_eq!(cx.dataset("q").unwrap().height(), 1_200_000);
+        // Batches with other columns go to files of their own.
+        for i in 0..12 {
+            let b = if i % 2 == 0 {
+                batch(0, 100_000)
+            } else {
+                Batch::Frame(df!("other" => vec![1.5f64; 200_000]).unwrap())
+            };
+            cx.store("q", b).unwrap();
+        }
+        let mut reader = cx.reader("q").unwrap();
+        let mut rows = 0;
+        while let Some(b) = reader.next_batch().unwrap() {
+            rows += b.rows();
+        }
+        assert_eq!(rows, 1_200_000 + 6 * 100_000 + 6 * 200_000);
         let dir = {
             let guard = cx.spill.lock().unwrap();
             guard.as_ref().unwrap().dir.path().to_path_buf()

@@ -58,11 +58,14 @@ impl MethodEntry {
             let bind = bind.clone();
             Box::pin(async move {
                 let options: O = setup.options()?;
+                // Side inputs produced in the step's own chain are complete only at its end:
+                // gather the main input until then.
+                let gather = whole || (!setup.side_inputs.is_empty() && !setup.side_inputs_ready);
                 Ok(Runtime::Operator(Box::new(Validate {
                     prepare: bind(Arc::new(options)),
                     check: None,
                     setup,
-                    gather: whole,
+                    gather,
                     gathered: None,
                     counts: [0; 3],
                     quarantined: Vec::new(),

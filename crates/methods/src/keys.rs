@@ -38,6 +38,9 @@ pub(crate) struct KeyIndex {
     /// key is unique.
     next: Vec<u32>,
     dtypes: Vec<DataType>,
+    /// The indexed key columns, kept alive with the index: while it lives, no other data can
+    /// take their buffers' addresses, which identify it for sharing (`KeyIndex::shared`).
+    _columns: Vec<Column>,
 }
 
 /// Whether a single key column of this type is indexed by its 64-bit value.
@@ -246,10 +249,15 @@ impl KeyIndex {
         if next.iter().all(|n| *n == END) {
             next = Vec::new();
         }
+        let columns = keys
+            .iter()
+            .filter_map(|k| df.column(k).ok().cloned())
+            .collect();
         Ok(KeyIndex {
             heads,
             next,
             dtypes,
+            _columns: columns,
         })
     }
 
@@ -289,7 +297,13 @@ impl KeyIndex {
     ) -> Result<(), StepError> {
         for ((k, other), dtype) in keys.iter().zip(indexed).zip(&self.dtypes) {
             let mine = df.column(k).step_err(what)?.dtype();
-            if mine != dtype {
+            // As Polars joins: integers of any width with each other (both are compared as
+            // 64-bit values), floats with floats; anything else must match exactly.
+            let integer = |t: &DataType| t.is_integer() && t != &DataType::UInt64;
+            let compatible = mine == dtype
+                || (integer(mine) && integer(dtype))
+                || (mine.is_float() && dtype.is_float());
+            if !compatible {
                 return Err(StepError::user(format!(
                     "{what}: key \"{k}\" is {mine} in the main input but \"{other}\" is {dtype} in the other input"
                 ))
@@ -370,7 +384,9 @@ static SHARED: Mutex<Vec<(String, Weak<KeyIndex>)>> = Mutex::new(Vec::new());
 fn identity(df: &DataFrame, keys: &[String]) -> Option<String> {
     let [key] = keys else { return None };
     let column = df.column(key).ok()?;
-    if !int_like(column.dtype()) {
+    // Only 64-bit keys: their values are the column's own buffers (kept by the index), never
+    // a temporary cast whose address another allocation could take.
+    if !int_like(column.dtype()) || column.dtype().to_physical() != DataType::Int64 {
         return None;
     }
     let values = int_values(column, "").ok()?;
@@ -487,11 +503,20 @@ mod tests {
     fn key_types_must_agree() {
         let side = df!("k" => [1i64]).unwrap();
         let index = KeyIndex::build(&side, &names(&["k"]), "join").unwrap();
-        let main = df!("id" => [1i32]).unwrap();
+        let narrower = df!("id" => [1i32, 2]).unwrap();
+        let m = index
+            .first_matches(&narrower, &names(&["id"]), &names(&["k"]), "join")
+            .unwrap();
+        assert_eq!(
+            m,
+            vec![Some(0), None],
+            "integers of any width compare as Polars joins them"
+        );
+        let main = df!("id" => ["1"]).unwrap();
         let err = index
             .first_matches(&main, &names(&["id"]), &names(&["k"]), "join")
             .unwrap_err();
-        assert!(err.message().contains("key \"id\" is i32"), "{err}");
+        assert!(err.message().contains("key \"id\" is str"), "{err}");
         assert!(err.message().contains("\"k\" is i64"), "{err}");
     }
 }

@@ -65,7 +65,9 @@ pub(crate) fn join(o: &JoinOptions, out: &Needs, _: usize) -> Vec<Needs> {
 }
 
 pub(crate) fn union(_: &UnionOptions, out: &Needs, inputs: usize) -> Vec<Needs> {
-    vec![out.clone(); inputs]
+    // Rows without any column would lose their count: keep every column then.
+    let out = out.clone().filter(|n| !n.is_empty());
+    vec![out; inputs]
 }
 
 pub(crate) fn select(o: &SelectOptions, _: &Needs, _: usize) -> Vec<Needs> {

@@ -48,6 +48,10 @@ fn uses_partial(e: &Expr) -> bool {
         .any(|n| matches!(n, Expr::Column(c) if c.starts_with(PREFIX)))
 }
 
+fn reads_a_column(e: &Expr) -> bool {
+    e.into_iter().any(|n| matches!(n, Expr::Column(_)))
+}
+
 /// Splits the options' aggregations, or `None` when one does not decompose.
 fn decompose(o: &AggregateOptions) -> Option<Decomposed> {
     let mut d = Decomposed {
@@ -120,7 +124,7 @@ fn rewrite(e: Expr, d: &mut Decomposed) -> PolarsResult<Expr> {
             input,
             function: FunctionExpr::NullCount,
         } => {
-            if input.iter().any(uses_partial) {
+            if input.iter().any(uses_partial) || !input.iter().any(reads_a_column) {
                 return Err(not_decomposable());
             }
             let e = Expr::Function {
@@ -137,8 +141,9 @@ fn rewrite(e: Expr, d: &mut Decomposed) -> PolarsResult<Expr> {
                 | AggExpr::Count { input, .. } => input,
                 _ => return Err(not_decomposable()),
             };
-            if uses_partial(input) {
-                // An aggregation inside another one.
+            if uses_partial(input) || !reads_a_column(input) {
+                // An aggregation inside another one, or of a constant (`sum(1)` is 1 per group
+                // in memory, not one per batch).
                 return Err(not_decomposable());
             }
             let input = input.as_ref().clone();
@@ -196,6 +201,8 @@ enum Mode {
         /// The in-memory result's columns and types.
         schema: SchemaRef,
         partials: Vec<DataFrame>,
+        /// The input's columns without rows: the partials of an input without any row.
+        empty: DataFrame,
     },
     Gathered(Option<DataFrame>),
 }
@@ -224,6 +231,7 @@ impl Aggregate {
                     plan,
                     schema: template.schema().clone(),
                     partials: Vec::new(),
+                    empty: df.clear(),
                 }
             }
             _ => Mode::Gathered(None),
@@ -258,8 +266,13 @@ impl Incremental for Aggregate {
                 plan,
                 schema,
                 mut partials,
+                empty,
             } => {
-                partials.push(self.group(df, plan.partial.clone())?);
+                // An empty batch adds nothing (and without `group_by` its `first` would be a
+                // null row).
+                if df.height() > 0 {
+                    partials.push(self.group(df, plan.partial.clone())?);
+                }
                 if partials.len() >= MERGE_EVERY {
                     partials = vec![self.merge(partials, &plan)?];
                 }
@@ -267,6 +280,7 @@ impl Incremental for Aggregate {
                     plan,
                     schema,
                     partials,
+                    empty,
                 };
             }
             Mode::Gathered(gathered) => {
@@ -290,8 +304,12 @@ impl Incremental for Aggregate {
             Mode::Partial {
                 plan,
                 schema,
-                partials,
+                mut partials,
+                empty,
             } => {
+                if partials.is_empty() {
+                    partials.push(self.group(empty, plan.partial.clone())?);
+                }
                 let merged = self.merge(partials, &plan)?;
                 let out = self.group(merged, plan.finals.clone())?;
                 let columns = out

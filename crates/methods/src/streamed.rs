@@ -84,6 +84,8 @@ struct Layout {
     columns: Vec<(PlSmallStr, DataType)>,
     /// The other input's columns that the output carries (without the keys when they merge).
     payload: DataFrame,
+    /// The main input's columns the layout was learnt from.
+    main: SchemaRef,
 }
 
 struct StreamedJoin {
@@ -118,11 +120,25 @@ impl StreamedJoin {
                 .iter()
                 .map(|(n, t)| (n.clone(), t.clone()))
                 .collect();
-            self.layout = Some(Layout { columns, payload });
+            self.layout = Some(Layout {
+                columns,
+                payload,
+                main: df.schema().clone(),
+            });
         }
-        self.layout
+        let layout = self
+            .layout
             .as_ref()
-            .ok_or_else(|| StepError::internal("join layout missing"))
+            .ok_or_else(|| StepError::internal("join layout missing"))?;
+        if layout.main.as_ref() != df.schema().as_ref() {
+            return Err(StepError::user(format!(
+                "join: a batch of the main input has the columns {:?}, the first one had {:?}",
+                df.schema().iter_names().collect::<Vec<_>>(),
+                layout.main.iter_names().collect::<Vec<_>>()
+            ))
+            .with_hint("the batches of one input need the same columns and types"));
+        }
+        Ok(layout)
     }
 }
 

@@ -34,9 +34,10 @@ fn side(df: DataFrame) -> Datasets {
     Datasets::from([("customers".to_string(), df)])
 }
 
-/// Feeds `df` in batches of `size` rows (and one empty batch) and collects the outputs.
+/// Feeds `df` in batches of `size` rows (between empty batches) and collects the outputs.
 fn run(mut state: Box<dyn Incremental>, df: &DataFrame, size: usize) -> DataFrame {
     let mut outs = Vec::new();
+    outs.extend(state.push(df.clear()).unwrap());
     let mut offset = 0;
     while offset < df.height() {
         outs.extend(state.push(df.slice(offset as i64, size)).unwrap());
@@ -135,8 +136,29 @@ fn join_on_differently_named_composite_keys(#[case] how: JoinHow) {
     }
 }
 
+#[rstest]
+fn join_with_integer_keys_of_different_widths_equals_in_memory(
+    #[values(JoinHow::Inner, JoinHow::Left, JoinHow::Semi, JoinHow::Anti)] how: JoinHow,
+) {
+    let o = JoinOptions {
+        on: vec!["customer_id".into()],
+        left_on: vec![],
+        right_on: vec![],
+        how,
+        suffix: "_right".into(),
+    };
+    let other = customers()
+        .lazy()
+        .with_column(col("customer_id").cast(DataType::Int32))
+        .collect()
+        .unwrap();
+    let expected = UserMethods::join(orders(), &o, &side(other.clone())).unwrap();
+    let state = streamed::open_join(&o, &side(other)).unwrap();
+    assert_same(&run(state, &orders(), 4), &expected, true);
+}
+
 #[test]
-fn join_with_keys_of_different_types_names_both() {
+fn join_with_keys_of_unrelated_types_names_both() {
     let o = JoinOptions {
         on: vec!["customer_id".into()],
         left_on: vec![],
@@ -146,7 +168,7 @@ fn join_with_keys_of_different_types_names_both() {
     };
     let other = customers()
         .lazy()
-        .with_column(col("customer_id").cast(DataType::Int32))
+        .with_column(col("customer_id").cast(DataType::String))
         .collect()
         .unwrap();
     let mut state = streamed::open_join(&o, &side(other)).unwrap();
@@ -217,7 +239,7 @@ fn aggregate(group_by: &[&str], aggregations: &[(&str, &str)]) -> AggregateOptio
 #[case::arithmetic_over_aggregates(&["status", "customer_id"], &[("per_order", "sum(amount) / count(*)"), ("q", "sum(qty) * 2 + 1")])]
 #[case::group_without_values(&["customer_id"], &[("revenue", "sum(amount)"), ("avg", "avg(amount)"), ("n", "count(amount)")])]
 #[case::integer_mean(&["status"], &[("mean_qty", "avg(qty)")])]
-#[case::no_group(&[], &[("revenue", "sum(amount)"), ("n", "count(*)"), ("lo", "min(status)")])]
+#[case::no_group(&[], &[("revenue", "sum(amount)"), ("n", "count(*)"), ("lo", "min(status)"), ("first", "first(order_id)"), ("last", "last(order_id)")])]
 #[case::inside_expression(&["status"], &[("big", "sum(CASE WHEN amount > 2 THEN 1 ELSE 0 END)")])]
 fn aggregate_in_partials_equals_in_memory(
     #[case] group_by: &[&str],
@@ -240,6 +262,7 @@ fn aggregate_in_partials_equals_in_memory(
 #[case::distinct(&[("n", "count(DISTINCT customer_id)")])]
 #[case::bare_column(&[("a", "amount")])]
 #[case::nested(&[("s", "sum(amount - avg(amount))")])]
+#[case::constant(&[("c", "sum(1)")])]
 fn aggregate_that_does_not_decompose_gathers_and_still_matches(
     #[case] aggregations: &[(&str, &str)],
 ) {

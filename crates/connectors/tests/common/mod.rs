@@ -54,6 +54,7 @@ pub async fn step(
         other_connections: Default::default(),
         stream: None,
         columns: None,
+        side_inputs_ready: true,
     }
 }
 
