@@ -21,6 +21,10 @@ pub struct PipelineConfig {
     /// `batch` (read sources to the end once) or `streaming` (micro-batches).
     #[serde(default)]
     pub mode: Mode,
+    /// Memory in MB that steps needing their whole input (`dedupe`, ...) may hold before they
+    /// spill it to local disk, partitioned by key (default: a quarter of the machine's memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mb: Option<u64>,
     /// With `"mode": "streaming"`: micro-batch trigger, bounds, logging and shutdown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streaming: Option<crate::streaming::StreamingConfig>,

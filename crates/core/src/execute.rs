@@ -467,6 +467,7 @@ pub(crate) fn step_setup(
         other_connections,
         stream,
         side_inputs_ready: step.side_ready,
+        memory_limit: plan.memory_limit,
         columns: match step.kind {
             StepKind::Extract => step.keep_columns.clone(),
             _ => None,

@@ -74,6 +74,8 @@ pub struct Plan {
     pub connections: Vec<(String, String, Option<String>)>,
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Bytes a step needing its whole input may hold before it spills (`memory_limit_mb`).
+    pub memory_limit: u64,
 }
 
 /// `(JSON pointer of the object, name)` of every `"connection": "NAME"` inside `options`.
@@ -122,6 +124,12 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
 
     if config.steps.is_empty() {
         errors.push(err("/steps", "the pipeline has no steps".into()));
+    }
+    if config.memory_limit_mb.is_some_and(|mb| mb < 16) {
+        errors.push(err(
+            "/memory_limit_mb",
+            "memory_limit_mb must be at least 16".into(),
+        ));
     }
     if !config.retry.delay_seconds.is_finite()
         || !(0.0..=MAX_DELAY_SECONDS).contains(&config.retry.delay_seconds)
@@ -446,6 +454,10 @@ pub fn build_plan(loaded: &LoadedPipeline, registry: &Registry) -> Result<Plan, 
         steps,
         connections,
         base_dir,
+        memory_limit: config
+            .memory_limit_mb
+            .map(|mb| mb.saturating_mul(1 << 20))
+            .unwrap_or_else(pipeline_data::spill::default_memory_limit),
     })
 }
 

@@ -193,3 +193,68 @@ async fn a_side_input_from_the_steps_own_chain_is_read_whole() {
         "every referrer is found, in any batch"
     );
 }
+
+/// Orders deduplicated by customer: the latest order of each.
+fn dedupe(dir: &std::path::Path, name: &str, limit: &str) -> Pipeline {
+    let text = format!(
+        r#"{{"name": "{name}", {limit} "steps": [
+            {{"name": "orders", "kind": "extract", "method": "generate", "options": {{"rows": 3000000, "null_fraction": 0.01}}}},
+            {{"name": "latest", "kind": "transform", "method": "dedupe", "options": {{"keys": ["customer_id"], "keep": "last", "order_by": "created_at"}}}},
+            {{"name": "to_lake", "kind": "load", "method": "delta", "options": {{"path": "{name}"}}}}
+        ]}}"#
+    );
+    let path = write(dir, &format!("{name}.json"), &text);
+    Pipeline::from_file(&path, &[]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_64_mb_memory_limit_spills_a_dedupe_and_changes_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let limited = dedupe(dir.path(), "limited", r#""memory_limit_mb": 64,"#);
+    let free = dedupe(dir.path(), "free", "");
+    assert_eq!(limited.plan().memory_limit, 64 << 20);
+    let step = limited
+        .plan()
+        .steps
+        .iter()
+        .find(|s| s.name == "latest")
+        .unwrap();
+    assert!(
+        step.memory
+            .as_deref()
+            .unwrap_or_default()
+            .contains("spilling it to disk by key")
+    );
+    let a = limited.run(&RunOptions::default()).await.unwrap();
+    let b = free.run(&RunOptions::default()).await.unwrap();
+    let spilled = |r: &pipeline_core::report::RunReport| {
+        r.steps
+            .iter()
+            .find(|s| s.name == "latest")
+            .and_then(|s| s.metrics.get("spilled_bytes").copied())
+            .unwrap_or(0)
+    };
+    assert!(
+        spilled(&a) > 0,
+        "the limited run spilled: {:?}",
+        a.steps
+            .iter()
+            .map(|s| (&s.name, &s.metrics))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(spilled(&b), 0);
+    assert_eq!(a.rows_written, b.rows_written);
+    assert_eq!(a.rows_written, 50_001, "50,000 customers and the null key");
+    let read = |name: &str| {
+        let path = dir.path().join(name);
+        async move {
+            pipeline_connectors::read_delta_table(&path)
+                .await
+                .unwrap()
+                .sort(["customer_id"], SortMultipleOptions::default())
+                .unwrap()
+        }
+    };
+    let (x, y) = (read("limited").await, read("free").await);
+    assert!(x.equals_missing(&y), "{x}\n{y}");
+}

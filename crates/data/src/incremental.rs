@@ -34,6 +34,8 @@ pub enum Gathers {
     SideInputs,
     /// One row per group (partial aggregates); the main input streams through.
     Groups,
+    /// Its whole input, spilled to disk by key past `memory_limit_mb`.
+    Partitioned,
     /// Its whole input.
     Everything,
 }
@@ -51,6 +53,9 @@ impl Gathers {
             Gathers::SideInputs => Some(format!("streams its main input{side}")),
             Gathers::Groups => Some(format!(
                 "streams its main input, keeping one partial row per group{side}"
+            )),
+            Gathers::Partitioned => Some(format!(
+                "gathers its whole input, spilling it to disk by key past memory_limit_mb{side}"
             )),
             Gathers::Everything => Some(format!("gathers its whole input{side}")),
         }

@@ -13,6 +13,7 @@ pub mod incremental;
 pub mod method;
 pub mod needs;
 mod operators;
+mod partitioned;
 mod runtime;
 pub mod spill;
 pub mod stream;

@@ -115,6 +115,8 @@ pub struct StepSetup {
     /// The side inputs are complete when the first batch of the main input arrives. When they
     /// are not (produced in the step's own chain), the step gathers its main input first.
     pub side_inputs_ready: bool,
+    /// Bytes of input the step may hold before it spills to local disk (`memory_limit_mb`).
+    pub memory_limit: u64,
 }
 
 impl StepSetup {
@@ -139,6 +141,7 @@ impl StepSetup {
             stream: None,
             columns: None,
             side_inputs_ready: true,
+            memory_limit: crate::spill::default_memory_limit(),
         }
     }
 

@@ -12,6 +12,17 @@ use std::path::PathBuf;
 /// In-memory bytes above which a streamed dataset is written out.
 pub const SPILL_BYTES: usize = 8 * 1024 * 1024;
 
+/// The default `memory_limit_mb`: a quarter of the machine's memory (1 GiB when unknown).
+pub fn default_memory_limit() -> u64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    total_kb.map_or(1 << 30, |kb| kb.saturating_mul(1024) / 4)
+}
+
 /// One dataset's batches: files written so far (oldest first), then those still in memory.
 #[derive(Default)]
 pub(crate) struct Stored {

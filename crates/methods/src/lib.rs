@@ -117,11 +117,12 @@ pub fn entries() -> Vec<MethodEntry> {
         ),
         M::transform_whole("sort", "Sort by columns", NONE, UserMethods::sort)
             .with_needs(needs::sort),
-        M::transform_whole(
+        M::transform_partitioned(
             "dedupe",
             "Keep one row per key, first or last by an order column",
             NONE,
             UserMethods::dedupe,
+            |o: &DedupeOptions| o.keys.clone(),
         )
         .with_needs(needs::dedupe),
         M::validation(

@@ -55,6 +55,7 @@ pub async fn step(
         stream: None,
         columns: None,
         side_inputs_ready: true,
+        memory_limit: 1 << 30,
     }
 }
 
