@@ -156,3 +156,42 @@ async fn avro_objects_are_decoded_a_few_blocks_at_a_time() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_files_and_quoted_newlines_past_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["empty.csv", "empty.jsonl"] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"").unwrap();
+        let options = json!({"path": path.to_string_lossy()});
+        assert!(
+            batches(common::local_step(dir.path(), "files", options))
+                .await
+                .is_empty(),
+            "{name}"
+        );
+    }
+    // Records with a quoted multi-line field, about 600 bytes each: the 4 MB sample ends
+    // inside one of them.
+    let path = dir.path().join("notes.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(f, "id,note,n").unwrap();
+    let rows = 9_000;
+    for i in 0..rows {
+        let note = format!("line one {i}\n{}", "x".repeat(580));
+        writeln!(f, "{i},\"{note}\",{}", i * 2).unwrap();
+    }
+    drop(f);
+    assert!(std::fs::metadata(&path).unwrap().len() > 5 << 20);
+    let options = json!({"path": path.to_string_lossy(), "batch_size": 1_000});
+    let all = stacked(&batches(common::local_step(dir.path(), "files", options)).await);
+    assert_eq!(all.height(), rows as usize);
+    assert_eq!(
+        all.column("n")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .get(rows as usize - 1),
+        Some((rows - 1) * 2)
+    );
+}

@@ -83,7 +83,14 @@ impl Partitioned {
             return Ok(());
         };
         self.bytes = 0;
-        if self.keys.iter().any(|k| all.schema().get(k).is_none()) {
+        if let Some(missing) = self.keys.iter().find(|k| all.schema().get(k).is_none()) {
+            if self.spill.is_some() {
+                return Err(StepError::user(format!(
+                    "step \"{}\": a batch has no key column \"{missing}\"",
+                    self.step
+                ))
+                .with_hint("every batch of the input needs the key columns"));
+            }
             // The method will name the missing key; keep the rows for it.
             self.memory.push(all);
             return Ok(());
@@ -145,6 +152,14 @@ impl Partitioned {
     pub(crate) fn finish(
         mut self,
         f: impl Fn(DataFrame) -> Result<DataFrame, StepError>,
+    ) -> Result<(Vec<DataFrame>, u64), StepError> {
+        let outs = self.finish_inner(f)?;
+        Ok((outs, self.spilled_bytes))
+    }
+
+    fn finish_inner(
+        &mut self,
+        f: impl Fn(DataFrame) -> Result<DataFrame, StepError>,
     ) -> Result<Vec<DataFrame>, StepError> {
         let what = format!("step \"{}\": reading spilled input", self.step);
         if self.spill.is_none() {
@@ -155,6 +170,12 @@ impl Partitioned {
             return f(all).map(|out| vec![out]);
         }
         self.spill()?;
+        if !self.memory.is_empty() {
+            return Err(StepError::internal(format!(
+                "step \"{}\": rows left in memory after the last spill",
+                self.step
+            )));
+        }
         let Some((_dir, files)) = self.spill.take() else {
             return Ok(Vec::new());
         };
@@ -208,12 +229,12 @@ impl<O: MethodOptions> Operator for PartitionedWhole<O> {
         let Some(held) = self.held.take() else {
             return Ok(Vec::new());
         };
-        self.spilled_bytes = held.spilled_bytes;
         let side = self.setup.side_datasets(cx)?;
         let (f, options, step) = (self.f, self.options.clone(), self.setup.step.clone());
-        let outs = blocking(move || held.finish(|df| f(df, &options, &side)))
+        let (outs, spilled) = blocking(move || held.finish(|df| f(df, &options, &side)))
             .await
             .map_err(|e| e.context(format!("step \"{step}\"")))?;
+        self.spilled_bytes = spilled;
         Ok(outs.into_iter().map(Batch::Frame).collect())
     }
 
@@ -299,9 +320,9 @@ mod tests {
             memory.push(batch(i * 1000)).unwrap();
             spilled.push(batch(i * 1000)).unwrap();
         }
-        assert!(spilled.spilled_bytes > 0 && memory.spilled_bytes == 0);
-        let a = memory.finish(first_per_key).unwrap();
-        let b = spilled.finish(first_per_key).unwrap();
+        let (a, none) = memory.finish(first_per_key).unwrap();
+        let (b, some) = spilled.finish(first_per_key).unwrap();
+        assert!(none == 0 && some > 0);
         assert_eq!(a.len(), 1);
         assert!(b.len() > 1, "one result per partition");
         let (a, b) = (sorted(a), sorted(b));
@@ -313,7 +334,7 @@ mod tests {
     fn an_empty_input_still_has_its_columns() {
         let mut p = Partitioned::new("t", vec!["k".into()], 1);
         p.push(batch(0).clear()).unwrap();
-        let out = p.finish(first_per_key).unwrap();
+        let (out, _) = p.finish(first_per_key).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].width(), 2);
     }

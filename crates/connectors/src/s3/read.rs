@@ -30,6 +30,8 @@ use std::sync::Arc;
 
 /// Bytes read from the start of a CSV or JSON file to infer its columns.
 const SAMPLE_BYTES: u64 = 4 << 20;
+/// The sample grows (doubling) until it holds a newline, up to this.
+const MAX_SAMPLE_BYTES: u64 = 256 << 20;
 /// Records the inference looks at, at most.
 const SAMPLE_RECORDS: usize = 10_000;
 
@@ -65,7 +67,14 @@ fn bad(what: &str, e: &dyn std::fmt::Display) -> StepError {
 fn projection(schema: &Schema, columns: Option<&[String]>) -> Option<Vec<usize>> {
     let columns = columns?;
     let indices: Option<Vec<usize>> = columns.iter().map(|c| schema.index_of(c).ok()).collect();
-    indices.filter(|i| !i.is_empty() && i.len() < schema.fields().len())
+    // In the file's order: pruning never reorders columns.
+    indices
+        .map(|mut i| {
+            i.sort_unstable();
+            i.dedup();
+            i
+        })
+        .filter(|i| !i.is_empty() && i.len() < schema.fields().len())
 }
 
 impl FileReader {
@@ -103,9 +112,12 @@ impl FileReader {
                     .map_err(|e| bad(what, &e))?;
                 Ok(FileReader::Parquet(Box::new(stream)))
             }
-            FileFormat::Csv | FileFormat::Json => TextReader::open(loc, path, &spec)
-                .await
-                .map(|t| FileReader::Text(Box::new(t))),
+            FileFormat::Csv | FileFormat::Json => {
+                Ok(match TextReader::open(loc, path, &spec).await? {
+                    Some(t) => FileReader::Text(Box::new(t)),
+                    None => FileReader::Frames(VecDeque::new()),
+                })
+            }
             FileFormat::Avro => {
                 let bytes = loc
                     .store
@@ -219,40 +231,87 @@ pub(super) struct TextReader {
     ended: bool,
 }
 
-/// The start of a file, cut after its last complete line (unless it is the whole file).
-async fn sample(loc: &Location, path: &Path, what: &str) -> Result<bytes::Bytes, StepError> {
+/// The start of a file for schema inference (at least 4 MB, more until it holds a newline),
+/// and whether the file goes on after it; `None` for an empty file.
+async fn sample(
+    loc: &Location,
+    path: &Path,
+    what: &str,
+) -> Result<Option<(bytes::Bytes, bool)>, StepError> {
     let meta = loc
         .store
         .head(path)
         .await
         .map_err(|e| store_error(e, &format!("reading {what}")))?;
-    let end = meta.size.min(SAMPLE_BYTES);
-    let bytes = loc
-        .store
-        .get_range(path, 0..end)
-        .await
-        .map_err(|e| store_error(e, &format!("reading {what}")))?;
-    if end == meta.size {
-        return Ok(bytes);
+    if meta.size == 0 {
+        return Ok(None);
     }
-    let cut = bytes
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map(|i| i.saturating_add(1))
-        .unwrap_or(bytes.len());
-    Ok(bytes.slice(..cut))
+    let mut end = meta.size.min(SAMPLE_BYTES);
+    loop {
+        let bytes = loc
+            .store
+            .get_range(path, 0..end)
+            .await
+            .map_err(|e| store_error(e, &format!("reading {what}")))?;
+        let truncated = end < meta.size;
+        if !truncated || bytes.contains(&b'\n') || end >= MAX_SAMPLE_BYTES {
+            return Ok(Some((bytes, truncated)));
+        }
+        end = end.saturating_mul(2).min(meta.size);
+    }
+}
+
+/// Infers a schema from a sample; a truncated sample is cut after a complete line, and again
+/// one line earlier when the cut fell inside a record (a quoted field with newlines).
+fn infer<T>(
+    head: &bytes::Bytes,
+    truncated: bool,
+    what: &str,
+    infer: impl Fn(&[u8]) -> Result<T, arrow::error::ArrowError>,
+) -> Result<T, StepError> {
+    if !truncated {
+        return infer(head).map_err(|e| bad(what, &e));
+    }
+    let mut cut = head.len();
+    let mut last_error = None;
+    for _ in 0..16 {
+        let Some(nl) = head
+            .get(..cut)
+            .and_then(|h| h.iter().rposition(|b| *b == b'\n'))
+        else {
+            break;
+        };
+        cut = nl.saturating_add(1);
+        match infer(head.get(..cut).unwrap_or_default()) {
+            Ok(t) => return Ok(t),
+            Err(e) => last_error = Some(e),
+        }
+        cut = nl;
+    }
+    Err(match last_error {
+        Some(e) => bad(what, &e),
+        None => bad(what, &"no complete line in the first part of the file"),
+    })
 }
 
 impl TextReader {
-    async fn open(loc: &Location, path: &Path, spec: &ReadSpec<'_>) -> Result<Self, StepError> {
+    /// `None` for an empty file.
+    async fn open(
+        loc: &Location,
+        path: &Path,
+        spec: &ReadSpec<'_>,
+    ) -> Result<Option<Self>, StepError> {
         let what = spec.what;
-        let head = sample(loc, path, what).await?;
+        let Some((head, truncated)) = sample(loc, path, what).await? else {
+            return Ok(None);
+        };
         let decoder = match spec.format {
             FileFormat::Csv => {
-                let (schema, _) = arrow::csv::reader::Format::default()
-                    .with_header(true)
-                    .infer_schema(std::io::Cursor::new(&head), Some(SAMPLE_RECORDS))
-                    .map_err(|e| bad(what, &e))?;
+                let (schema, _) = infer(&head, truncated, what, |b| {
+                    arrow::csv::reader::Format::default()
+                        .with_header(true)
+                        .infer_schema(std::io::Cursor::new(b), Some(SAMPLE_RECORDS))
+                })?;
                 let mut builder = arrow::csv::ReaderBuilder::new(Arc::new(schema.clone()))
                     .with_header(true)
                     .with_batch_size(spec.batch_size);
@@ -262,11 +321,12 @@ impl TextReader {
                 Decoder::Csv(Box::new(builder.build_decoder()))
             }
             _ => {
-                let (schema, _) = arrow::json::reader::infer_json_schema(
-                    std::io::Cursor::new(&head),
-                    Some(SAMPLE_RECORDS),
-                )
-                .map_err(|e| bad(what, &e))?;
+                let (schema, _) = infer(&head, truncated, what, |b| {
+                    arrow::json::reader::infer_json_schema(
+                        std::io::Cursor::new(b),
+                        Some(SAMPLE_RECORDS),
+                    )
+                })?;
                 // Fields left out of the schema are skipped by the decoder.
                 let schema: SchemaRef = match projection(&schema, spec.columns) {
                     Some(indices) => Arc::new(schema.project(&indices).map_err(|e| bad(what, &e))?),
@@ -286,18 +346,19 @@ impl TextReader {
             .map_err(|e| store_error(e, &format!("reading {what}")))?
             .into_stream()
             .boxed();
-        Ok(TextReader {
+        Ok(Some(TextReader {
             stream,
             pending: bytes::Bytes::new(),
             decoder,
             ended: false,
-        })
+        }))
     }
 
     async fn next(&mut self, what: &str) -> Result<Option<DataFrame>, StepError> {
         loop {
             if self.pending.is_empty() && !self.ended {
                 match self.stream.try_next().await {
+                    Ok(Some(chunk)) if chunk.is_empty() => continue,
                     Ok(Some(chunk)) => self.pending = chunk,
                     Ok(None) => {
                         self.ended = true;

@@ -187,10 +187,17 @@ impl Source for ObjectSource {
                 .or_else(|| FileFormat::from_name(file.as_ref()))
                 .unwrap_or(FileFormat::Parquet);
             let hive = hive_columns(&file, self.skip);
+            // Partition columns come from the path, not the file.
+            let columns: Option<Vec<String>> = self.columns.as_ref().map(|c| {
+                c.iter()
+                    .filter(|n| !hive.iter().any(|(k, _)| k == *n))
+                    .cloned()
+                    .collect()
+            });
             let spec = ReadSpec {
                 format,
                 batch_size: self.batch_size,
-                columns: self.columns.as_deref(),
+                columns: columns.as_deref(),
                 what: &what,
             };
             let reader = FileReader::open(&self.loc, &file, spec).await?;

@@ -58,7 +58,8 @@ const BLOCK_ROWS: usize = 65_536;
 /// any size is written in memory bounded by a block.
 pub struct AvroEncoder {
     schema_json: String,
-    dtypes: Vec<DataType>,
+    /// The columns, in the file's order, with their types.
+    schema: SchemaRef,
     sync: [u8; 16],
 }
 
@@ -77,7 +78,7 @@ impl AvroEncoder {
         }
         Ok(AvroEncoder {
             schema_json: schema.to_string(),
-            dtypes: schema_of.dtypes(),
+            schema: schema_of.schema().clone(),
             sync,
         })
     }
@@ -98,14 +99,24 @@ impl AvroEncoder {
 
     /// Appends `df`'s rows to `out` as blocks.
     pub fn write_blocks(&self, df: &DataFrame, out: &mut Vec<u8>) -> Result<(), StepError> {
-        if df.dtypes() != self.dtypes {
-            return Err(StepError::user(format!(
-                "a batch's columns ({:?}) differ from the Avro file's ({:?})",
-                df.dtypes(),
-                self.dtypes
-            ))
-            .with_hint("cast the columns to one type before writing Avro"));
-        }
+        // Columns are matched by name (a batch may list them in another order).
+        let df = if df.schema() == &self.schema {
+            df.clone()
+        } else {
+            let reordered = df.select(self.schema.iter_names().cloned()).ok();
+            match reordered.filter(|r| r.schema() == &self.schema) {
+                Some(r) => r,
+                None => {
+                    return Err(StepError::user(format!(
+                        "a batch's columns ({:?}) differ from the Avro file's ({:?})",
+                        df.schema().iter().collect::<Vec<_>>(),
+                        self.schema.iter().collect::<Vec<_>>()
+                    ))
+                    .with_hint("give every batch the same columns and types before writing Avro"));
+                }
+            }
+        };
+        let df = &df;
         let mut offset = 0usize;
         let mut block = Vec::new();
         while offset < df.height() {

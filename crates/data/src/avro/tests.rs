@@ -401,3 +401,22 @@ fn the_block_decoder_and_apache_avro_agree() {
         assert!(err.message().contains("Avro"), "{}", err.message());
     }
 }
+
+#[test]
+fn batches_listing_columns_in_another_order_are_written_by_name() {
+    let a = df!("id" => [1i64, 2], "amount" => [10i64, 20]).unwrap();
+    let b = df!("amount" => [30i64], "id" => [3i64]).unwrap();
+    let encoder = AvroEncoder::new(&a, "r").unwrap();
+    let mut bytes = encoder.header();
+    encoder.write_blocks(&a, &mut bytes).unwrap();
+    encoder.write_blocks(&b, &mut bytes).unwrap();
+    let back = avro_to_frame(&AvroBatch::new(bytes, 3)).unwrap();
+    let ids: Vec<Option<i64>> = back.column("id").unwrap().i64().unwrap().iter().collect();
+    assert_eq!(ids, vec![Some(1), Some(2), Some(3)]);
+    let other = df!("id" => [1i64], "price" => [2i64]).unwrap();
+    let err = encoder.write_blocks(&other, &mut Vec::new()).unwrap_err();
+    assert!(
+        err.message().contains("differ from the Avro file's"),
+        "{err}"
+    );
+}
