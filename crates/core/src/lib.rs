@@ -22,6 +22,7 @@ pub mod init;
 mod pipeline;
 pub mod plan;
 mod plan_columns;
+mod plan_display;
 mod plan_graph;
 mod plan_segments;
 pub mod plan_stream;
