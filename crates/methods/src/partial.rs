@@ -241,19 +241,23 @@ impl Aggregate {
 
     /// Merges the partial rows into one frame.
     fn merge(&self, partials: Vec<DataFrame>, plan: &Decomposed) -> Result<DataFrame, StepError> {
-        let mut all: Option<DataFrame> = None;
-        for p in partials {
-            match &mut all {
-                None => all = Some(p),
-                Some(a) => {
-                    a.vstack_mut_owned(p)
-                        .step_err("aggregate: merging partials")?;
-                }
+        self.group(stack(partials)?, plan.merge.clone())
+    }
+}
+
+/// The partial frames one under another.
+fn stack(partials: Vec<DataFrame>) -> Result<DataFrame, StepError> {
+    let mut all: Option<DataFrame> = None;
+    for p in partials {
+        match &mut all {
+            None => all = Some(p),
+            Some(a) => {
+                a.vstack_mut_owned(p)
+                    .step_err("aggregate: merging partials")?;
             }
         }
-        let all = all.unwrap_or_default();
-        self.group(all, plan.merge.clone())
     }
+    Ok(all.unwrap_or_default())
 }
 
 impl Incremental for Aggregate {
@@ -261,39 +265,27 @@ impl Incremental for Aggregate {
         if matches!(self.mode, Mode::Undecided) {
             self.decide(&df)?;
         }
-        match std::mem::replace(&mut self.mode, Mode::Undecided) {
-            Mode::Partial {
-                plan,
-                schema,
-                mut partials,
-                empty,
-            } => {
+        let options = &self.options;
+        match &mut self.mode {
+            Mode::Partial { plan, partials, .. } => {
                 // An empty batch adds nothing (and without `group_by` its `first` would be a
                 // null row).
                 if df.height() > 0 {
-                    partials.push(self.group(df, plan.partial.clone())?);
+                    partials.push(crate::combine::group(df, options, plan.partial.clone())?);
                 }
                 if partials.len() >= MERGE_EVERY {
-                    partials = vec![self.merge(partials, &plan)?];
+                    let all = std::mem::take(partials);
+                    let merged = stack(all)?;
+                    partials.push(crate::combine::group(merged, options, plan.merge.clone())?);
                 }
-                self.mode = Mode::Partial {
-                    plan,
-                    schema,
-                    partials,
-                    empty,
-                };
             }
-            Mode::Gathered(gathered) => {
-                let all = match gathered {
-                    None => df,
-                    Some(mut all) => {
-                        all.vstack_mut_owned(df)
-                            .step_err("aggregate: gathering input")?;
-                        all
-                    }
-                };
-                self.mode = Mode::Gathered(Some(all));
-            }
+            Mode::Gathered(gathered) => match gathered {
+                None => *gathered = Some(df),
+                Some(all) => {
+                    all.vstack_mut_owned(df)
+                        .step_err("aggregate: gathering input")?;
+                }
+            },
             Mode::Undecided => return Err(StepError::internal("aggregate: no mode")),
         }
         Ok(None)
