@@ -233,7 +233,8 @@ pub(crate) async fn run_attempt(
         }
     }
 
-    let cx = RunContext::with_streamed(plan.streamed_datasets());
+    let cx =
+        RunContext::with_streamed(plan.streamed_datasets()).with_readers(plan.dataset_readers());
     if failure.is_none() {
         for segment in segments.iter_mut() {
             if let Err(f) = drive(segment, &cx, plan, observer.as_ref(), cancel).await {

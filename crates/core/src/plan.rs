@@ -563,6 +563,24 @@ impl Plan {
         keep
     }
 
+    /// How many times each kept dataset is read: once by each step reading it other than
+    /// as the step right before it (see [`RunContext::with_readers`]).
+    ///
+    /// [`RunContext::with_readers`]: pipeline_data::RunContext::with_readers
+    pub fn dataset_readers(&self) -> HashMap<String, usize> {
+        let mut readers: HashMap<String, usize> = HashMap::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            for (j, input) in step.inputs.iter().enumerate() {
+                let chained = j == 0 && i > 0 && self.steps[i - 1].name == *input;
+                if !chained {
+                    let n = readers.entry(input.clone()).or_default();
+                    *n = n.saturating_add(1);
+                }
+            }
+        }
+        readers
+    }
+
     /// Kept datasets that no step reads as a side input: later steps read them batch by
     /// batch, so they may wait on disk (see `pipeline_data::spill`).
     pub fn streamed_datasets(&self) -> HashSet<String> {

@@ -153,6 +153,8 @@ impl<O: MethodOptions> Operator for Streamed<O> {
             out = self.run(Some(DataFrame::default()), cx).await?;
         }
         out.extend(self.run(None, cx).await?);
+        // Done: the side inputs and their index go now, not with the run.
+        self.state = None;
         Ok(out)
     }
 }

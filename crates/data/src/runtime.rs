@@ -25,6 +25,9 @@ pub struct RunContext {
     pub(crate) spill: Mutex<Option<SpillDir>>,
     /// Columns dropped because no later step reads them, with the step that dropped them.
     dropped: Mutex<std::collections::BTreeMap<String, String>>,
+    /// For the datasets whose readers are known, how many reads are still to come: a dataset
+    /// leaves the context at its last read, so that its memory goes with its last reader.
+    readers: Mutex<HashMap<String, usize>>,
 }
 
 impl RunContext {
@@ -39,6 +42,14 @@ impl RunContext {
             streamed: streamed.into_iter().collect(),
             ..Self::default()
         }
+    }
+
+    /// Declares how many times each dataset will be read (by [`RunContext::reader`] or
+    /// [`RunContext::dataset`]): a dataset is let go at its last read. Datasets not named are
+    /// kept to the end of the attempt.
+    pub fn with_readers(self, readers: HashMap<String, usize>) -> Self {
+        *self.readers.lock().unwrap_or_else(|p| p.into_inner()) = readers;
+        self
     }
 
     /// Appends a batch to a named dataset (a streamed one may go to disk).
@@ -61,10 +72,20 @@ impl RunContext {
 
     /// Reads a named dataset batch by batch (`None` when no step produced it).
     pub fn reader(&self, name: &str) -> Option<DatasetReader> {
-        let guard = self.datasets.lock().unwrap_or_else(|p| p.into_inner());
-        guard
+        let mut guard = self.datasets.lock().unwrap_or_else(|p| p.into_inner());
+        let reader = guard
             .get(name)
-            .map(|stored| DatasetReader::new(name, stored))
+            .map(|stored| DatasetReader::new(name, stored))?;
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(left) = readers.get_mut(name) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                // The last reader holds what it needs (its files stay in the spill directory).
+                readers.remove(name);
+                guard.remove(name);
+            }
+        }
+        Some(reader)
     }
 
     /// Marks a dataset as existing even when no batch came (zero rows).
@@ -256,5 +277,24 @@ mod tests {
             cx.dataset("ids").is_err(),
             "frames that do not stack are an error"
         );
+    }
+
+    #[test]
+    fn a_dataset_is_let_go_at_its_last_declared_read() {
+        let readers = HashMap::from([("twice".to_string(), 2), ("once".to_string(), 1)]);
+        let cx = RunContext::new().with_readers(readers);
+        let ids = df!("id" => [1i64, 2]).unwrap();
+        for name in ["twice", "once", "kept"] {
+            cx.store(name, Batch::Frame(ids.clone())).unwrap();
+        }
+        let frame = cx.dataset("once").unwrap();
+        assert_eq!(frame.height(), 2, "the last reader still gets every row");
+        assert!(cx.reader("once").is_none(), "gone after its one read");
+        assert_eq!(cx.dataset("twice").unwrap().height(), 2);
+        assert!(cx.reader("twice").is_some(), "second read");
+        assert!(cx.reader("twice").is_none(), "gone after the second");
+        for _ in 0..3 {
+            assert_eq!(cx.dataset("kept").unwrap().height(), 2, "undeclared: kept");
+        }
     }
 }

@@ -199,7 +199,8 @@ impl KeyIndex {
             .iter()
             .map(|k| Ok(df.column(k).step_err(what)?.dtype().clone()))
             .collect::<Result<Vec<_>, StepError>>()?;
-        let mut next = vec![END; height as usize];
+        // Allocated at the first repeated key only (see `chain`).
+        let mut next = Vec::new();
         // Rows are inserted last to first, so that each chain lists its rows in row order.
         let heads = match dtypes.as_slice() {
             [one] if int_like(one) => {
@@ -208,28 +209,24 @@ impl KeyIndex {
                 match dense_range(&values) {
                     Some((min, len)) => {
                         let mut first = vec![END; len];
-                        // (Polars' iterators do not count rows correctly backwards.)
-                        let all: Vec<Option<i64>> = values.iter().collect();
-                        for (row, v) in all.into_iter().enumerate().rev() {
+                        backwards(&values, |row, v| {
                             let slot = v.and_then(|v| usize::try_from(v.wrapping_sub(min)).ok());
                             if let Some(head) = slot.and_then(|i| first.get_mut(i)) {
-                                if let Some(n) = next.get_mut(row) {
-                                    *n = *head;
+                                if *head != END {
+                                    chain(&mut next, height, row, *head);
                                 }
-                                *head = row as u32;
+                                *head = row;
                             }
-                        }
+                        });
                         Heads::Dense { min, first }
                     }
                     None => {
                         let mut heads = PlHashMap::with_capacity(values.len());
-                        // (Polars' iterators do not count rows correctly backwards.)
-                        let all: Vec<Option<i64>> = values.iter().collect();
-                        for (row, v) in all.into_iter().enumerate().rev() {
+                        backwards(&values, |row, v| {
                             if let Some(v) = v {
-                                link(&mut heads, &mut next, v, row as u32);
+                                link(&mut heads, &mut next, height, v, row);
                             }
-                        }
+                        });
                         Heads::Int(heads)
                     }
                 }
@@ -239,16 +236,18 @@ impl KeyIndex {
                 let mut heads = PlHashMap::with_capacity(rows.len());
                 for (row, (key, ok)) in rows.into_iter().zip(valid).enumerate().rev() {
                     if ok {
-                        link(&mut heads, &mut next, key.into_boxed_slice(), row as u32);
+                        link(
+                            &mut heads,
+                            &mut next,
+                            height,
+                            key.into_boxed_slice(),
+                            row as u32,
+                        );
                     }
                 }
                 Heads::Bytes(heads)
             }
         };
-        // Unique keys (the usual dimension table) need no chains.
-        if next.iter().all(|n| *n == END) {
-            next = Vec::new();
-        }
         let columns = keys
             .iter()
             .filter_map(|k| df.column(k).ok().cloned())
@@ -414,14 +413,39 @@ fn dense_range(values: &Int64Chunked) -> Option<(i64, usize)> {
 /// Makes `row` the head of its key's chain.
 fn link<K: std::hash::Hash + Eq>(
     heads: &mut PlHashMap<K, u32>,
-    next: &mut [u32],
+    next: &mut Vec<u32>,
+    height: u32,
     key: K,
     row: u32,
 ) {
-    if let Some(previous) = heads.insert(key, row)
-        && let Some(slot) = next.get_mut(row as usize)
-    {
+    if let Some(previous) = heads.insert(key, row) {
+        chain(next, height, row, previous);
+    }
+}
+
+/// Records that `previous` follows `row` in their key's chain. The chains (`height` slots)
+/// are only allocated once a key repeats: unique keys, the usual dimension table, need none.
+fn chain(next: &mut Vec<u32>, height: u32, row: u32, previous: u32) {
+    if next.is_empty() {
+        *next = vec![END; height as usize];
+    }
+    if let Some(slot) = next.get_mut(row as usize) {
         *slot = previous;
+    }
+}
+
+/// Calls `f` with each row number and value, last row first, chunk by chunk (no copy of the
+/// values: Polars' chunked iterators do not count rows correctly backwards).
+fn backwards(values: &Int64Chunked, mut f: impl FnMut(u32, Option<i64>)) {
+    let mut end = values.len();
+    for array in values.downcast_iter().rev() {
+        let start = end.saturating_sub(array.len());
+        for i in (0..array.len()).rev() {
+            if let Ok(row) = u32::try_from(start.saturating_add(i)) {
+                f(row, array.get(i));
+            }
+        }
+        end = start;
     }
 }
 
