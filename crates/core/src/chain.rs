@@ -248,6 +248,15 @@ impl PipelineStep {
             self.stats.busy += start.elapsed();
             let outputs = result.map_err(|e| self.fail(explain_pruning(e, cx)))?;
             self.emit(outputs, cx).await?;
+            loop {
+                let start = Instant::now();
+                let more = self.op.drain(cx).instrument(self.span.clone()).await;
+                self.stats.busy += start.elapsed();
+                match more.map_err(|e| self.fail(e))? {
+                    Some(outputs) => self.emit(outputs, cx).await?,
+                    None => break,
+                }
+            }
             if self.keep {
                 cx.declare(&self.name);
             }

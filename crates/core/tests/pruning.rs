@@ -258,3 +258,70 @@ async fn a_64_mb_memory_limit_spills_a_dedupe_and_changes_no_row() {
     let (x, y) = (read("limited").await, read("free").await);
     assert!(x.equals_missing(&y), "{x}\n{y}");
 }
+
+/// Orders sorted (two keys, one descending, nulls last) and deduplicated, each to one Parquet
+/// file whose row order is the step's output order.
+fn ordered(dir: &std::path::Path, name: &str, limit: &str) -> Pipeline {
+    let text = format!(
+        r#"{{"name": "{name}", {limit} "steps": [
+            {{"name": "orders", "kind": "extract", "method": "generate", "options": {{"rows": 2000000, "null_fraction": 0.05}}}},
+            {{"name": "sorted", "kind": "transform", "method": "sort", "options": {{"by": ["status", "amount"], "descending": [false, true], "nulls_last": true}}}},
+            {{"name": "sorted_file", "kind": "load", "method": "s3", "options": {{"path": "{name}-sorted.parquet"}}}},
+            {{"name": "latest", "kind": "transform", "method": "dedupe", "inputs": ["orders"], "options": {{"keys": ["customer_id"], "order_by": "created_at"}}}},
+            {{"name": "latest_file", "kind": "load", "method": "s3", "options": {{"path": "{name}-latest.parquet"}}}}
+        ]}}"#
+    );
+    let path = write(dir, &format!("{name}.json"), &text);
+    Pipeline::from_file(&path, &[]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_64_mb_memory_limit_sorts_on_disk_and_keeps_the_in_memory_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let limited = ordered(dir.path(), "limited", r#""memory_limit_mb": 64,"#);
+    let free = ordered(dir.path(), "free", "");
+    let memory = |name: &str| {
+        let step = limited
+            .plan()
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap();
+        step.memory.clone().unwrap_or_default()
+    };
+    assert!(
+        memory("sorted").contains("sorting it in runs on disk"),
+        "{}",
+        memory("sorted")
+    );
+    let a = limited.run(&RunOptions::default()).await.unwrap();
+    let b = free.run(&RunOptions::default()).await.unwrap();
+    let spilled = |r: &pipeline_core::report::RunReport, step: &str| {
+        r.steps
+            .iter()
+            .find(|s| s.name == step)
+            .and_then(|s| s.metrics.get("spilled_bytes").copied())
+            .unwrap_or(0)
+    };
+    for step in ["sorted", "latest"] {
+        assert!(spilled(&a, step) > 0, "{step} spilled under 64 MB");
+        assert_eq!(spilled(&b, step), 0, "{step} did not spill without a limit");
+    }
+    let read = |file: String| {
+        let path = dir.path().join(file);
+        ParquetReader::new(std::fs::File::open(path).unwrap())
+            .finish()
+            .unwrap()
+    };
+    for what in ["sorted", "latest"] {
+        let (x, y) = (
+            read(format!("limited-{what}.parquet")),
+            read(format!("free-{what}.parquet")),
+        );
+        assert!(x.height() > 0);
+        assert_eq!(x.height(), y.height());
+        assert!(x.equals_missing(&y), "{what}: {x}\n{y}");
+    }
+    let sorted = read("limited-sorted.parquet".to_string());
+    assert_eq!(sorted.height(), 2_000_000);
+}

@@ -36,6 +36,8 @@ pub enum Gathers {
     Groups,
     /// Its whole input, spilled to disk by key past `memory_limit_mb`.
     Partitioned,
+    /// Its whole input, sorted in runs on disk past `memory_limit_mb`.
+    Sorted,
     /// Its whole input.
     Everything,
 }
@@ -56,6 +58,9 @@ impl Gathers {
             )),
             Gathers::Partitioned => Some(format!(
                 "gathers its whole input, spilling it to disk by key past memory_limit_mb{side}"
+            )),
+            Gathers::Sorted => Some(format!(
+                "gathers its whole input, sorting it in runs on disk past memory_limit_mb{side}"
             )),
             Gathers::Everything => Some(format!("gathers its whole input{side}")),
         }

@@ -13,9 +13,12 @@ pub mod incremental;
 pub mod method;
 pub mod needs;
 mod operators;
+mod ordered;
 mod partitioned;
 mod runtime;
+mod sorted;
 pub mod spill;
+mod spilling;
 pub mod stream;
 mod system;
 mod validation;
@@ -26,6 +29,7 @@ pub use incremental::{Gathers, Incremental};
 pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup, Streaming};
 pub use needs::Needs;
 pub use operators::REASON_COLUMN;
+pub use ordered::SortSpec;
 pub use runtime::{
     CommitOutcome, Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking,
 };

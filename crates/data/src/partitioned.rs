@@ -2,61 +2,47 @@
 //! they hold passes `memory_limit_mb`, it goes to local disk split into 16 partitions by a hash
 //! of the keys, and at the end each partition is read back and processed on its own. Every row
 //! of a key lands in the same partition, in its arrival order, so the result per key is the
-//! in-memory one; only the order between keys of different partitions changes. Memory stays
-//! near the limit plus one partition.
+//! in-memory one. Each row carries its arrival number to disk; each partition's result is
+//! sorted into a run by the method's output order (its order columns, then arrival), and the
+//! runs are merged back (see `ordered`), so the rows also come out in the in-memory order.
+//! Memory stays near the limit plus one partition.
 
-use crate::batch::Batch;
 use crate::incremental::Gathers;
-use crate::method::{ConnectionUse, DATAFRAME, MethodEntry, MethodOptions, Produces, StepSetup};
-use crate::runtime::{Datasets, Metrics, Operator, RunContext, Runtime, blocking};
-use async_trait::async_trait;
-use futures::future::BoxFuture;
-use pipeline_base::{Format, StepError, StepKind};
+use crate::method::{MethodEntry, MethodOptions, StepSetup};
+use crate::ordered::{Merge, SEQ, SortSpec, with_order, write_run};
+use crate::spilling::{Finished, Frames, Held, WholeFn, stack};
+use pipeline_base::StepError;
 use polars::prelude::*;
 use polars_core::hashing::columns_to_hashes;
 use polars_utils::aliases::PlSeedableRandomStateQuality;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 const PARTS: usize = 16;
 
 pub(crate) struct Partitioned {
     step: String,
     keys: Vec<PlSmallStr>,
+    /// The order of the method's output (see the module doc).
+    order: SortSpec,
     limit: u64,
-    memory: Vec<DataFrame>,
-    bytes: u64,
-    /// The input's columns without rows (for an empty input).
-    empty: Option<DataFrame>,
+    /// Rows already spilled (the next arrival number).
+    seq: u64,
+    held: Frames,
     spill: Option<(tempfile::TempDir, Vec<Vec<PathBuf>>)>,
     hasher: PlSeedableRandomStateQuality,
     round: usize,
     pub(crate) spilled_bytes: u64,
 }
 
-fn stack(frames: Vec<DataFrame>, what: &str) -> Result<Option<DataFrame>, StepError> {
-    let mut all: Option<DataFrame> = None;
-    for f in frames {
-        match &mut all {
-            None => all = Some(f),
-            Some(a) => {
-                a.vstack_mut_owned(f)
-                    .map_err(|e| crate::errors::polars_error(e, what))?;
-            }
-        }
-    }
-    Ok(all)
-}
-
 impl Partitioned {
-    pub(crate) fn new(step: &str, keys: Vec<String>, limit: u64) -> Self {
+    pub(crate) fn new(step: &str, keys: Vec<String>, order: SortSpec, limit: u64) -> Self {
         Partitioned {
             step: step.to_string(),
             keys: keys.iter().map(|k| PlSmallStr::from(k.as_str())).collect(),
+            order,
             limit,
-            memory: Vec::new(),
-            bytes: 0,
-            empty: None,
+            seq: 0,
+            held: Frames::default(),
             spill: None,
             hasher: PlSeedableRandomStateQuality::default(),
             round: 0,
@@ -64,13 +50,9 @@ impl Partitioned {
         }
     }
 
-    pub(crate) fn push(&mut self, df: DataFrame) -> Result<(), StepError> {
-        if self.empty.is_none() {
-            self.empty = Some(df.clear());
-        }
-        self.bytes = self.bytes.saturating_add(df.estimated_size() as u64);
-        self.memory.push(df);
-        if self.bytes > self.limit {
+    pub(crate) fn push_frame(&mut self, df: DataFrame) -> Result<(), StepError> {
+        self.held.add(df);
+        if self.held.bytes > self.limit {
             self.spill()?;
         }
         Ok(())
@@ -79,10 +61,9 @@ impl Partitioned {
     /// Writes what is held to one file per partition.
     fn spill(&mut self) -> Result<(), StepError> {
         let what = format!("step \"{}\": spilling to disk", self.step);
-        let Some(mut all) = stack(std::mem::take(&mut self.memory), &what)? else {
+        let Some(mut all) = self.held.take(&what)? else {
             return Ok(());
         };
-        self.bytes = 0;
         if let Some(missing) = self.keys.iter().find(|k| all.schema().get(k).is_none()) {
             if self.spill.is_some() {
                 return Err(StepError::user(format!(
@@ -92,7 +73,7 @@ impl Partitioned {
                 .with_hint("every batch of the input needs the key columns"));
             }
             // The method will name the missing key; keep the rows for it.
-            self.memory.push(all);
+            self.held.add(all);
             return Ok(());
         }
         if self.spill.is_none() {
@@ -106,6 +87,12 @@ impl Partitioned {
             self.spill = Some((dir, vec![Vec::new(); PARTS]));
         }
         all.rechunk_mut();
+        let height = all.height() as u64;
+        let end = self.seq.saturating_add(height);
+        let seq = UInt64Chunked::from_vec(PlSmallStr::from(SEQ), (self.seq..end).collect());
+        self.seq = end;
+        all.with_column(seq.into_column())
+            .map_err(|e| crate::errors::polars_error(e, &what))?;
         let keys = all
             .select(self.keys.iter().cloned())
             .map_err(|e| crate::errors::polars_error(e, &what))?;
@@ -148,39 +135,29 @@ impl Partitioned {
         Ok(())
     }
 
-    /// Runs `f` over the whole input, or over each partition when it went to disk.
-    pub(crate) fn finish(
-        mut self,
-        f: impl Fn(DataFrame) -> Result<DataFrame, StepError>,
-    ) -> Result<(Vec<DataFrame>, u64), StepError> {
-        let outs = self.finish_inner(f)?;
-        Ok((outs, self.spilled_bytes))
-    }
-
+    /// Runs `f` over the whole input, or over each partition when it went to disk (then the
+    /// results come back merged in order).
     fn finish_inner(
         &mut self,
-        f: impl Fn(DataFrame) -> Result<DataFrame, StepError>,
-    ) -> Result<Vec<DataFrame>, StepError> {
+        f: &dyn Fn(DataFrame) -> Result<DataFrame, StepError>,
+    ) -> Result<Finished, StepError> {
         let what = format!("step \"{}\": reading spilled input", self.step);
         if self.spill.is_none() {
-            let mut all = stack(std::mem::take(&mut self.memory), &what)?
-                .or_else(|| self.empty.take())
-                .unwrap_or_default();
-            all.rechunk_mut();
-            return f(all).map(|out| vec![out]);
+            let all = self.held.take_whole(&what)?;
+            return f(all).map(Finished::Whole);
         }
         self.spill()?;
-        if !self.memory.is_empty() {
+        if !self.held.is_empty() {
             return Err(StepError::internal(format!(
                 "step \"{}\": rows left in memory after the last spill",
                 self.step
             )));
         }
-        let Some((_dir, files)) = self.spill.take() else {
-            return Ok(Vec::new());
+        let Some((dir, files)) = self.spill.take() else {
+            return Err(StepError::internal(format!("{what}: no spill directory")));
         };
-        let mut outs = Vec::new();
-        for paths in files {
+        let mut runs = Vec::new();
+        for (part, paths) in files.into_iter().enumerate() {
             let mut frames = Vec::with_capacity(paths.len());
             for path in paths {
                 let file = std::fs::File::open(&path)
@@ -190,100 +167,63 @@ impl Partitioned {
                         .finish()
                         .map_err(|e| crate::errors::polars_error(e, &what))?,
                 );
+                let _ = std::fs::remove_file(&path);
             }
-            if let Some(mut part) = stack(frames, &what)? {
-                part.rechunk_mut();
-                outs.push(f(part)?);
+            let Some(mut input) = stack(frames, &what)? else {
+                continue;
+            };
+            input.rechunk_mut();
+            let out = f(input)?;
+            if out.schema().get(SEQ).is_none() {
+                return Err(StepError::internal(format!(
+                    "{what}: the method dropped the rows' arrival numbers"
+                )));
             }
+            let sorted = with_order(out, &self.order, 0, &what)?;
+            let (run, bytes) = write_run(dir.path(), &format!("out{part}"), &sorted, &what)?;
+            self.spilled_bytes = self.spilled_bytes.saturating_add(bytes);
+            runs.push(run);
         }
-        if outs.is_empty() {
-            outs.push(f(self.empty.take().unwrap_or_default())?);
-        }
-        Ok(outs)
+        Ok(Finished::Merged(Merge::new(runs, &what), dir))
     }
 }
 
-/// The operator behind [`MethodEntry::transform_partitioned`].
-struct PartitionedWhole<O> {
-    f: fn(DataFrame, &O, &Datasets) -> Result<DataFrame, StepError>,
-    options: Arc<O>,
-    setup: StepSetup,
-    held: Option<Partitioned>,
-    spilled_bytes: u64,
-}
-
-#[async_trait]
-impl<O: MethodOptions> Operator for PartitionedWhole<O> {
-    async fn push(&mut self, batch: Batch, _cx: &RunContext) -> Result<Vec<Batch>, StepError> {
-        let df = batch.into_frame()?;
-        let Some(mut held) = self.held.take() else {
-            return Err(StepError::internal("input after the end"));
-        };
-        // Spilling writes files: off the async workers.
-        let held = blocking(move || held.push(df).map(|()| held)).await?;
-        self.held = Some(held);
-        Ok(Vec::new())
+impl Held for Partitioned {
+    fn push(&mut self, df: DataFrame) -> Result<(), StepError> {
+        self.push_frame(df)
     }
 
-    async fn finish(&mut self, cx: &RunContext) -> Result<Vec<Batch>, StepError> {
-        let Some(held) = self.held.take() else {
-            return Ok(Vec::new());
-        };
-        let side = self.setup.side_datasets(cx)?;
-        let (f, options, step) = (self.f, self.options.clone(), self.setup.step.clone());
-        let (outs, spilled) = blocking(move || held.finish(|df| f(df, &options, &side)))
-            .await
-            .map_err(|e| e.context(format!("step \"{step}\"")))?;
-        self.spilled_bytes = spilled;
-        Ok(outs.into_iter().map(Batch::Frame).collect())
-    }
-
-    fn metrics(&self) -> Metrics {
-        if self.spilled_bytes > 0 {
-            vec![("spilled_bytes", self.spilled_bytes)]
-        } else {
-            Vec::new()
-        }
+    fn finish(
+        mut self,
+        f: &dyn Fn(DataFrame) -> Result<DataFrame, StepError>,
+    ) -> Result<(Finished, u64), StepError> {
+        let out = self.finish_inner(f)?;
+        Ok((out, self.spilled_bytes))
     }
 }
 
 impl MethodEntry {
     /// A transform that needs its whole input but works key by key (`keys` of its options):
     /// past the pipeline's `memory_limit_mb` its input goes to disk partitioned by key, and
-    /// `f` runs on each partition (see the module doc).
+    /// `f` runs on each partition (see the module doc). `order` is the order of `f`'s output:
+    /// by those columns, then by arrival; `f` must keep every column it does not add.
     pub fn transform_partitioned<O: MethodOptions>(
         name: &'static str,
         summary: &'static str,
         side_inputs: (usize, Option<usize>),
-        f: fn(DataFrame, &O, &Datasets) -> Result<DataFrame, StepError>,
+        f: WholeFn<O>,
         keys: fn(&O) -> Vec<String>,
+        order: fn(&O) -> SortSpec,
     ) -> Self {
-        let open = move |setup: StepSetup| -> BoxFuture<'static, Result<Runtime, StepError>> {
-            Box::pin(async move {
-                let options: O = setup.options()?;
-                let held = Partitioned::new(&setup.step, keys(&options), setup.memory_limit);
-                Ok(Runtime::Operator(Box::new(PartitionedWhole {
-                    f,
-                    options: Arc::new(options),
-                    setup,
-                    held: Some(held),
-                    spilled_bytes: 0,
-                })))
-            })
+        let hold = move |options: &O, setup: &StepSetup| {
+            Ok(Partitioned::new(
+                &setup.step,
+                keys(options),
+                order(options),
+                setup.memory_limit,
+            ))
         };
-        let mut entry = Self::entry::<O>(
-            name,
-            StepKind::Transform,
-            summary,
-            DATAFRAME,
-            Produces::Format(Format::DataFrame),
-            true,
-            side_inputs,
-            ConnectionUse::None,
-            Box::new(open),
-        );
-        entry.gathers = Gathers::Partitioned;
-        entry
+        Self::spilling(name, summary, side_inputs, f, hold, Gathers::Partitioned)
     }
 }
 
@@ -297,7 +237,17 @@ mod tests {
             .iter()
             .map(|i| if i % 13 == 0 { None } else { Some(i % 97) })
             .collect();
-        df!("id" => ids, "k" => keys).unwrap()
+        let at: Vec<Option<i64>> = ids
+            .iter()
+            .map(|i| {
+                if i % 7 == 0 {
+                    None
+                } else {
+                    Some((i * 31) % 50)
+                }
+            })
+            .collect();
+        df!("id" => ids, "k" => keys, "at" => at).unwrap()
     }
 
     fn first_per_key(df: DataFrame) -> Result<DataFrame, StepError> {
@@ -306,36 +256,79 @@ mod tests {
             .map_err(|e| crate::errors::polars_error(e, "t"))
     }
 
-    fn sorted(frames: Vec<DataFrame>) -> DataFrame {
-        let mut all = stack(frames, "t").unwrap().unwrap();
-        all.rechunk_mut();
-        all.sort(["id"], Default::default()).unwrap()
+    /// As `dedupe` with `order_by`: sorted by `at`, the last row per key.
+    fn last_by_at(df: DataFrame) -> Result<DataFrame, StepError> {
+        let keys = ["k".to_string()];
+        df.sort(
+            ["at"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .and_then(|d| d.unique_stable(Some(&keys), UniqueKeepStrategy::Last, None))
+        .map_err(|e| crate::errors::polars_error(e, "t"))
+    }
+
+    fn collect(out: Finished) -> (DataFrame, usize) {
+        match out {
+            Finished::Whole(df) => (df, 1),
+            Finished::Merged(mut merge, _dir) => {
+                let (mut all, mut pieces) = (DataFrame::empty(), 0);
+                while let Some(df) = merge.next_frame().unwrap() {
+                    pieces += 1;
+                    if all.width() == 0 {
+                        all = df;
+                    } else {
+                        all.vstack_mut_owned(df).unwrap();
+                    }
+                }
+                (all, pieces)
+            }
+        }
+    }
+
+    fn run(
+        limit: u64,
+        order: SortSpec,
+        f: fn(DataFrame) -> Result<DataFrame, StepError>,
+    ) -> (DataFrame, usize, u64) {
+        let mut p = Partitioned::new("t", vec!["k".into()], order, limit);
+        for i in 0..20 {
+            p.push_frame(batch(i * 1000)).unwrap();
+        }
+        let (out, spilled) = p.finish(&f).unwrap();
+        let (df, pieces) = collect(out);
+        (df, pieces, spilled)
     }
 
     #[test]
-    fn a_spilled_input_gives_the_in_memory_result_per_key() {
-        let mut memory = Partitioned::new("t", vec!["k".into()], u64::MAX);
-        let mut spilled = Partitioned::new("t", vec!["k".into()], 1);
-        for i in 0..20 {
-            memory.push(batch(i * 1000)).unwrap();
-            spilled.push(batch(i * 1000)).unwrap();
-        }
-        let (a, none) = memory.finish(first_per_key).unwrap();
-        let (b, some) = spilled.finish(first_per_key).unwrap();
-        assert!(none == 0 && some > 0);
-        assert_eq!(a.len(), 1);
-        assert!(b.len() > 1, "one result per partition");
-        let (a, b) = (sorted(a), sorted(b));
+    fn a_spilled_input_gives_the_in_memory_result_in_its_order() {
+        let (a, one, none) = run(u64::MAX, SortSpec::default(), first_per_key);
+        let (b, pieces, some) = run(1, SortSpec::default(), first_per_key);
+        assert!(none == 0 && some > 0 && one == 1);
+        assert!(pieces > 1, "merged back a piece at a time");
         assert_eq!(a.height(), 98, "97 keys and the null key");
         assert!(a.equals_missing(&b), "{a}\n{b}");
     }
 
     #[test]
+    fn a_spilled_input_ordered_by_a_column_comes_back_in_that_order() {
+        let order = SortSpec {
+            by: vec!["at".into()],
+            descending: vec![false],
+            nulls_last: false,
+        };
+        let (a, _, _) = run(u64::MAX, order.clone(), last_by_at);
+        let (b, _, some) = run(1, order, last_by_at);
+        assert!(some > 0);
+        assert_eq!(a.height(), 98);
+        assert!(a.equals_missing(&b), "{a}\n{b}");
+    }
+
+    #[test]
     fn an_empty_input_still_has_its_columns() {
-        let mut p = Partitioned::new("t", vec!["k".into()], 1);
-        p.push(batch(0).clear()).unwrap();
-        let (out, _) = p.finish(first_per_key).unwrap();
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].width(), 2);
+        let mut p = Partitioned::new("t", vec!["k".into()], SortSpec::default(), 1);
+        p.push_frame(batch(0).clear()).unwrap();
+        let (out, _) = p.finish(&first_per_key).unwrap();
+        let (df, _) = collect(out);
+        assert_eq!(df.width(), 3);
     }
 }

@@ -183,6 +183,13 @@ pub trait Operator: Send {
         Ok(Vec::new())
     }
 
+    /// After `finish`: more output, a piece at a time, until `None` (an operator whose output
+    /// does not fit in memory at once, e.g. a merge of sorted runs). Each piece goes down the
+    /// chain before the next is asked for.
+    async fn drain(&mut self, _cx: &RunContext) -> Result<Option<Vec<Batch>>, StepError> {
+        Ok(None)
+    }
+
     /// Every step succeeded: make written data visible.
     async fn commit(&mut self) -> Result<CommitOutcome, StepError> {
         Ok(CommitOutcome::Published)

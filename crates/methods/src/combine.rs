@@ -9,7 +9,7 @@ use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
 use pipeline_data::polars::sql::SQLContext;
-use pipeline_data::{Datasets, OptionsError, PolarsResultExt};
+use pipeline_data::{Datasets, OptionsError, PolarsResultExt, SortSpec};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -142,6 +142,24 @@ pub struct SortOptions {
 }
 impl MethodOptions for SortOptions {}
 
+/// The order `sort` gives (the same past the memory limit, see `transform_sorted`).
+pub(crate) fn sort_spec(o: &SortOptions) -> Result<SortSpec, StepError> {
+    let descending = match &o.descending {
+        OneOrMany::One(d) => vec![*d; o.by.len()],
+        OneOrMany::Many(v) if v.len() == o.by.len() => v.clone(),
+        OneOrMany::Many(_) => {
+            return Err(StepError::user(
+                "sort: \"descending\" needs one flag per \"by\" column",
+            ));
+        }
+    };
+    Ok(SortSpec {
+        by: o.by.clone(),
+        descending,
+        nulls_last: o.nulls_last,
+    })
+}
+
 /// A flag for all columns or one per column.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -181,6 +199,16 @@ fn first() -> Keep {
     Keep::First
 }
 impl MethodOptions for DedupeOptions {}
+
+/// The order of `dedupe`'s output: by `order_by` (ascending, nulls first), then arrival.
+pub(crate) fn dedupe_order(o: &DedupeOptions) -> SortSpec {
+    let by: Vec<String> = o.order_by.iter().cloned().collect();
+    SortSpec {
+        descending: vec![false; by.len()],
+        by,
+        nulls_last: false,
+    }
+}
 
 /// The only side input, or an error.
 pub(crate) fn other<'a>(side: &'a Datasets, method: &str) -> Result<&'a DataFrame, StepError> {
@@ -333,17 +361,9 @@ impl UserMethods {
     /// Sorts by columns.
     pub fn sort(df: DataFrame, o: &SortOptions, _: &Datasets) -> Result<DataFrame, StepError> {
         require_columns(&df, &o.by, "sort")?;
-        let descending = match &o.descending {
-            OneOrMany::One(d) => vec![*d; o.by.len()],
-            OneOrMany::Many(v) if v.len() == o.by.len() => v.clone(),
-            OneOrMany::Many(_) => {
-                return Err(StepError::user(
-                    "sort: \"descending\" needs one flag per \"by\" column",
-                ));
-            }
-        };
+        let spec = sort_spec(o)?;
         let options = SortMultipleOptions::default()
-            .with_order_descending_multi(descending)
+            .with_order_descending_multi(spec.descending)
             .with_nulls_last(o.nulls_last)
             .with_maintain_order(true);
         df.sort(o.by.iter().map(String::as_str).collect::<Vec<_>>(), options)

@@ -115,7 +115,7 @@ pub fn entries() -> Vec<MethodEntry> {
             ANY_OR_NONE,
             UserMethods::sql,
         ),
-        M::transform_whole("sort", "Sort by columns", NONE, UserMethods::sort)
+        M::transform_sorted("sort", "Sort by columns", UserMethods::sort, combine::sort_spec)
             .with_needs(needs::sort),
         M::transform_partitioned(
             "dedupe",
@@ -123,6 +123,7 @@ pub fn entries() -> Vec<MethodEntry> {
             NONE,
             UserMethods::dedupe,
             |o: &DedupeOptions| o.keys.clone(),
+            combine::dedupe_order,
         )
         .with_needs(needs::dedupe),
         M::validation(
