@@ -21,6 +21,7 @@ pub mod spill;
 mod spilling;
 pub mod stream;
 mod system;
+mod validate;
 mod validation;
 
 pub use batch::{AvroBatch, Batch};
@@ -28,12 +29,12 @@ pub use errors::{PolarsResultExt, polars_error};
 pub use incremental::{Gathers, Incremental};
 pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup, Streaming};
 pub use needs::Needs;
-pub use operators::REASON_COLUMN;
 pub use ordered::SortSpec;
 pub use runtime::{
     CommitOutcome, Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking,
 };
 pub use system::{ConnectionSetup, StepUse, SystemEntry};
+pub use validate::REASON_COLUMN;
 pub use validation::{Check, sample_rows};
 
 /// Re-exported so that connectors and methods use the exact same Polars.

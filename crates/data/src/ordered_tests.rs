@@ -61,7 +61,7 @@ fn external(spec: &SortSpec, limit: u64) -> (DataFrame, u64) {
     for b in batches() {
         sorter.push_frame(b).unwrap();
     }
-    let (Finished::Merged(mut merge, _dir), spilled) = sorter.finish(&Ok).unwrap() else {
+    let (Finished::Merged(mut merge, _dir), spilled) = sorter.finish(&mut Ok).unwrap() else {
         panic!("a tiny limit spills");
     };
     let mut out = DataFrame::empty();
@@ -117,7 +117,7 @@ fn a_sorter_under_its_limit_keeps_the_input_whole() {
     for b in batches() {
         sorter.push_frame(b).unwrap();
     }
-    let (Finished::Whole(all), 0) = sorter.finish(&Ok).unwrap() else {
+    let (Finished::Whole(all), 0) = sorter.finish(&mut Ok).unwrap() else {
         panic!("nothing spilled");
     };
     assert_eq!(all.height(), 10_000);

@@ -139,7 +139,7 @@ impl Partitioned {
     /// results come back merged in order).
     fn finish_inner(
         &mut self,
-        f: &dyn Fn(DataFrame) -> Result<DataFrame, StepError>,
+        f: &mut dyn FnMut(DataFrame) -> Result<DataFrame, StepError>,
     ) -> Result<Finished, StepError> {
         let what = format!("step \"{}\": reading spilled input", self.step);
         if self.spill.is_none() {
@@ -195,7 +195,7 @@ impl Held for Partitioned {
 
     fn finish(
         mut self,
-        f: &dyn Fn(DataFrame) -> Result<DataFrame, StepError>,
+        f: &mut dyn FnMut(DataFrame) -> Result<DataFrame, StepError>,
     ) -> Result<(Finished, u64), StepError> {
         let out = self.finish_inner(f)?;
         Ok((out, self.spilled_bytes))
@@ -294,7 +294,7 @@ mod tests {
         for i in 0..20 {
             p.push_frame(batch(i * 1000)).unwrap();
         }
-        let (out, spilled) = p.finish(&f).unwrap();
+        let (out, spilled) = p.finish(&mut { f }).unwrap();
         let (df, pieces) = collect(out);
         (df, pieces, spilled)
     }
@@ -327,7 +327,7 @@ mod tests {
     fn an_empty_input_still_has_its_columns() {
         let mut p = Partitioned::new("t", vec!["k".into()], SortSpec::default(), 1);
         p.push_frame(batch(0).clear()).unwrap();
-        let (out, _) = p.finish(&first_per_key).unwrap();
+        let (out, _) = p.finish(&mut first_per_key).unwrap();
         let (df, _) = collect(out);
         assert_eq!(df.width(), 3);
     }

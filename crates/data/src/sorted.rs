@@ -103,7 +103,7 @@ impl Sorter {
 
     fn finish_input(
         mut self,
-        f: &dyn Fn(DataFrame) -> Result<DataFrame, StepError>,
+        f: &mut dyn FnMut(DataFrame) -> Result<DataFrame, StepError>,
     ) -> Result<(Finished, u64), StepError> {
         if self.runs.is_empty() {
             let all = self.held.take_whole(&format!("step \"{}\"", self.step))?;
@@ -133,7 +133,7 @@ impl Held for Sorter {
 
     fn finish(
         self,
-        f: &dyn Fn(DataFrame) -> Result<DataFrame, StepError>,
+        f: &mut dyn FnMut(DataFrame) -> Result<DataFrame, StepError>,
     ) -> Result<(Finished, u64), StepError> {
         self.finish_input(f)
     }

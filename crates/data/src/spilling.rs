@@ -68,6 +68,31 @@ impl Frames {
     }
 }
 
+/// A merge in progress and the directory of its runs.
+pub(crate) type Merging = Option<(Merge, tempfile::TempDir)>;
+
+/// The next piece of a merge from disk (`None` at its end, when its directory goes).
+pub(crate) async fn drain_merge(
+    merging: &mut Merging,
+    step: &str,
+) -> Result<Option<Vec<Batch>>, StepError> {
+    let Some((mut merge, dir)) = merging.take() else {
+        return Ok(None);
+    };
+    let (merge, next) = blocking(move || {
+        let next = merge.next_frame();
+        Ok((merge, next))
+    })
+    .await?;
+    match next.map_err(|e| e.context(format!("step \"{step}\"")))? {
+        Some(df) => {
+            *merging = Some((merge, dir));
+            Ok(Some(vec![Batch::Frame(df)]))
+        }
+        None => Ok(None),
+    }
+}
+
 /// The method's function on a whole input (or on one partition of it).
 pub(crate) type WholeFn<O> = fn(DataFrame, &O, &Datasets) -> Result<DataFrame, StepError>;
 
@@ -87,7 +112,7 @@ pub(crate) trait Held: Send + 'static {
     /// written to disk.
     fn finish(
         self,
-        f: &dyn Fn(DataFrame) -> Result<DataFrame, StepError>,
+        f: &mut dyn FnMut(DataFrame) -> Result<DataFrame, StepError>,
     ) -> Result<(Finished, u64), StepError>;
 }
 
@@ -96,7 +121,7 @@ struct Spilling<O, H> {
     options: Arc<O>,
     setup: StepSetup,
     held: Option<H>,
-    merging: Option<(Merge, tempfile::TempDir)>,
+    merging: Merging,
     spilled_bytes: u64,
 }
 
@@ -119,7 +144,7 @@ impl<O: MethodOptions, H: Held> Operator for Spilling<O, H> {
         };
         let side = self.setup.side_datasets(cx)?;
         let (f, options, step) = (self.f, self.options.clone(), self.setup.step.clone());
-        let (out, spilled) = blocking(move || held.finish(&|df| f(df, &options, &side)))
+        let (out, spilled) = blocking(move || held.finish(&mut |df| f(df, &options, &side)))
             .await
             .map_err(|e| e.context(format!("step \"{step}\"")))?;
         self.spilled_bytes = spilled;
@@ -133,23 +158,7 @@ impl<O: MethodOptions, H: Held> Operator for Spilling<O, H> {
     }
 
     async fn drain(&mut self, _cx: &RunContext) -> Result<Option<Vec<Batch>>, StepError> {
-        let Some((mut merge, dir)) = self.merging.take() else {
-            return Ok(None);
-        };
-        let step = self.setup.step.clone();
-        let (merge, next) = blocking(move || {
-            let next = merge.next_frame();
-            Ok((merge, next))
-        })
-        .await?;
-        match next.map_err(|e| e.context(format!("step \"{step}\"")))? {
-            Some(df) => {
-                self.merging = Some((merge, dir));
-                Ok(Some(vec![Batch::Frame(df)]))
-            }
-            // The runs' directory goes with the merge.
-            None => Ok(None),
-        }
+        drain_merge(&mut self.merging, &self.setup.step).await
     }
 
     fn metrics(&self) -> Metrics {

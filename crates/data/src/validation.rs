@@ -2,8 +2,10 @@
 //! rows for failure messages.
 
 use crate::method::{ConnectionUse, DATAFRAME, MethodEntry, MethodOptions, Produces, StepSetup};
-use crate::operators::{PrepareCheck, RowCheck, Validate};
+use crate::ordered::SortSpec;
+use crate::partitioned::Partitioned;
 use crate::runtime::{Datasets, Runtime};
+use crate::validate::{PrepareCheck, RowCheck, Validate};
 use futures::future::BoxFuture;
 use pipeline_base::{Format, StepError, StepKind};
 use polars::prelude::*;
@@ -20,12 +22,7 @@ impl MethodEntry {
         side_inputs: (usize, Option<usize>),
         f: fn(&DataFrame, &O, &Datasets) -> Result<Check, StepError>,
     ) -> Self {
-        Self::validation_with(name, summary, whole, side_inputs, move |options: Arc<O>| {
-            Arc::new(move |side: &Datasets| -> Result<RowCheck, StepError> {
-                let (options, side) = (options.clone(), side.clone());
-                Ok(Arc::new(move |df: &DataFrame| f(df, &options, &side)))
-            })
-        })
+        Self::validation_with(name, summary, whole, side_inputs, None, bind(f))
     }
 
     /// A row rule against side inputs that first turns them into `P` (e.g. a key index), once
@@ -37,13 +34,36 @@ impl MethodEntry {
         prepare: fn(&O, &Datasets) -> Result<P, StepError>,
         f: fn(&DataFrame, &O, &P) -> Result<Check, StepError>,
     ) -> Self {
-        Self::validation_with(name, summary, false, side_inputs, move |options: Arc<O>| {
-            Arc::new(move |side: &Datasets| -> Result<RowCheck, StepError> {
-                let prepared = Arc::new(prepare(&options, side)?);
-                let options = options.clone();
-                Ok(Arc::new(move |df: &DataFrame| f(df, &options, &prepared)))
-            })
-        })
+        Self::validation_with(
+            name,
+            summary,
+            false,
+            side_inputs,
+            None,
+            move |options: Arc<O>| {
+                Arc::new(move |side: &Datasets| -> Result<RowCheck, StepError> {
+                    let prepared = Arc::new(prepare(&options, side)?);
+                    let options = options.clone();
+                    Ok(Arc::new(move |df: &DataFrame| f(df, &options, &prepared)))
+                })
+            },
+        )
+    }
+
+    /// A whole-input rule without side inputs that judges rows key by key (`keys` of its
+    /// options, e.g. uniqueness): past the pipeline's `memory_limit_mb` its input goes to disk
+    /// partitioned by key, each partition is judged alone, and the rows come back in arrival
+    /// order (quarantined rows partition by partition).
+    pub fn validation_partitioned<O: MethodOptions>(
+        name: &'static str,
+        summary: &'static str,
+        f: fn(&DataFrame, &O, &Datasets) -> Result<Check, StepError>,
+        keys: fn(&O) -> Vec<String>,
+    ) -> Self {
+        let mut entry =
+            Self::validation_with(name, summary, true, (0, Some(0)), Some(keys), bind(f));
+        entry.gathers = crate::incremental::Gathers::Partitioned;
+        entry
     }
 
     fn validation_with<O: MethodOptions>(
@@ -51,6 +71,7 @@ impl MethodEntry {
         summary: &'static str,
         whole: bool,
         side_inputs: (usize, Option<usize>),
+        keys: Option<fn(&O) -> Vec<String>>,
         bind: impl Fn(Arc<O>) -> PrepareCheck + Send + Sync + 'static,
     ) -> Self {
         let bind = Arc::new(bind);
@@ -61,12 +82,19 @@ impl MethodEntry {
                 // Side inputs produced in the step's own chain are complete only at its end:
                 // gather the main input until then.
                 let gather = whole || (!setup.side_inputs.is_empty() && !setup.side_inputs_ready);
+                let partitioned = keys.filter(|_| whole).map(|keys| {
+                    let order = SortSpec::default();
+                    Partitioned::new(&setup.step, keys(&options), order, setup.memory_limit)
+                });
                 Ok(Runtime::Operator(Box::new(Validate {
                     prepare: bind(Arc::new(options)),
                     check: None,
                     setup,
                     gather,
                     gathered: None,
+                    partitioned,
+                    merging: None,
+                    spilled_bytes: 0,
                     counts: [0; 3],
                     quarantined: Vec::new(),
                 })))
@@ -83,6 +111,18 @@ impl MethodEntry {
             ConnectionUse::None,
             Box::new(open),
         )
+    }
+}
+
+/// Binds a plain rule's options and side inputs.
+fn bind<O: MethodOptions>(
+    f: fn(&DataFrame, &O, &Datasets) -> Result<Check, StepError>,
+) -> impl Fn(Arc<O>) -> PrepareCheck + Send + Sync + 'static {
+    move |options: Arc<O>| {
+        Arc::new(move |side: &Datasets| -> Result<RowCheck, StepError> {
+            let (options, side) = (options.clone(), side.clone());
+            Ok(Arc::new(move |df: &DataFrame| f(df, &options, &side)))
+        })
     }
 }
 

@@ -134,12 +134,11 @@ pub fn entries() -> Vec<MethodEntry> {
             UserMethods::not_null,
         )
         .with_needs(needs::not_null),
-        M::validation(
+        M::validation_partitioned(
             "unique",
             "A column or composite key must not repeat",
-            true,
-            NONE,
             UserMethods::unique,
+            |o: &UniqueOptions| o.columns.clone(),
         )
         .with_needs(needs::unique),
         M::validation(
