@@ -272,7 +272,10 @@ fn ordered(dir: &std::path::Path, name: &str, limit: &str) -> Pipeline {
             {{"name": "single", "kind": "validate", "method": "unique", "inputs": ["orders"], "options": {{"columns": ["customer_id", "amount"]}},
               "on_failure": "quarantine", "quarantine": "repeated", "max_invalid_fraction": 1}},
             {{"name": "single_file", "kind": "load", "method": "s3", "options": {{"path": "{name}-single.parquet"}}}},
-            {{"name": "repeated_file", "kind": "load", "method": "s3", "inputs": ["repeated"], "options": {{"path": "{name}-repeated.parquet"}}}}
+            {{"name": "repeated_file", "kind": "load", "method": "s3", "inputs": ["repeated"], "options": {{"path": "{name}-repeated.parquet"}}}},
+            {{"name": "summary", "kind": "transform", "method": "sql", "inputs": ["orders"],
+              "options": {{"query": "SELECT status, count(*) AS n, count(customer_id) AS known, sum(order_id) AS ids, max(created_at) AS last FROM self WHERE amount > 10 GROUP BY status ORDER BY status"}}}},
+            {{"name": "summary_file", "kind": "load", "method": "s3", "options": {{"path": "{name}-summary.parquet"}}}}
         ]}}"#
     );
     let path = write(dir, &format!("{name}.json"), &text);
@@ -312,7 +315,12 @@ async fn a_32_mb_memory_limit_sorts_on_disk_and_keeps_the_in_memory_order() {
         "{}",
         memory("single")
     );
-    for step in ["sorted", "latest", "single"] {
+    assert!(
+        memory("summary").contains("streaming engine"),
+        "{}",
+        memory("summary")
+    );
+    for step in ["sorted", "latest", "single", "summary"] {
         assert!(spilled(&a, step) > 0, "{step} spilled under 32 MB");
         assert_eq!(spilled(&b, step), 0, "{step} did not spill without a limit");
     }
@@ -322,7 +330,7 @@ async fn a_32_mb_memory_limit_sorts_on_disk_and_keeps_the_in_memory_order() {
             .finish()
             .unwrap()
     };
-    for what in ["sorted", "latest", "single"] {
+    for what in ["sorted", "latest", "single", "summary"] {
         let (x, y) = (
             read(format!("limited-{what}.parquet")),
             read(format!("free-{what}.parquet")),

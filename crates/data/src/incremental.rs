@@ -38,6 +38,9 @@ pub enum Gathers {
     Partitioned,
     /// Its whole input, sorted in runs on disk past `memory_limit_mb`.
     Sorted,
+    /// Its whole input, on disk past `memory_limit_mb` and then queried by Polars' streaming
+    /// engine.
+    Scanned,
     /// Its whole input.
     Everything,
 }
@@ -61,6 +64,9 @@ impl Gathers {
             )),
             Gathers::Sorted => Some(format!(
                 "gathers its whole input, sorting it in runs on disk past memory_limit_mb{side}"
+            )),
+            Gathers::Scanned => Some(format!(
+                "gathers its whole input, writing it to disk past memory_limit_mb for Polars' streaming engine{side}"
             )),
             Gathers::Everything => Some(format!("gathers its whole input{side}")),
         }

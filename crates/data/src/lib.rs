@@ -16,6 +16,7 @@ mod operators;
 mod ordered;
 mod partitioned;
 mod runtime;
+mod scanned;
 mod sorted;
 pub mod spill;
 mod spilling;
@@ -33,6 +34,7 @@ pub use ordered::SortSpec;
 pub use runtime::{
     CommitOutcome, Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking,
 };
+pub use scanned::Scan;
 pub use system::{ConnectionSetup, StepUse, SystemEntry};
 pub use validate::REASON_COLUMN;
 pub use validation::{Check, sample_rows};

@@ -189,6 +189,8 @@ impl Partitioned {
 }
 
 impl Held for Partitioned {
+    type Input = DataFrame;
+
     fn push(&mut self, df: DataFrame) -> Result<(), StepError> {
         self.push_frame(df)
     }

@@ -127,6 +127,8 @@ impl Sorter {
 }
 
 impl Held for Sorter {
+    type Input = DataFrame;
+
     fn push(&mut self, df: DataFrame) -> Result<(), StepError> {
         self.push_frame(df)
     }

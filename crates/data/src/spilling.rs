@@ -106,18 +106,21 @@ pub(crate) enum Finished {
 
 /// What holds a spilling step's input.
 pub(crate) trait Held: Send + 'static {
+    /// What the method's function gets: the input (or a part of it), or a query over it.
+    type Input;
+
     fn push(&mut self, df: DataFrame) -> Result<(), StepError>;
 
     /// The end of the input: the result (`f` run in memory, or the merge), and the bytes
     /// written to disk.
     fn finish(
         self,
-        f: &mut dyn FnMut(DataFrame) -> Result<DataFrame, StepError>,
+        f: &mut dyn FnMut(Self::Input) -> Result<DataFrame, StepError>,
     ) -> Result<(Finished, u64), StepError>;
 }
 
-struct Spilling<O, H> {
-    f: WholeFn<O>,
+struct Spilling<O, H: Held> {
+    f: fn(H::Input, &O, &Datasets) -> Result<DataFrame, StepError>,
     options: Arc<O>,
     setup: StepSetup,
     held: Option<H>,
@@ -176,7 +179,7 @@ impl MethodEntry {
         name: &'static str,
         summary: &'static str,
         side_inputs: (usize, Option<usize>),
-        f: WholeFn<O>,
+        f: fn(H::Input, &O, &Datasets) -> Result<DataFrame, StepError>,
         hold: impl Fn(&O, &StepSetup) -> Result<H, StepError> + Copy + Send + Sync + 'static,
         gathers: Gathers,
     ) -> Self {

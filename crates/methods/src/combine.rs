@@ -9,7 +9,7 @@ use pipeline_base::StepError;
 use pipeline_data::method::MethodOptions;
 use pipeline_data::polars::prelude::*;
 use pipeline_data::polars::sql::SQLContext;
-use pipeline_data::{Datasets, OptionsError, PolarsResultExt, SortSpec};
+use pipeline_data::{Datasets, OptionsError, PolarsResultExt, Scan, SortSpec};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -141,6 +141,29 @@ pub struct SortOptions {
     pub nulls_last: bool,
 }
 impl MethodOptions for SortOptions {}
+
+/// Collects a query; on the streaming engine, a query it does not implement yet (it panics
+/// with "not yet implemented") runs on the in-memory engine instead.
+fn collect(lf: LazyFrame, engine: Engine) -> PolarsResult<DataFrame> {
+    if engine != Engine::Streaming {
+        return lf.collect();
+    }
+    let fallback = lf.clone();
+    // (A query has one result: `unwrap_single` cannot panic here, and would fall back.)
+    let streamed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lf.collect_with_engine(Engine::Streaming)
+            .map(|result| result.unwrap_single())
+    }));
+    match streamed {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                "the query is not supported by Polars' streaming engine: running it in memory"
+            );
+            fallback.collect()
+        }
+    }
+}
 
 /// The order `sort` gives (the same past the memory limit, see `transform_sorted`).
 pub(crate) fn sort_spec(o: &SortOptions) -> Result<SortSpec, StepError> {
@@ -342,8 +365,18 @@ impl UserMethods {
 
     /// A Polars SQL query over the inputs.
     pub fn sql(df: DataFrame, o: &SqlOptions, side: &Datasets) -> Result<DataFrame, StepError> {
+        let scan = Scan {
+            frame: df.lazy(),
+            engine: Engine::InMemory,
+        };
+        UserMethods::sql_scan(scan, o, side)
+    }
+
+    /// `sql` over its input as a lazy frame, collected with the engine given (Polars'
+    /// streaming engine for an input scanned from disk).
+    pub fn sql_scan(scan: Scan, o: &SqlOptions, side: &Datasets) -> Result<DataFrame, StepError> {
         let mut ctx = SQLContext::new();
-        ctx.register("self", df.clone().lazy());
+        ctx.register("self", scan.frame);
         for (name, frame) in side {
             ctx.register(name, frame.clone().lazy());
         }
@@ -351,7 +384,7 @@ impl UserMethods {
             .chain(side.keys().cloned())
             .collect();
         ctx.execute(&o.query)
-            .and_then(|lf| lf.collect())
+            .and_then(|lf| collect(lf, scan.engine))
             .map_err(|e| {
                 let base = pipeline_data::polars_error(e, &format!("sql \"{}\"", o.query));
                 StepError::user(format!("{}; tables: {}", base.message(), tables.join(", ")))

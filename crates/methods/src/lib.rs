@@ -109,11 +109,11 @@ pub fn entries() -> Vec<MethodEntry> {
             streamed::open_union,
         )
         .with_needs(needs::union),
-        M::transform_whole(
+        M::transform_scanned(
             "sql",
             "A Polars SQL query over the named inputs",
             ANY_OR_NONE,
-            UserMethods::sql,
+            UserMethods::sql_scan,
         ),
         M::transform_sorted("sort", "Sort by columns", UserMethods::sort, combine::sort_spec)
             .with_needs(needs::sort),
