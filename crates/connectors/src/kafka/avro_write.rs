@@ -7,7 +7,7 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use pipeline_base::StepError;
-use pipeline_data::avro::frame_to_avro_records;
+use pipeline_data::avro::{AvroEncoder, frame_to_avro_records};
 use pipeline_data::polars::prelude::DataFrame;
 use std::collections::HashSet;
 
@@ -55,7 +55,10 @@ impl AvroWriter {
     /// One datum per row of `df` (the value columns only).
     pub fn datums(&self, df: &DataFrame) -> Result<Vec<Vec<u8>>, StepError> {
         let record_name = match self {
-            AvroWriter::Derived { record_name } => record_name.as_str(),
+            // The derived schema: encoded column-wise, as Avro files are.
+            AvroWriter::Derived { record_name } => {
+                return AvroEncoder::new(df, record_name)?.datums(df);
+            }
             AvroWriter::File { .. } => "row",
         };
         let (derived, rows) = frame_to_avro_records(df, record_name)?;
@@ -222,6 +225,40 @@ mod tests {
         };
         assert_eq!(fields.len(), 3);
         assert_eq!(fields[0].1, Value::Union(1, Box::new(Value::Long(1))));
+    }
+
+    #[test]
+    fn column_wise_datums_are_the_bytes_apache_avro_writes_from_values() {
+        let dt = |unit, tz| {
+            Int64Chunked::from_vec("t".into(), vec![1_700_000_000_123, -5, 0])
+                .into_datetime(unit, tz)
+                .into_series()
+                .into_column()
+        };
+        let mut df = df!(
+            "i" => [Some(1i64), None, Some(-7)],
+            "i8" => [1i8, -2, 3],
+            "u32" => [1u32, 2, u32::MAX],
+            "f" => [Some(1.5f64), Some(f64::NAN), None],
+            "s" => [Some("PAID"), None, Some("a longer string than twelve bytes")],
+            "b" => [Some(true), Some(false), None],
+        )
+        .unwrap();
+        df.with_column(dt(TimeUnit::Microseconds, Some(TimeZone::UTC)).with_name("utc".into()))
+            .unwrap();
+        df.with_column(dt(TimeUnit::Nanoseconds, None).with_name("naive".into()))
+            .unwrap();
+        let ours = AvroEncoder::new(&df, "orders")
+            .unwrap()
+            .datums(&df)
+            .unwrap();
+        let (schema, rows) = frame_to_avro_records(&df, "orders").unwrap();
+        let writer = GenericDatumWriter::builder(&schema).build().unwrap();
+        let theirs: Vec<Vec<u8>> = rows
+            .into_iter()
+            .map(|r| writer.write_value_to_vec(r).unwrap())
+            .collect();
+        assert_eq!(ours, theirs);
     }
 
     #[test]

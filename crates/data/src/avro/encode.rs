@@ -97,10 +97,30 @@ impl AvroEncoder {
         out
     }
 
-    /// Appends `df`'s rows to `out` as blocks.
-    pub fn write_blocks(&self, df: &DataFrame, out: &mut Vec<u8>) -> Result<(), StepError> {
-        // Columns are matched by name (a batch may list them in another order).
-        let df = if df.schema() == &self.schema {
+    /// One Avro datum per row of `df` (a Kafka message's value), encoded from the columns as
+    /// the container's blocks are.
+    pub fn datums(&self, df: &DataFrame) -> Result<Vec<Vec<u8>>, StepError> {
+        let mut df = self.conform(df)?;
+        df.rechunk_mut();
+        let cells = df
+            .columns()
+            .iter()
+            .map(|c| Cells::of(c.as_materialized_series()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((0..df.height())
+            .map(|i| {
+                let mut datum = Vec::new();
+                for c in &cells {
+                    c.write(i, &mut datum);
+                }
+                datum
+            })
+            .collect())
+    }
+
+    /// `df` with the encoder's columns in its order (matched by name).
+    fn conform(&self, df: &DataFrame) -> Result<DataFrame, StepError> {
+        Ok(if df.schema() == &self.schema {
             df.clone()
         } else {
             let reordered = df.select(self.schema.iter_names().cloned()).ok();
@@ -115,8 +135,13 @@ impl AvroEncoder {
                     .with_hint("give every batch the same columns and types before writing Avro"));
                 }
             }
-        };
-        let df = &df;
+        })
+    }
+
+    /// Appends `df`'s rows to `out` as blocks.
+    pub fn write_blocks(&self, df: &DataFrame, out: &mut Vec<u8>) -> Result<(), StepError> {
+        // Columns are matched by name (a batch may list them in another order).
+        let df = &self.conform(df)?;
         let mut offset = 0usize;
         let mut block = Vec::new();
         while offset < df.height() {
