@@ -275,7 +275,10 @@ fn ordered(dir: &std::path::Path, name: &str, limit: &str) -> Pipeline {
             {{"name": "repeated_file", "kind": "load", "method": "s3", "inputs": ["repeated"], "options": {{"path": "{name}-repeated.parquet"}}}},
             {{"name": "summary", "kind": "transform", "method": "sql", "inputs": ["orders"],
               "options": {{"query": "SELECT status, count(*) AS n, count(customer_id) AS known, sum(order_id) AS ids, max(created_at) AS last FROM self WHERE amount > 10 GROUP BY status ORDER BY status"}}}},
-            {{"name": "summary_file", "kind": "load", "method": "s3", "options": {{"path": "{name}-summary.parquet"}}}}
+            {{"name": "summary_file", "kind": "load", "method": "s3", "options": {{"path": "{name}-summary.parquet"}}}},
+            {{"name": "spread", "kind": "transform", "method": "aggregate", "inputs": ["orders"],
+              "options": {{"group_by": ["customer_id"], "aggregations": {{"median": "median(amount)", "statuses": "count(DISTINCT status)", "n": "count(*)", "first": "min(order_id)", "last": "max(created_at)"}}}}}},
+            {{"name": "spread_file", "kind": "load", "method": "s3", "options": {{"path": "{name}-spread.parquet"}}}}
         ]}}"#
     );
     let path = write(dir, &format!("{name}.json"), &text);
@@ -320,7 +323,12 @@ async fn a_32_mb_memory_limit_sorts_on_disk_and_keeps_the_in_memory_order() {
         "{}",
         memory("summary")
     );
-    for step in ["sorted", "latest", "single", "summary"] {
+    assert!(
+        memory("spread").contains("spilling it to disk by key"),
+        "{}",
+        memory("spread")
+    );
+    for step in ["sorted", "latest", "single", "summary", "spread"] {
         assert!(spilled(&a, step) > 0, "{step} spilled under 32 MB");
         assert_eq!(spilled(&b, step), 0, "{step} did not spill without a limit");
     }
@@ -330,7 +338,7 @@ async fn a_32_mb_memory_limit_sorts_on_disk_and_keeps_the_in_memory_order() {
             .finish()
             .unwrap()
     };
-    for what in ["sorted", "latest", "single", "summary"] {
+    for what in ["sorted", "latest", "single", "summary", "spread"] {
         let (x, y) = (
             read(format!("limited-{what}.parquet")),
             read(format!("free-{what}.parquet")),

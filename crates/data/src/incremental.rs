@@ -22,6 +22,11 @@ pub trait Incremental: Send {
     fn finish(&mut self) -> Result<Option<DataFrame>, StepError> {
         Ok(None)
     }
+
+    /// The bytes the state wrote to local disk (past `memory_limit_mb`), for the report.
+    fn spilled_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// What a whole-input method holds in memory while its main input goes through (said by
@@ -73,8 +78,10 @@ impl Gathers {
     }
 }
 
-/// Opens a method's state from its options and side inputs.
-pub type OpenIncremental<O> = fn(&O, &Datasets) -> Result<Box<dyn Incremental>, StepError>;
+/// Opens a method's state from its options, its side inputs and its step (its name and
+/// memory limit).
+pub type OpenIncremental<O> =
+    fn(&O, &Datasets, &StepSetup) -> Result<Box<dyn Incremental>, StepError>;
 
 /// The operator behind [`crate::MethodEntry::transform_incremental`].
 pub(crate) struct Streamed<O> {
@@ -86,6 +93,7 @@ pub(crate) struct Streamed<O> {
     /// The main input held until the end, when a side input is produced in the step's own
     /// chain (`StepSetup::side_inputs_ready` false).
     pub(crate) held: Option<DataFrame>,
+    pub(crate) spilled_bytes: u64,
 }
 
 impl<O: MethodOptions> Streamed<O> {
@@ -105,8 +113,8 @@ impl<O: MethodOptions> Streamed<O> {
             let bytes: usize = side.values().map(DataFrame::estimated_size).sum();
             tracing::debug!(step = %self.setup.step, rows, bytes, "side inputs gathered");
         }
-        let (open, options) = (self.open, self.options.clone());
-        blocking(move || open(&options, &side)).await
+        let (open, options, setup) = (self.open, self.options.clone(), self.setup.clone());
+        blocking(move || open(&options, &side, &setup)).await
     }
 
     async fn run(
@@ -165,7 +173,17 @@ impl<O: MethodOptions> Operator for Streamed<O> {
         }
         out.extend(self.run(None, cx).await?);
         // Done: the side inputs and their index go now, not with the run.
-        self.state = None;
+        if let Some(state) = self.state.take() {
+            self.spilled_bytes = state.spilled_bytes();
+        }
         Ok(out)
+    }
+
+    fn metrics(&self) -> crate::runtime::Metrics {
+        if self.spilled_bytes > 0 {
+            vec![("spilled_bytes", self.spilled_bytes)]
+        } else {
+            Vec::new()
+        }
     }
 }

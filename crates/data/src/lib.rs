@@ -31,6 +31,7 @@ pub use incremental::{Gathers, Incremental};
 pub use method::{ConnectionUse, MethodEntry, OptionsError, Produces, StepSetup, Streaming};
 pub use needs::Needs;
 pub use ordered::SortSpec;
+pub use partitioned::{ARRIVAL, ByKey};
 pub use runtime::{
     CommitOutcome, Datasets, Metrics, Operator, RunContext, Runtime, Sink, Source, blocking,
 };

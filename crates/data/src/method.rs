@@ -420,6 +420,7 @@ impl MethodEntry {
                     state: None,
                     pushed: false,
                     held: None,
+                    spilled_bytes: 0,
                 })))
             })
         };

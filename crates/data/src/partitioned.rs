@@ -135,17 +135,13 @@ impl Partitioned {
         Ok(())
     }
 
-    /// Runs `f` over the whole input, or over each partition when it went to disk (then the
-    /// results come back merged in order).
-    fn finish_inner(
+    /// Hands `f` each partition read back from disk, with its arrival numbers, and the spill
+    /// directory (after a last spill of what is still held); the directory goes to the caller.
+    fn each_part(
         &mut self,
-        f: &mut dyn FnMut(DataFrame) -> Result<DataFrame, StepError>,
-    ) -> Result<Finished, StepError> {
+        f: &mut dyn FnMut(DataFrame, &std::path::Path) -> Result<(), StepError>,
+    ) -> Result<tempfile::TempDir, StepError> {
         let what = format!("step \"{}\": reading spilled input", self.step);
-        if self.spill.is_none() {
-            let all = self.held.take_whole(&what)?;
-            return f(all).map(Finished::Whole);
-        }
         self.spill()?;
         if !self.held.is_empty() {
             return Err(StepError::internal(format!(
@@ -156,8 +152,7 @@ impl Partitioned {
         let Some((dir, files)) = self.spill.take() else {
             return Err(StepError::internal(format!("{what}: no spill directory")));
         };
-        let mut runs = Vec::new();
-        for (part, paths) in files.into_iter().enumerate() {
+        for paths in files {
             let mut frames = Vec::with_capacity(paths.len());
             for path in paths {
                 let file = std::fs::File::open(&path)
@@ -169,24 +164,81 @@ impl Partitioned {
                 );
                 let _ = std::fs::remove_file(&path);
             }
-            let Some(mut input) = stack(frames, &what)? else {
-                continue;
-            };
-            input.rechunk_mut();
+            if let Some(mut input) = stack(frames, &what)? {
+                input.rechunk_mut();
+                f(input, dir.path())?;
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Runs `f` over the whole input, or over each partition when it went to disk (then the
+    /// results come back merged in order).
+    fn finish_inner(
+        &mut self,
+        f: &mut dyn FnMut(DataFrame) -> Result<DataFrame, StepError>,
+    ) -> Result<Finished, StepError> {
+        let what = format!("step \"{}\": reading spilled input", self.step);
+        if self.spill.is_none() {
+            let all = self.held.take_whole(&what)?;
+            return f(all).map(Finished::Whole);
+        }
+        let (order, mut runs, mut written) = (self.order.clone(), Vec::new(), 0u64);
+        let dir = self.each_part(&mut |input, dir| {
             let out = f(input)?;
             if out.schema().get(SEQ).is_none() {
                 return Err(StepError::internal(format!(
                     "{what}: the method dropped the rows' arrival numbers"
                 )));
             }
-            let sorted = with_order(out, &self.order, 0, &what)?;
-            let (run, bytes) = write_run(dir.path(), &format!("out{part}"), &sorted, &what)?;
-            self.spilled_bytes = self.spilled_bytes.saturating_add(bytes);
+            let sorted = with_order(out, &order, 0, &what)?;
+            let name = format!("out{}", runs.len());
+            let (run, bytes) = write_run(dir, &name, &sorted, &what)?;
+            written = written.saturating_add(bytes);
             runs.push(run);
-        }
+            Ok(())
+        })?;
+        self.spilled_bytes = self.spilled_bytes.saturating_add(written);
         Ok(Finished::Merged(Merge::new(runs, &what), dir))
     }
 }
+
+/// A whole input held by key for a method's own state (an `aggregate` whose aggregations do
+/// not decompose): in memory under `memory_limit_mb`, past it on local disk in partitions by a
+/// hash of the keys. Every row of a key is in one partition, in arrival order.
+pub struct ByKey(Partitioned);
+
+impl ByKey {
+    /// Holds the input of `step`, partitioned by `keys` past `limit` bytes.
+    pub fn new(step: &str, keys: Vec<String>, limit: u64) -> Self {
+        ByKey(Partitioned::new(step, keys, SortSpec::default(), limit))
+    }
+
+    /// One more batch of the input.
+    pub fn push(&mut self, df: DataFrame) -> Result<(), StepError> {
+        self.0.push_frame(df)
+    }
+
+    /// The input: `whole` gets it in one frame when it stayed in memory; otherwise `part` gets
+    /// each partition in turn, with the rows' arrival numbers (from 0) in the column
+    /// [`ARRIVAL`]. Returns the bytes written to disk.
+    pub fn finish(
+        mut self,
+        whole: &mut dyn FnMut(DataFrame) -> Result<(), StepError>,
+        part: &mut dyn FnMut(DataFrame) -> Result<(), StepError>,
+    ) -> Result<u64, StepError> {
+        if self.0.spill.is_none() {
+            let what = format!("step \"{}\"", self.0.step);
+            whole(self.0.held.take_whole(&what)?)?;
+            return Ok(0);
+        }
+        self.0.each_part(&mut |df, _| part(df)).map(drop)?;
+        Ok(self.0.spilled_bytes)
+    }
+}
+
+/// The column of the rows' arrival numbers in a spilled partition (see [`ByKey::finish`]).
+pub const ARRIVAL: &str = SEQ;
 
 impl Held for Partitioned {
     type Input = DataFrame;

@@ -288,6 +288,19 @@ pub(crate) fn union_by_name(frames: Vec<DataFrame>) -> Result<DataFrame, StepErr
     Ok(out.unwrap_or_default())
 }
 
+/// The options' aggregations, each under its output name.
+pub(crate) fn aggregations(o: &AggregateOptions) -> Result<Vec<Expr>, StepError> {
+    let mut aggs = Vec::with_capacity(o.aggregations.len().saturating_add(1));
+    for (name, e) in &o.aggregations {
+        aggs.push(
+            expr::parse(e, "/aggregations")
+                .map_err(|err| StepError::user(err.message))?
+                .alias(name.as_str()),
+        );
+    }
+    Ok(aggs)
+}
+
 /// Aggregates `df` with `exprs` per group of `o.group_by` (in the order groups first appear),
 /// or over all rows without `group_by`.
 pub(crate) fn group(
@@ -319,15 +332,7 @@ impl UserMethods {
         _: &Datasets,
     ) -> Result<DataFrame, StepError> {
         require_columns(&df, &o.group_by, "aggregate")?;
-        let mut aggs = Vec::with_capacity(o.aggregations.len());
-        for (name, e) in &o.aggregations {
-            aggs.push(
-                expr::parse(e, "/aggregations")
-                    .map_err(|err| StepError::user(err.message))?
-                    .alias(name.as_str()),
-            );
-        }
-        group(df, o, aggs)
+        group(df, o, aggregations(o)?)
     }
 
     /// Joins the main input with the other input.

@@ -23,6 +23,7 @@ mod expr;
 mod helpers;
 mod keys;
 mod needs;
+mod outer;
 mod partial;
 mod reshape;
 mod streamed;

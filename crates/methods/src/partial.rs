@@ -9,9 +9,13 @@
 //! nested in another; anything around them (`round(sum(amount), 2)`, `sum(a) / count(*)`)
 //! is evaluated per group exactly as in memory, because the final step is the same expression
 //! with each aggregation replaced by its merge. Other aggregations (`median`, `count(DISTINCT
-//! ..)`, `stddev`, window functions) gather the input as before. Integer sums, counts, minimums
-//! and maximums are exact; floating-point sums may differ from the in-memory result in the last
-//! bits, as the additions happen in another order.
+//! ..)`, `stddev`, window functions) need every row of a group at once: with `group_by` the input
+//! is held by key (`ByKey`), which past `memory_limit_mb` goes to disk partitioned by a hash of
+//! the group keys; each partition is then aggregated alone, and the groups are put back in the
+//! order they first appeared (their smallest arrival number), as in memory. Without `group_by`
+//! such an aggregation holds the columns it reads. Integer sums, counts, minimums and maximums
+//! are exact; floating-point sums may differ from the in-memory result in the last bits, as
+//! the additions happen in another order.
 
 use crate::UserMethods;
 use crate::combine::AggregateOptions;
@@ -19,7 +23,7 @@ use crate::expr;
 use crate::helpers::require_columns;
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Datasets, Gathers, Incremental, PolarsResultExt};
+use pipeline_data::{ARRIVAL, ByKey, Datasets, Gathers, Incremental, PolarsResultExt, StepSetup};
 
 const PREFIX: &str = "__pipectl_partial_";
 
@@ -177,8 +181,10 @@ fn rewrite(e: Expr, d: &mut Decomposed) -> PolarsResult<Expr> {
 pub(crate) fn aggregate_gathers(o: &AggregateOptions) -> Gathers {
     if decompose(o).is_some() {
         Gathers::Groups
-    } else {
+    } else if o.group_by.is_empty() {
         Gathers::Everything
+    } else {
+        Gathers::Partitioned
     }
 }
 
@@ -186,10 +192,14 @@ pub(crate) fn aggregate_gathers(o: &AggregateOptions) -> Gathers {
 pub(crate) fn open_aggregate(
     o: &AggregateOptions,
     _: &Datasets,
+    setup: &StepSetup,
 ) -> Result<Box<dyn Incremental>, StepError> {
     Ok(Box::new(Aggregate {
         options: o.clone(),
         mode: Mode::Undecided,
+        step: setup.step.clone(),
+        limit: setup.memory_limit,
+        spilled_bytes: 0,
     }))
 }
 
@@ -204,12 +214,19 @@ enum Mode {
         /// The input's columns without rows: the partials of an input without any row.
         empty: DataFrame,
     },
+    /// Without `group_by`: every row.
     Gathered(Option<DataFrame>),
+    /// Every row, by group key (on disk past the memory limit); the input's columns without
+    /// rows.
+    ByKey(ByKey, DataFrame),
 }
 
 struct Aggregate {
     options: AggregateOptions,
     mode: Mode,
+    step: String,
+    limit: u64,
+    spilled_bytes: u64,
 }
 
 impl Aggregate {
@@ -234,7 +251,11 @@ impl Aggregate {
                     empty: df.clear(),
                 }
             }
-            _ => Mode::Gathered(None),
+            _ if self.options.group_by.is_empty() => Mode::Gathered(None),
+            _ => Mode::ByKey(
+                ByKey::new(&self.step, self.options.group_by.clone(), self.limit),
+                df.clear(),
+            ),
         };
         Ok(())
     }
@@ -286,6 +307,7 @@ impl Incremental for Aggregate {
                         .step_err("aggregate: gathering input")?;
                 }
             },
+            Mode::ByKey(held, _) => held.push(df)?,
             Mode::Undecided => return Err(StepError::internal("aggregate: no mode")),
         }
         Ok(None)
@@ -332,7 +354,50 @@ impl Incremental for Aggregate {
                 all.rechunk_mut();
                 UserMethods::aggregate(all, &self.options, &Datasets::new()).map(Some)
             }
+            Mode::ByKey(held, empty) => self.finish_by_key(held, empty).map(Some),
             Mode::Undecided => Ok(None),
         }
     }
+
+    fn spilled_bytes(&self) -> u64 {
+        self.spilled_bytes
+    }
+}
+
+impl Aggregate {
+    /// The aggregation of an input held by key: in memory at once, or partition by partition
+    /// with each group's first arrival, then the groups in that order.
+    fn finish_by_key(&mut self, held: ByKey, empty: DataFrame) -> Result<DataFrame, StepError> {
+        let options = &self.options;
+        let (mut whole, mut parts) = (None, Vec::new());
+        let spilled = held.finish(
+            &mut |mut all| {
+                all.rechunk_mut();
+                whole = Some(UserMethods::aggregate(all, options, &Datasets::new())?);
+                Ok(())
+            },
+            &mut |part| {
+                parts.push(aggregate_part(part, options)?);
+                Ok(())
+            },
+        )?;
+        self.spilled_bytes = spilled;
+        if let Some(out) = whole {
+            return Ok(out);
+        }
+        let Some(all) = stack(parts).ok().filter(|d| d.width() > 0) else {
+            return UserMethods::aggregate(empty, options, &Datasets::new());
+        };
+        all.sort([ARRIVAL], SortMultipleOptions::default())
+            .and_then(|d| d.drop(ARRIVAL))
+            .step_err("aggregate: merging spilled groups")
+    }
+}
+
+/// One partition's groups, each with its first arrival number.
+fn aggregate_part(df: DataFrame, o: &AggregateOptions) -> Result<DataFrame, StepError> {
+    require_columns(&df, &o.group_by, "aggregate")?;
+    let mut aggs = crate::combine::aggregations(o)?;
+    aggs.push(col(ARRIVAL).min().alias(ARRIVAL));
+    crate::combine::group(df, o, aggs)
 }

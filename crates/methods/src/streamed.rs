@@ -1,5 +1,5 @@
 //! The streamed forms of the methods whose only whole input is a side input: `join` (inner,
-//! left, semi, anti), `union` and `referential_integrity`. The side input is indexed once; each
+//! left, semi, anti; right and full in `outer.rs`), `union` and `referential_integrity`. The side input is indexed once; each
 //! batch of the main input is then matched in time and memory proportional to the batch. The
 //! results are those of the in-memory methods in `combine.rs` and `checks.rs` (tests compare
 //! both); only the row order may differ where the in-memory method does not define one.
@@ -10,30 +10,21 @@ use crate::helpers::require_columns;
 use crate::keys::KeyIndex;
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Check, Datasets, Gathers, Incremental, PolarsResultExt};
+use pipeline_data::{Check, Datasets, Gathers, Incremental, PolarsResultExt, StepSetup};
 use std::sync::{Arc, Mutex};
 
-/// What `join` holds in memory for these options.
-pub(crate) fn join_gathers(o: &JoinOptions) -> Gathers {
-    match o.how {
-        JoinHow::Right | JoinHow::Full => Gathers::Everything,
-        _ => Gathers::SideInputs,
-    }
+/// What `join` holds in memory: the other input (and for right and full joins one bit per
+/// row of it).
+pub(crate) fn join_gathers(_: &JoinOptions) -> Gathers {
+    Gathers::SideInputs
 }
 
-/// Opens the streamed `join`; right and full joins gather their main input (every row of the
-/// other input may be emitted only once the main input has ended).
+/// Opens the streamed `join`.
 pub(crate) fn open_join(
     o: &JoinOptions,
     side: &Datasets,
+    _: &StepSetup,
 ) -> Result<Box<dyn Incremental>, StepError> {
-    if join_gathers(o) == Gathers::Everything {
-        return Ok(Box::new(GatheredJoin {
-            options: o.clone(),
-            side: side.clone(),
-            gathered: None,
-        }));
-    }
     let (name, right) = side
         .iter()
         .next()
@@ -45,6 +36,14 @@ pub(crate) fn open_join(
     let (_, r) = o.keys();
     require_columns(right, &r, "join (other input)")?;
     let index = KeyIndex::shared(right, &r, "join")?;
+    if matches!(o.how, JoinHow::Right | JoinHow::Full) {
+        return Ok(Box::new(crate::outer::OuterJoin::new(
+            o.clone(),
+            name.clone(),
+            right.clone(),
+            index,
+        )));
+    }
     Ok(Box::new(StreamedJoin {
         options: o.clone(),
         name: name.clone(),
@@ -52,30 +51,6 @@ pub(crate) fn open_join(
         index,
         layout: None,
     }))
-}
-
-struct GatheredJoin {
-    options: JoinOptions,
-    side: Datasets,
-    gathered: Option<DataFrame>,
-}
-
-impl Incremental for GatheredJoin {
-    fn push(&mut self, df: DataFrame) -> Result<Option<DataFrame>, StepError> {
-        match &mut self.gathered {
-            None => self.gathered = Some(df),
-            Some(all) => {
-                all.vstack_mut_owned(df).step_err("join: gathering input")?;
-            }
-        }
-        Ok(None)
-    }
-
-    fn finish(&mut self) -> Result<Option<DataFrame>, StepError> {
-        let mut all = self.gathered.take().unwrap_or_default();
-        all.rechunk_mut();
-        UserMethods::join(all, &self.options, &self.side).map(Some)
-    }
 }
 
 /// The output's columns, learnt from the in-memory join of the first batch's empty frame.
@@ -155,29 +130,7 @@ impl Incremental for StreamedJoin {
                 .collect();
             return df.filter(&keep).step_err("join").map(Some);
         }
-        let mut left_rows: Vec<IdxSize> = Vec::with_capacity(matches.len());
-        let mut right_rows: Vec<Option<IdxSize>> = Vec::with_capacity(matches.len());
-        for (i, m) in matches.iter().enumerate() {
-            let i = IdxSize::try_from(i)
-                .map_err(|_| StepError::user("join: a batch has too many rows"))?;
-            match m {
-                Some(first) => {
-                    left_rows.push(i);
-                    right_rows.push(Some(*first));
-                    for more in self.index.rest(*first) {
-                        left_rows.push(i);
-                        right_rows.push(Some(more));
-                    }
-                }
-                None if how == JoinHow::Left => {
-                    left_rows.push(i);
-                    right_rows.push(None);
-                }
-                None => {}
-            }
-        }
-        let left_idx = IdxCa::from_vec("".into(), left_rows);
-        let right_idx: IdxCa = right_rows.into_iter().collect();
+        let (left_idx, right_idx) = pairs(&self.index, &matches, how == JoinHow::Left, |_| ())?;
         let left = df.take(&left_idx).step_err("join")?;
         let layout = self.layout(&df)?;
         let right = layout.payload.take(&right_idx).step_err("join")?;
@@ -200,11 +153,47 @@ impl Incremental for StreamedJoin {
     }
 }
 
+/// The rows of a batch and of the other input that a join puts side by side: each row of the
+/// batch with every match in turn, and without a match only when `keep_unmatched` (then
+/// beside a null). `matched` sees each row of the other input that matched.
+pub(crate) fn pairs(
+    index: &KeyIndex,
+    matches: &[Option<IdxSize>],
+    keep_unmatched: bool,
+    mut matched: impl FnMut(IdxSize),
+) -> Result<(IdxCa, IdxCa), StepError> {
+    let mut left_rows: Vec<IdxSize> = Vec::with_capacity(matches.len());
+    let mut right_rows: Vec<Option<IdxSize>> = Vec::with_capacity(matches.len());
+    for (i, m) in matches.iter().enumerate() {
+        let i =
+            IdxSize::try_from(i).map_err(|_| StepError::user("join: a batch has too many rows"))?;
+        match m {
+            Some(first) => {
+                for row in std::iter::once(*first).chain(index.rest(*first)) {
+                    left_rows.push(i);
+                    right_rows.push(Some(row));
+                    matched(row);
+                }
+            }
+            None if keep_unmatched => {
+                left_rows.push(i);
+                right_rows.push(None);
+            }
+            None => {}
+        }
+    }
+    Ok((
+        IdxCa::from_vec("".into(), left_rows),
+        right_rows.into_iter().collect(),
+    ))
+}
+
 /// Opens the streamed `union`: each batch of the main input is aligned to the union's columns
 /// and passed on; the other inputs follow when the main input ends.
 pub(crate) fn open_union(
     _: &UnionOptions,
     side: &Datasets,
+    _: &StepSetup,
 ) -> Result<Box<dyn Incremental>, StepError> {
     Ok(Box::new(StreamedUnion {
         side: side.values().cloned().collect(),

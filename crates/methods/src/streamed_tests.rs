@@ -6,7 +6,7 @@ use crate::combine::{AggregateOptions, JoinHow, JoinOptions, UnionOptions};
 use crate::{ReferentialIntegrityOptions, UserMethods, partial, streamed};
 use indexmap::IndexMap;
 use pipeline_data::polars::prelude::*;
-use pipeline_data::{Datasets, Gathers, Incremental};
+use pipeline_data::{Datasets, Gathers, Incremental, StepSetup};
 use rstest::rstest;
 
 fn orders() -> DataFrame {
@@ -28,6 +28,13 @@ fn customers() -> DataFrame {
         "status" => ["gold", "silver", "gold", "bronze", "gold"],
     )
     .unwrap()
+}
+
+/// A step whose state may hold `limit` bytes before it spills.
+fn setup(limit: u64) -> StepSetup {
+    let mut s = StepSetup::bare("p", "t", std::path::PathBuf::from("."));
+    s.memory_limit = limit;
+    s
 }
 
 fn side(df: DataFrame) -> Datasets {
@@ -87,18 +94,53 @@ fn join_streamed_equals_in_memory(#[case] how: JoinHow, #[values(1, 2, 4, 100)] 
         suffix: "_c".into(),
     };
     let expected = UserMethods::join(orders(), &o, &side(customers())).unwrap();
-    let state = streamed::open_join(&o, &side(customers())).unwrap();
+    let state = streamed::open_join(&o, &side(customers()), &setup(u64::MAX)).unwrap();
     assert_same(&run(state, &orders(), size), &expected, true);
-    let gathers = streamed::join_gathers(&o);
+    assert_eq!(streamed::join_gathers(&o), Gathers::SideInputs);
+}
+
+/// Right and full joins stream too: the main input's rows come as they arrive, the other
+/// input's unmatched rows at the end (every row when nothing matches).
+#[rstest]
+#[case::right(JoinHow::Right)]
+#[case::full(JoinHow::Full)]
+fn outer_join_emits_as_it_goes_and_the_unmatched_at_the_end(#[case] how: JoinHow) {
+    let o = JoinOptions {
+        on: vec!["customer_id".into()],
+        left_on: vec![],
+        right_on: vec![],
+        how,
+        suffix: "_c".into(),
+    };
+    let mut state = streamed::open_join(&o, &side(customers()), &setup(u64::MAX)).unwrap();
+    let first = state.push(orders().slice(0, 2)).unwrap().unwrap();
     assert_eq!(
-        gathers == Gathers::Everything,
-        matches!(how, JoinHow::Right | JoinHow::Full)
+        first.height(),
+        3,
+        "orders 1 and 2 (twice) on the way:\n{first}"
     );
+    let rest = state.finish().unwrap().unwrap();
+    assert_eq!(
+        rest.height(),
+        2,
+        "customers 40 and 50 never matched:\n{rest}"
+    );
+    assert_eq!(rest.column("order_id").unwrap().null_count(), 2);
+    // Nothing of the main input matches: the other input comes whole at the end.
+    let none = orders()
+        .lazy()
+        .with_column(lit(NULL).cast(DataType::Int64).alias("customer_id"));
+    let none = none.collect().unwrap();
+    let expected = UserMethods::join(none.clone(), &o, &side(customers())).unwrap();
+    let state = streamed::open_join(&o, &side(customers()), &setup(u64::MAX)).unwrap();
+    assert_same(&run(state, &none, 4), &expected, true);
 }
 
 #[rstest]
 #[case::inner(JoinHow::Inner)]
 #[case::left(JoinHow::Left)]
+#[case::right(JoinHow::Right)]
+#[case::full(JoinHow::Full)]
 fn join_on_differently_named_composite_keys(#[case] how: JoinHow) {
     let main = orders()
         .lazy()
@@ -128,7 +170,7 @@ fn join_on_differently_named_composite_keys(#[case] how: JoinHow) {
         .collect()
         .unwrap();
     let expected = UserMethods::join(main.clone(), &o, &side(other.clone())).unwrap();
-    let state = streamed::open_join(&o, &side(other)).unwrap();
+    let state = streamed::open_join(&o, &side(other), &setup(u64::MAX)).unwrap();
     let out = run(state, &main, 3);
     assert_same(&out, &expected, true);
     if how == JoinHow::Inner {
@@ -153,7 +195,7 @@ fn join_with_integer_keys_of_different_widths_equals_in_memory(
         .collect()
         .unwrap();
     let expected = UserMethods::join(orders(), &o, &side(other.clone())).unwrap();
-    let state = streamed::open_join(&o, &side(other)).unwrap();
+    let state = streamed::open_join(&o, &side(other), &setup(u64::MAX)).unwrap();
     assert_same(&run(state, &orders(), 4), &expected, true);
 }
 
@@ -171,7 +213,7 @@ fn join_with_keys_of_unrelated_types_names_both() {
         .with_column(col("customer_id").cast(DataType::String))
         .collect()
         .unwrap();
-    let mut state = streamed::open_join(&o, &side(other)).unwrap();
+    let mut state = streamed::open_join(&o, &side(other), &setup(u64::MAX)).unwrap();
     let err = state.push(orders()).unwrap_err();
     assert!(err.message().contains("is i64 in the main input"), "{err}");
 }
@@ -180,7 +222,7 @@ fn join_with_keys_of_unrelated_types_names_both() {
 fn union_streamed_equals_in_memory(#[values(1, 4, 100)] size: usize) {
     let other = df!("order_id" => [100i64], "extra" => ["x"], "amount" => [Some(1.0f64)]).unwrap();
     let expected = UserMethods::union(orders(), &UnionOptions {}, &side(other.clone())).unwrap();
-    let state = streamed::open_union(&UnionOptions {}, &side(other)).unwrap();
+    let state = streamed::open_union(&UnionOptions {}, &side(other), &setup(u64::MAX)).unwrap();
     assert_same(&run(state, &orders(), size), &expected, false);
 }
 
@@ -253,7 +295,7 @@ fn aggregate_in_partials_equals_in_memory(
         "decomposes"
     );
     let expected = UserMethods::aggregate(orders(), &o, &Datasets::new()).unwrap();
-    let state = partial::open_aggregate(&o, &Datasets::new()).unwrap();
+    let state = partial::open_aggregate(&o, &Datasets::new(), &setup(u64::MAX)).unwrap();
     assert_same(&run(state, &orders(), size), &expected, false);
 }
 
@@ -263,14 +305,45 @@ fn aggregate_in_partials_equals_in_memory(
 #[case::bare_column(&[("a", "amount")])]
 #[case::nested(&[("s", "sum(amount - avg(amount))")])]
 #[case::constant(&[("c", "sum(1)")])]
-fn aggregate_that_does_not_decompose_gathers_and_still_matches(
+fn aggregate_that_does_not_decompose_holds_by_key_and_still_matches(
     #[case] aggregations: &[(&str, &str)],
+    #[values(&["status"][..], &["customer_id", "status"][..])] group_by: &[&str],
+    #[values(u64::MAX, 1)] limit: u64,
 ) {
-    let o = aggregate(&["status"], aggregations);
+    let o = aggregate(group_by, aggregations);
+    assert_eq!(partial::aggregate_gathers(&o), Gathers::Partitioned);
+    let expected = UserMethods::aggregate(orders(), &o, &Datasets::new()).unwrap();
+    let state = partial::open_aggregate(&o, &Datasets::new(), &setup(limit)).unwrap();
+    let (out, spilled) = run_spilled(state, &orders(), 2);
+    // Same groups in the same order (first appearance), null keys included.
+    assert_same(&out, &expected, false);
+    assert_eq!(spilled > 0, limit == 1, "spilled {spilled} bytes");
+}
+
+#[test]
+fn aggregate_that_does_not_decompose_without_group_by_gathers() {
+    let o = aggregate(&[], &[("m", "median(amount)")]);
     assert_eq!(partial::aggregate_gathers(&o), Gathers::Everything);
     let expected = UserMethods::aggregate(orders(), &o, &Datasets::new()).unwrap();
-    let state = partial::open_aggregate(&o, &Datasets::new()).unwrap();
+    let state = partial::open_aggregate(&o, &Datasets::new(), &setup(1)).unwrap();
     assert_same(&run(state, &orders(), 2), &expected, false);
+}
+
+/// As [`run`], with the bytes the state spilled.
+fn run_spilled(mut state: Box<dyn Incremental>, df: &DataFrame, size: usize) -> (DataFrame, u64) {
+    let mut outs = Vec::new();
+    let mut offset = 0;
+    while offset < df.height() {
+        outs.extend(state.push(df.slice(offset as i64, size)).unwrap());
+        offset += size;
+    }
+    outs.extend(state.finish().unwrap());
+    let spilled = state.spilled_bytes();
+    let mut all = outs.remove(0);
+    for o in outs {
+        all.vstack_mut_owned(o).unwrap();
+    }
+    (all, spilled)
 }
 
 #[test]
@@ -289,7 +362,7 @@ fn aggregate_over_many_batches_merges_its_partials() {
         &[("s", "sum(v)"), ("n", "count(*)"), ("hi", "max(v)")],
     );
     let expected = UserMethods::aggregate(big.clone(), &o, &Datasets::new()).unwrap();
-    let state = partial::open_aggregate(&o, &Datasets::new()).unwrap();
+    let state = partial::open_aggregate(&o, &Datasets::new(), &setup(u64::MAX)).unwrap();
     assert_same(&run(state, &big, 10), &expected, false);
 }
 
@@ -297,7 +370,7 @@ fn aggregate_over_many_batches_merges_its_partials() {
 fn mean_of_a_non_numeric_column_gathers() {
     let o = aggregate(&["status"], &[("m", "max(order_id)"), ("d", "avg(status)")]);
     let expected = UserMethods::aggregate(orders(), &o, &Datasets::new());
-    let state = partial::open_aggregate(&o, &Datasets::new()).unwrap();
+    let state = partial::open_aggregate(&o, &Datasets::new(), &setup(u64::MAX)).unwrap();
     let mut state = state;
     let got = state.push(orders()).and_then(|_| state.finish());
     assert_eq!(got.is_ok(), expected.is_ok(), "same verdict as in memory");
