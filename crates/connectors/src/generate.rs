@@ -93,10 +93,32 @@ pub fn generate_frame(
     start: u64,
     len: u64,
 ) -> Result<DataFrame, StepError> {
-    match options.dataset {
-        GeneratedDataset::Orders => orders(options, start, len),
-        GeneratedDataset::Customers => customers(options, start, len),
+    generate_columns(options, start, len, None)
+}
+
+/// As [`generate_frame`], with only `columns` (those of the data set's columns it names, in
+/// the data set's order) when given: a column no later step reads is never made.
+fn generate_columns(
+    options: &GenerateOptions,
+    start: u64,
+    len: u64,
+    columns: Option<&[String]>,
+) -> Result<DataFrame, StepError> {
+    let wanted = |name: &str| columns.is_none_or(|c| c.iter().any(|w| w == name));
+    let df = match options.dataset {
+        GeneratedDataset::Orders => orders(options, start, len)?,
+        GeneratedDataset::Customers => customers(options, start, len, wanted("name"))?,
+    };
+    if columns.is_none() {
+        return Ok(df);
     }
+    let keep: Vec<PlSmallStr> = df
+        .get_column_names()
+        .into_iter()
+        .filter(|n| wanted(n.as_str()))
+        .cloned()
+        .collect();
+    df.select(keep).step_err("generate")
 }
 
 const COUNTRIES: [&str; 6] = ["FR", "DE", "US", "GB", "ES", "IT"];
@@ -106,17 +128,26 @@ const TIERS: [&str; 3] = ["gold", "silver", "bronze"];
 // hash is reduced modulo small constants before any sum: nothing here can overflow, and the
 // array indexes are `% len` of the array.
 #[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
-fn customers(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFrame, StepError> {
+fn customers(
+    options: &GenerateOptions,
+    start: u64,
+    len: u64,
+    with_names: bool,
+) -> Result<DataFrame, StepError> {
     let n = len as usize;
     let mut id = Vec::with_capacity(n);
-    let mut name = Vec::with_capacity(n);
+    // The names are the one costly column (a string each): not made when no later step reads
+    // them.
+    let mut name: Vec<String> = Vec::with_capacity(if with_names { n } else { 0 });
     let mut country = Vec::with_capacity(n);
     let mut tier = Vec::with_capacity(n);
     let mut signup = Vec::with_capacity(n);
     for i in start..start + len {
         let h = mix(options.seed ^ 0xC057, i);
         id.push(i as i64 + 1);
-        name.push(format!("customer {}", i + 1));
+        if with_names {
+            name.push(format!("customer {}", i + 1));
+        }
         country.push(COUNTRIES[(h % 6) as usize]);
         tier.push(TIERS[((h >> 8) % 3) as usize]);
         signup.push(19_000 + ((h >> 16) % 1_500) as i32);
@@ -124,17 +155,16 @@ fn customers(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFram
     let signup = Int32Chunked::from_vec("signup_date".into(), signup)
         .into_date()
         .into_series();
-    DataFrame::new(
-        n,
-        vec![
-            Column::new("customer_id".into(), id),
-            Column::new("name".into(), name),
-            Column::new("country".into(), country),
-            Column::new("tier".into(), tier),
-            signup.into_column(),
-        ],
-    )
-    .step_err("generate")
+    let mut columns = vec![Column::new("customer_id".into(), id)];
+    if with_names {
+        columns.push(Column::new("name".into(), name));
+    }
+    columns.extend([
+        Column::new("country".into(), country),
+        Column::new("tier".into(), tier),
+        signup.into_column(),
+    ]);
+    DataFrame::new(n, columns).step_err("generate")
 }
 
 // As in `customers`: bounded row numbers, reduced hashes, indexes within the array.
@@ -188,6 +218,8 @@ fn orders(options: &GenerateOptions, start: u64, len: u64) -> Result<DataFrame, 
 
 struct Generate {
     options: GenerateOptions,
+    /// The columns later steps read (`None`: all).
+    columns: Option<Vec<String>>,
     next: u64,
     emitted: bool,
 }
@@ -200,7 +232,7 @@ impl Source for Generate {
             return Ok(None);
         }
         let len = self.options.batch_size.min(self.options.rows - self.next);
-        let df = generate_frame(&self.options, self.next, len)?;
+        let df = generate_columns(&self.options, self.next, len, self.columns.as_deref())?;
         self.next += len;
         self.emitted = true;
         Ok(Some(Batch::Frame(df)))
@@ -215,10 +247,11 @@ impl ExtractMethods {
     /// Deterministic mocked orders.
     pub async fn generate(
         options: GenerateOptions,
-        _setup: StepSetup,
+        setup: StepSetup,
     ) -> Result<Box<dyn Source>, StepError> {
         Ok(Box::new(Generate {
             options,
+            columns: setup.columns,
             next: 0,
             emitted: false,
         }))
@@ -237,6 +270,19 @@ mod tests {
             batch_size,
             null_fraction: 0.1,
         }
+    }
+
+    #[test]
+    fn only_the_columns_read_later_are_made() {
+        let mut o = opts(50, 50);
+        o.dataset = GeneratedDataset::Customers;
+        let all = generate_frame(&o, 0, 50).unwrap();
+        let wanted = ["tier".to_string(), "customer_id".to_string()];
+        let some = generate_columns(&o, 0, 50, Some(&wanted)).unwrap();
+        assert_eq!(some.get_column_names(), ["customer_id", "tier"]);
+        assert!(some.equals(&all.select(["customer_id", "tier"]).unwrap()));
+        let named = generate_columns(&o, 0, 50, Some(&["name".to_string()])).unwrap();
+        assert!(named.equals(&all.select(["name"]).unwrap()));
     }
 
     #[test]
@@ -278,6 +324,7 @@ mod tests {
     async fn batches_and_the_empty_case() {
         let mut src = Generate {
             options: opts(250, 100),
+            columns: None,
             next: 0,
             emitted: false,
         };
@@ -288,6 +335,7 @@ mod tests {
         assert_eq!(sizes, vec![100, 100, 50]);
         let mut empty = Generate {
             options: opts(0, 100),
+            columns: None,
             next: 0,
             emitted: false,
         };

@@ -238,3 +238,41 @@ async fn the_loser_of_a_creation_race_appends_to_the_winners_table() {
         .collect();
     assert_eq!(ops, ["WRITE", "CREATE TABLE"]);
 }
+
+/// A data file's row groups close at a few MB of encoded data, not at the Parquet writer's
+/// default of 1M rows (which holds a wide table's row group, some 100 MB, in memory).
+#[tokio::test]
+async fn row_groups_stay_small_whatever_the_row_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = (0..6).map(|i| rows(i * 100_000, 100_000)).collect();
+    load(dir.path(), "append", frames, true).await;
+    let table = dir.path().join("orders");
+    // Per data file, its row groups' rows.
+    let mut files: Vec<Vec<i64>> = Vec::new();
+    for entry in std::fs::read_dir(&table).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            use parquet::file::reader::FileReader;
+            let file = std::fs::File::open(&path).unwrap();
+            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+            files.push(
+                reader
+                    .metadata()
+                    .row_groups()
+                    .iter()
+                    .map(|g| g.num_rows())
+                    .collect(),
+            );
+        }
+    }
+    let rows: i64 = files.iter().flatten().sum();
+    assert_eq!(rows, 600_000);
+    // The writer closes a file at 8 MB: with row groups closed only at 1M rows each file
+    // would hold one.
+    assert!(
+        files.iter().any(|f| f.len() > 1),
+        "a file holds several row groups: {files:?}"
+    );
+    let back = read_delta_table(&table).await.unwrap();
+    assert_eq!(back.height(), 600_000);
+}

@@ -396,7 +396,7 @@ async fn drive(
         Head::Source { index, source } => {
             let name = plan.steps[*index].name.clone();
             let total = source.total_rows();
-            let mut read = 0u64;
+            let (mut read, mut batches) = (0u64, 0u64);
             loop {
                 let start = Instant::now();
                 let next = tokio::select! {
@@ -412,6 +412,10 @@ async fn drive(
                 })?;
                 let Some(batch) = batch else { break };
                 read += batch.rows() as u64;
+                batches += 1;
+                if batches % pipeline_data::memory::RELEASE_EVERY_BATCHES == 0 {
+                    pipeline_data::memory::release_free_memory();
+                }
                 observer.source_rows(&name, read, total);
                 segment.chain.handle(batch, cx).await?;
             }
@@ -438,7 +442,9 @@ async fn drive(
             }
         }
     }
-    segment.chain.finish(cx).await
+    let finished = segment.chain.finish(cx).await;
+    pipeline_data::memory::release_free_memory();
+    finished
 }
 
 /// What step `step` of `plan` is opened with.

@@ -114,7 +114,10 @@ impl<O: MethodOptions> Streamed<O> {
             tracing::debug!(step = %self.setup.step, rows, bytes, "side inputs gathered");
         }
         let (open, options, setup) = (self.open, self.options.clone(), self.setup.clone());
-        blocking(move || open(&options, &side, &setup)).await
+        let state = blocking(move || open(&options, &side, &setup)).await;
+        // Gathering and indexing the side inputs left transient copies behind.
+        crate::memory::release_free_memory();
+        state
     }
 
     async fn run(

@@ -10,6 +10,7 @@ pub mod avro;
 mod batch;
 mod errors;
 pub mod incremental;
+pub mod memory;
 pub mod method;
 pub mod needs;
 mod operators;

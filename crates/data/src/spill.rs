@@ -10,7 +10,7 @@ use polars::prelude::*;
 use std::path::PathBuf;
 
 /// In-memory bytes above which a streamed dataset is written out.
-pub const SPILL_BYTES: usize = 8 * 1024 * 1024;
+pub const SPILL_BYTES: usize = 2 * 1024 * 1024;
 
 /// The default `memory_limit_mb`: a quarter of the machine's memory (1 GiB when unknown).
 pub fn default_memory_limit() -> u64 {
@@ -156,7 +156,7 @@ mod tests {
             let q = guard.get("q").unwrap();
             assert!(
                 !q.files.is_empty(),
-                "past 8 MB the streamed dataset is on disk"
+                "past 2 MB the streamed dataset is on disk"
             );
             assert!(q.bytes <= super::SPILL_BYTES);
             assert!(guard.get("side").unwrap().files.is_empty());

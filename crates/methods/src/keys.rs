@@ -38,9 +38,6 @@ pub(crate) struct KeyIndex {
     /// key is unique.
     next: Vec<u32>,
     dtypes: Vec<DataType>,
-    /// The indexed key columns, kept alive with the index: while it lives, no other data can
-    /// take their buffers' addresses, which identify it for sharing (`KeyIndex::shared`).
-    _columns: Vec<Column>,
 }
 
 /// Whether a single key column of this type is indexed by its 64-bit value.
@@ -248,15 +245,10 @@ impl KeyIndex {
                 Heads::Bytes(heads)
             }
         };
-        let columns = keys
-            .iter()
-            .filter_map(|k| df.column(k).ok().cloned())
-            .collect();
         Ok(KeyIndex {
             heads,
             next,
             dtypes,
-            _columns: columns,
         })
     }
 
@@ -378,25 +370,32 @@ impl KeyIndex {
 /// [`KeyIndex::shared`]).
 static SHARED: Mutex<Vec<(String, Weak<KeyIndex>)>> = Mutex::new(Vec::new());
 
-/// The identity of a single key column's values: its type, and the address, length and
-/// validity of every chunk (`None` for other keys, which are not shared).
+/// The identity of a single key column's values: its type, and the address, length,
+/// validity and a hash of the contents of every chunk (`None` for other keys, which are not
+/// shared). The index does not keep the column alive (a side input's key column would
+/// otherwise stay in memory for the whole run), so another column may later take the same
+/// addresses: the hash of its values then tells them apart.
 fn identity(df: &DataFrame, keys: &[String]) -> Option<String> {
+    use std::hash::{Hash, Hasher};
     let [key] = keys else { return None };
     let column = df.column(key).ok()?;
-    // Only 64-bit keys: their values are the column's own buffers (kept by the index), never
-    // a temporary cast whose address another allocation could take.
+    // Only 64-bit keys: their values are the column's own buffers, never a temporary cast.
     if !int_like(column.dtype()) || column.dtype().to_physical() != DataType::Int64 {
         return None;
     }
     let values = int_values(column, "").ok()?;
     let mut id = format!("{:?}", column.dtype());
     for chunk in values.downcast_iter() {
+        let mut contents = std::hash::DefaultHasher::new();
+        chunk.values().as_slice().hash(&mut contents);
         let validity = chunk.validity().map(|b| {
-            let (bytes, offset, _) = b.as_slice();
+            let (bytes, offset, len) = b.as_slice();
+            (bytes, offset, len).hash(&mut contents);
             (bytes.as_ptr() as usize, offset)
         });
         let data = chunk.values().as_ptr() as usize;
-        id.push_str(&format!(";{data:x}+{}/{validity:?}", chunk.len()));
+        let hash = contents.finish();
+        id.push_str(&format!(";{data:x}+{}/{validity:?}#{hash:x}", chunk.len()));
     }
     Some(id)
 }

@@ -25,6 +25,7 @@ mod keys;
 mod needs;
 mod outer;
 mod partial;
+mod payload;
 mod reshape;
 mod streamed;
 mod transform;

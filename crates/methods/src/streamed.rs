@@ -8,6 +8,7 @@ use crate::UserMethods;
 use crate::combine::{JoinHow, JoinOptions, UnionOptions, other, union_by_name};
 use crate::helpers::require_columns;
 use crate::keys::KeyIndex;
+use crate::payload::Payload;
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
 use pipeline_data::{Check, Datasets, Gathers, Incremental, PolarsResultExt, StepSetup};
@@ -57,8 +58,9 @@ pub(crate) fn open_join(
 struct Layout {
     /// Output name and type of each column: the main input's, then the other input's.
     columns: Vec<(PlSmallStr, DataType)>,
-    /// The other input's columns that the output carries (without the keys when they merge).
-    payload: DataFrame,
+    /// The other input's columns that the output carries (without the keys when they merge),
+    /// text columns with few values dictionary-encoded.
+    payload: Payload,
     /// The main input's columns the layout was learnt from.
     main: SchemaRef,
 }
@@ -97,9 +99,11 @@ impl StreamedJoin {
                 .collect();
             self.layout = Some(Layout {
                 columns,
-                payload,
+                payload: Payload::new(&payload),
                 main: df.schema().clone(),
             });
+            // The payload holds what the output needs: the other input's own columns go.
+            self.right = self.right.clear();
         }
         let layout = self
             .layout
@@ -133,7 +137,7 @@ impl Incremental for StreamedJoin {
         let (left_idx, right_idx) = pairs(&self.index, &matches, how == JoinHow::Left, |_| ())?;
         let left = df.take(&left_idx).step_err("join")?;
         let layout = self.layout(&df)?;
-        let right = layout.payload.take(&right_idx).step_err("join")?;
+        let right = layout.payload.take(&right_idx)?;
         let mut columns = left.into_columns();
         columns.extend(right.into_columns());
         let height = left_idx.len();
@@ -233,11 +237,15 @@ impl Incremental for StreamedUnion {
 }
 
 /// The referenced dataset of `referential_integrity`, indexed on first use (the index's key
-/// type is the main input's column type).
+/// type is the main input's column type); the referenced column goes once indexed.
 pub struct Reference {
     name: String,
-    frame: DataFrame,
-    index: Mutex<Option<(DataType, Arc<KeyIndex>)>>,
+    state: Mutex<Referenced>,
+}
+
+enum Referenced {
+    Column(DataFrame),
+    Indexed(DataType, Arc<KeyIndex>),
 }
 
 impl UserMethods {
@@ -257,8 +265,9 @@ impl UserMethods {
         require_columns(frame, std::iter::once(&ref_col), &rule)?;
         Ok(Reference {
             name: name.clone(),
-            frame: frame.select([ref_col.as_str()]).step_err(&rule)?,
-            index: Mutex::new(None),
+            state: Mutex::new(Referenced::Column(
+                frame.select([ref_col.as_str()]).step_err(&rule)?,
+            )),
         })
     }
 
@@ -276,11 +285,18 @@ impl UserMethods {
         require_columns(df, std::iter::once(&o.column), &rule)?;
         let dtype = df.column(&o.column).step_err(&rule)?.dtype().clone();
         let index = {
-            let mut guard = reference.index.lock().unwrap_or_else(|p| p.into_inner());
-            match guard.as_ref() {
-                Some((t, index)) if *t == dtype => index.clone(),
-                _ => {
-                    let keys = reference.frame.column(&ref_col).step_err(&rule)?;
+            let mut guard = reference.state.lock().unwrap_or_else(|p| p.into_inner());
+            match &*guard {
+                Referenced::Indexed(t, index) if *t == dtype => index.clone(),
+                Referenced::Indexed(t, _) => {
+                    return Err(StepError::user(format!(
+                        "{rule}: {} was {t} in an earlier batch and is {dtype} now",
+                        o.column
+                    ))
+                    .with_hint("the batches of one input need the same column types"));
+                }
+                Referenced::Column(frame) => {
+                    let keys = frame.column(&ref_col).step_err(&rule)?;
                     let keys = keys.strict_cast(&dtype).map_err(|_| {
                         StepError::user(format!(
                             "{rule}: {ref_col} is {} but {} is {dtype}",
@@ -292,7 +308,7 @@ impl UserMethods {
                         DataFrame::new(keys.len(), vec![keys.with_name(o.column.as_str().into())])
                             .step_err(&rule)?;
                     let index = KeyIndex::shared(&keys, std::slice::from_ref(&o.column), &rule)?;
-                    *guard = Some((dtype, index.clone()));
+                    *guard = Referenced::Indexed(dtype, index.clone());
                     index
                 }
             }

@@ -37,6 +37,17 @@ fn setup(limit: u64) -> StepSetup {
     s
 }
 
+/// A join on `customer_id`.
+fn on_customer_id(how: JoinHow, suffix: &str) -> JoinOptions {
+    JoinOptions {
+        on: vec!["customer_id".into()],
+        left_on: vec![],
+        right_on: vec![],
+        how,
+        suffix: suffix.into(),
+    }
+}
+
 fn side(df: DataFrame) -> Datasets {
     Datasets::from([("customers".to_string(), df)])
 }
@@ -86,13 +97,7 @@ fn assert_same(streamed: &DataFrame, in_memory: &DataFrame, any_order: bool) {
 #[case::right(JoinHow::Right)]
 #[case::full(JoinHow::Full)]
 fn join_streamed_equals_in_memory(#[case] how: JoinHow, #[values(1, 2, 4, 100)] size: usize) {
-    let o = JoinOptions {
-        on: vec!["customer_id".into()],
-        left_on: vec![],
-        right_on: vec![],
-        how,
-        suffix: "_c".into(),
-    };
+    let o = on_customer_id(how, "_c");
     let expected = UserMethods::join(orders(), &o, &side(customers())).unwrap();
     let state = streamed::open_join(&o, &side(customers()), &setup(u64::MAX)).unwrap();
     assert_same(&run(state, &orders(), size), &expected, true);
@@ -105,13 +110,7 @@ fn join_streamed_equals_in_memory(#[case] how: JoinHow, #[values(1, 2, 4, 100)] 
 #[case::right(JoinHow::Right)]
 #[case::full(JoinHow::Full)]
 fn outer_join_emits_as_it_goes_and_the_unmatched_at_the_end(#[case] how: JoinHow) {
-    let o = JoinOptions {
-        on: vec!["customer_id".into()],
-        left_on: vec![],
-        right_on: vec![],
-        how,
-        suffix: "_c".into(),
-    };
+    let o = on_customer_id(how, "_c");
     let mut state = streamed::open_join(&o, &side(customers()), &setup(u64::MAX)).unwrap();
     let first = state.push(orders().slice(0, 2)).unwrap().unwrap();
     assert_eq!(
@@ -182,13 +181,7 @@ fn join_on_differently_named_composite_keys(#[case] how: JoinHow) {
 fn join_with_integer_keys_of_different_widths_equals_in_memory(
     #[values(JoinHow::Inner, JoinHow::Left, JoinHow::Semi, JoinHow::Anti)] how: JoinHow,
 ) {
-    let o = JoinOptions {
-        on: vec!["customer_id".into()],
-        left_on: vec![],
-        right_on: vec![],
-        how,
-        suffix: "_right".into(),
-    };
+    let o = on_customer_id(how, "_right");
     let other = customers()
         .lazy()
         .with_column(col("customer_id").cast(DataType::Int32))
@@ -201,13 +194,7 @@ fn join_with_integer_keys_of_different_widths_equals_in_memory(
 
 #[test]
 fn join_with_keys_of_unrelated_types_names_both() {
-    let o = JoinOptions {
-        on: vec!["customer_id".into()],
-        left_on: vec![],
-        right_on: vec![],
-        how: JoinHow::Inner,
-        suffix: "_right".into(),
-    };
+    let o = on_customer_id(JoinHow::Inner, "_right");
     let other = customers()
         .lazy()
         .with_column(col("customer_id").cast(DataType::String))
@@ -374,4 +361,32 @@ fn mean_of_a_non_numeric_column_gathers() {
     let mut state = state;
     let got = state.push(orders()).and_then(|_| state.finish());
     assert_eq!(got.is_ok(), expected.is_ok(), "same verdict as in memory");
+}
+
+/// A side input whose text payload repeats (held dictionary-encoded) joins to the same rows.
+#[rstest]
+#[case::inner(JoinHow::Inner)]
+#[case::left(JoinHow::Left)]
+#[case::full(JoinHow::Full)]
+fn join_with_a_repetitive_text_payload_equals_in_memory(#[case] how: JoinHow) {
+    let countries = [
+        Some("FR"),
+        None,
+        Some("a long country name, past twelve bytes"),
+        Some("DE"),
+    ];
+    let other = df!(
+        "customer_id" => (0..400i64).collect::<Vec<_>>(),
+        "country" => (0..400).map(|i| countries[i % 4]).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let main = df!(
+        "order_id" => (0..1000i64).collect::<Vec<_>>(),
+        "customer_id" => (0..1000i64).map(|i| (i * 7) % 450).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let o = on_customer_id(how, "_right");
+    let expected = UserMethods::join(main.clone(), &o, &side(other.clone())).unwrap();
+    let state = streamed::open_join(&o, &side(other), &setup(u64::MAX)).unwrap();
+    assert_same(&run(state, &main, 64), &expected, true);
 }

@@ -142,7 +142,8 @@ pub async fn optimize(
     }
     let mut writer = RecordBatchWriter::for_table(table)
         .map_err(|e| delta_error(e, "opening a writer"))?
-        .with_target_file_size(target_size);
+        .with_target_file_size(target_size)
+        .with_writer_properties(super::file_properties());
     let target = writer.arrow_schema();
     let mut removes = Vec::new();
     let mut adds = Vec::new();

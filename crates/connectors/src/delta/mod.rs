@@ -92,6 +92,20 @@ fn default_file_mb() -> u64 {
     8
 }
 
+/// Encoded bytes at which a data file's row group is closed. The Parquet writer holds its
+/// open row group in memory (its default closes one only at 1M rows, some 100 MB of a wide
+/// table), so this bounds a Delta load's memory whatever the rows' width.
+const ROW_GROUP_BYTES: usize = 4 << 20;
+
+/// How data files are encoded: Snappy (as deltalake does by default), row groups of at most
+/// [`ROW_GROUP_BYTES`].
+pub(crate) fn file_properties() -> parquet::file::properties::WriterProperties {
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .build()
+}
+
 fn default_checkpoint_every() -> u64 {
     10
 }

@@ -202,6 +202,7 @@ impl DeltaSink {
         }
         .map_err(|e| delta_error(e, &format!("opening a writer for {}", self.location())))?
         .with_target_file_size(self.options.target_file_size_mb.clamp(1, 1 << 20) << 20)
+        .with_writer_properties(super::file_properties())
         .with_commit_properties(self.commit_properties());
         self.writer = Some(writer);
         Ok(())
