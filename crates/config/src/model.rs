@@ -21,9 +21,11 @@ pub struct PipelineConfig {
     /// `batch` (read sources to the end once) or `streaming` (micro-batches).
     #[serde(default)]
     pub mode: Mode,
-    /// Memory in MB that steps needing their whole input (`dedupe`, ...) may hold before they
-    /// spill it to local disk, partitioned by key (default: a quarter of the machine's memory).
+    /// Memory in MB that steps needing their whole input (`sort`, `dedupe`, `aggregate`, ...)
+    /// may hold before they spill it to local disk (at least 16; default: a quarter of the
+    /// memory this process may use, the machine's or its cgroup's limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 16))]
     pub memory_limit_mb: Option<u64>,
     /// With `"mode": "streaming"`: micro-batch trigger, bounds, logging and shutdown.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -121,6 +121,10 @@ fn generate_columns(
     df.select(keep).step_err("generate")
 }
 
+/// The columns of each data set, in order.
+const ORDER_COLUMNS: [&str; 5] = ["order_id", "customer_id", "amount", "status", "created_at"];
+const CUSTOMER_COLUMNS: [&str; 5] = ["customer_id", "name", "country", "tier", "signup_date"];
+
 const COUNTRIES: [&str; 6] = ["FR", "DE", "US", "GB", "ES", "IT"];
 const TIERS: [&str; 3] = ["gold", "silver", "bronze"];
 
@@ -241,6 +245,20 @@ impl Source for Generate {
     fn total_rows(&self) -> Option<u64> {
         Some(self.options.rows)
     }
+
+    fn left_out(&self) -> Vec<String> {
+        let Some(wanted) = &self.columns else {
+            return Vec::new();
+        };
+        let all: &[&str] = match self.options.dataset {
+            GeneratedDataset::Orders => &ORDER_COLUMNS,
+            GeneratedDataset::Customers => &CUSTOMER_COLUMNS,
+        };
+        all.iter()
+            .filter(|c| !wanted.iter().any(|w| w == *c))
+            .map(|c| c.to_string())
+            .collect()
+    }
 }
 
 impl ExtractMethods {
@@ -283,6 +301,16 @@ mod tests {
         assert!(some.equals(&all.select(["customer_id", "tier"]).unwrap()));
         let named = generate_columns(&o, 0, 50, Some(&["name".to_string()])).unwrap();
         assert!(named.equals(&all.select(["name"]).unwrap()));
+        assert_eq!(all.get_column_names(), CUSTOMER_COLUMNS);
+        let orders = generate_frame(&opts(5, 5), 0, 5).unwrap();
+        assert_eq!(orders.get_column_names(), ORDER_COLUMNS);
+        let src = Generate {
+            options: o,
+            columns: Some(wanted.to_vec()),
+            next: 0,
+            emitted: false,
+        };
+        assert_eq!(src.left_out(), ["name", "country", "signup_date"]);
     }
 
     #[test]

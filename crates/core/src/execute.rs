@@ -411,6 +411,15 @@ async fn drive(
                     error,
                 })?;
                 let Some(batch) = batch else { break };
+                if batches == 0 {
+                    // Noted as dropped before the step after the source (as a projection
+                    // there would have been).
+                    let left_out = source.left_out();
+                    let before = segment.chain.next.as_ref().unwrap_or(&segment.chain);
+                    if !left_out.is_empty() {
+                        cx.note_dropped(&before.name, left_out.iter().map(String::as_str));
+                    }
+                }
                 read += batch.rows() as u64;
                 batches += 1;
                 if batches % pipeline_data::memory::RELEASE_EVERY_BATCHES == 0 {

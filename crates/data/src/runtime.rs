@@ -154,6 +154,13 @@ pub trait Source: Send {
         None
     }
 
+    /// Columns of its data the source did not read because no later step reads them
+    /// (`StepSetup::columns`): noted with the columns steps drop, for the hint of a later
+    /// "column not found".
+    fn left_out(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Every load of the run has committed: record how far the source was read (e.g. a Kafka
     /// extract's stored offsets). Never called for a run that failed.
     async fn commit(&mut self) -> Result<(), StepError> {

@@ -12,15 +12,38 @@ use std::path::PathBuf;
 /// In-memory bytes above which a streamed dataset is written out.
 pub const SPILL_BYTES: usize = 2 * 1024 * 1024;
 
-/// The default `memory_limit_mb`: a quarter of the machine's memory (1 GiB when unknown).
+/// The default `memory_limit_mb`: a quarter of the memory this process may use — the
+/// machine's, or less when its cgroup (a container's memory limit) says so; 1 GiB when
+/// neither is known.
 pub fn default_memory_limit() -> u64 {
-    let total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let total = read("/proc/meminfo").and_then(|m| {
         m.lines()
             .find(|l| l.starts_with("MemTotal:"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb.saturating_mul(1024))
     });
-    total_kb.map_or(1 << 30, |kb| kb.saturating_mul(1024) / 4)
+    // cgroup v2, then v1 ("max" or a huge number when unlimited).
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|v| cgroup_limit(&v));
+    quarter_of(total, cgroup)
+}
+
+/// A cgroup memory limit file's bytes (`None` for "max").
+fn cgroup_limit(text: &str) -> Option<u64> {
+    text.trim().parse::<u64>().ok()
+}
+
+/// A quarter of the smaller known limit.
+fn quarter_of(total: Option<u64>, cgroup: Option<u64>) -> u64 {
+    let bytes = match (total, cgroup) {
+        (Some(t), Some(c)) => t.min(c),
+        (Some(b), None) | (None, Some(b)) => b,
+        (None, None) => 4 << 30,
+    };
+    bytes / 4
 }
 
 /// One dataset's batches: files written so far (oldest first), then those still in memory.
@@ -137,6 +160,20 @@ mod tests {
     use crate::RunContext;
     use crate::batch::Batch;
     use polars::prelude::*;
+
+    #[test]
+    fn the_default_limit_is_a_quarter_of_the_smaller_of_machine_and_cgroup() {
+        use super::{cgroup_limit, quarter_of};
+        const GIB: u64 = 1 << 30;
+        assert_eq!(cgroup_limit("max\n"), None);
+        assert_eq!(cgroup_limit("2147483648\n"), Some(2 * GIB));
+        assert_eq!(quarter_of(Some(24 * GIB), Some(2 * GIB)), GIB / 2);
+        assert_eq!(quarter_of(Some(24 * GIB), None), 6 * GIB);
+        // cgroup v1 says "unlimited" with a huge number: the machine's memory wins.
+        assert_eq!(quarter_of(Some(8 * GIB), Some(u64::MAX / 2)), 2 * GIB);
+        assert_eq!(quarter_of(None, None), GIB);
+        assert!(super::default_memory_limit() >= 16 << 20);
+    }
 
     fn batch(start: i64, rows: i64) -> Batch {
         let ids: Vec<i64> = (start..start + rows).collect();

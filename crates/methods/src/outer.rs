@@ -12,6 +12,7 @@ use crate::UserMethods;
 use crate::combine::{JoinHow, JoinOptions};
 use crate::helpers::require_columns;
 use crate::keys::KeyIndex;
+use crate::payload::Payload;
 use crate::streamed::pairs;
 use pipeline_base::StepError;
 use pipeline_data::polars::prelude::*;
@@ -37,7 +38,10 @@ struct Layout {
 pub(crate) struct OuterJoin {
     options: JoinOptions,
     name: String,
+    /// The other input's columns, without rows.
     right: DataFrame,
+    /// The other input's rows (text with few values dictionary-encoded).
+    rows: Payload,
     index: Arc<KeyIndex>,
     /// The other input's rows matched so far.
     matched: Vec<bool>,
@@ -55,7 +59,8 @@ impl OuterJoin {
             matched: vec![false; right.height()],
             options,
             name,
-            right,
+            rows: Payload::new(&right),
+            right: right.clear(),
             index,
             layout: None,
         }
@@ -163,7 +168,7 @@ impl Incremental for OuterJoin {
             }
         })?;
         let left = df.take(&left_idx).step_err("join")?;
-        let right = self.right.take(&right_idx).step_err("join")?;
+        let right = self.rows.take(&right_idx)?;
         self.assemble(Some(&left), &right, left_idx.len()).map(Some)
     }
 
@@ -179,10 +184,7 @@ impl Incremental for OuterJoin {
             return Ok(None);
         }
         let height = unmatched.len();
-        let right = self
-            .right
-            .take(&IdxCa::from_vec("".into(), unmatched))
-            .step_err("join")?;
+        let right = self.rows.take(&IdxCa::from_vec("".into(), unmatched))?;
         self.assemble(None, &right, height).map(Some)
     }
 }
