@@ -32,7 +32,9 @@ mod streaming;
 pub use diag::{ConfigError, ConfigErrors, Location, check_known_keys, suggest};
 pub use lint::{is_sensitive_key, lint_secrets};
 pub use load::{LoadedPipeline, Override, load_pipeline, load_pipeline_str};
-pub use model::{ConnectionConfig, CredentialsRef, PipelineConfig, RetryConfig, StepConfig};
+pub use model::{
+    ConnectionConfig, CredentialsRef, Engine, PipelineConfig, RetryConfig, SparkConfig, StepConfig,
+};
 pub use pointer::{escape_token, join_pointer};
 pub use resolve::{Locator, MAX_REF_DEPTH};
 pub use streaming::{Checkpoint, Interval, OnOffsetOutOfRange, StreamingConfig, Trigger};

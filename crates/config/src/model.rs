@@ -30,6 +30,14 @@ pub struct PipelineConfig {
     /// With `"mode": "streaming"`: micro-batch trigger, bounds, logging and shutdown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streaming: Option<crate::streaming::StreamingConfig>,
+    /// The engine that runs the pipeline: `polars` (default: this machine, in process) or
+    /// `spark` (a Spark cluster through Spark Connect, see `spark`). `pipectl run --engine`
+    /// overrides it.
+    #[serde(default, skip_serializing_if = "Engine::is_polars")]
+    pub engine: Engine,
+    /// With `"engine": "spark"`: where the Spark Connect server is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spark: Option<SparkConfig>,
     /// How often and how long to wait before the whole pipeline is tried again after a
     /// transient failure.
     #[serde(default)]
@@ -44,6 +52,34 @@ pub struct PipelineConfig {
     pub connections: BTreeMap<String, ConnectionConfig>,
     /// The steps, run in order. Each takes the previous step's output unless it names `inputs`.
     pub steps: Vec<StepConfig>,
+}
+
+/// The engine that runs a pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Polars DataFrames on this machine (the default).
+    #[default]
+    Polars,
+    /// Apache Spark through Spark Connect, for data one machine cannot hold.
+    Spark,
+}
+
+impl Engine {
+    pub fn is_polars(&self) -> bool {
+        *self == Engine::Polars
+    }
+}
+
+/// Where the Spark engine runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SparkConfig {
+    /// The Spark Connect endpoint, `sc://HOST:PORT` (default port 15002). A token never goes
+    /// here: pass it in `SPARK_REMOTE` or `--spark-remote` (`sc://HOST:PORT/;token=...`).
+    /// `--spark-remote` and `SPARK_REMOTE` take precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// Retry policy of a pipeline run.

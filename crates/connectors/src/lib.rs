@@ -25,6 +25,7 @@ mod mysql;
 mod postgres;
 mod s3;
 mod sql;
+mod statements;
 mod tls;
 
 use pipeline_data::{ConnectionUse, MethodEntry, Streaming, SystemEntry};
@@ -49,6 +50,7 @@ pub use mysql::{MysqlExtractOptions, MysqlLoadOptions, MysqlWriteMode};
 pub use postgres::{NumericMode, PgWriteMode, PostgresExtractOptions, PostgresLoadOptions};
 pub use s3::{FileFormat, ObjectWriteMode, ParquetCompression, S3ExtractOptions, S3LoadOptions};
 pub use sql::PartitionOptions;
+pub use statements::execute_statements;
 
 /// Every connector method, in the order `pipectl methods` lists them.
 pub fn entries() -> Vec<MethodEntry> {

@@ -47,6 +47,6 @@ pub use schema::pipeline_schema;
 pub use streaming::{MetricsLine, MicroBatch, StreamObserver, StreamOptions};
 
 pub use pipeline_base::{ErrorClass, Format, Mode, OnFailure, StepError, StepKind};
-pub use pipeline_config::{ConfigError, ConfigErrors, Override};
+pub use pipeline_config::{ConfigError, ConfigErrors, Engine, Override};
 pub use pipeline_credentials::{CredentialProvider, VaultProvider};
 pub use pipeline_data::{MethodEntry, Produces};

@@ -76,7 +76,27 @@ fn right_suffix() -> String {
     "_right".into()
 }
 impl JoinOptions {
-    pub(crate) fn keys(&self) -> (Vec<String>, Vec<String>) {
+    /// Polars' join arguments for these options (the Spark engine learns the output layout
+    /// from the same join).
+    pub fn polars_args(&self) -> JoinArgs {
+        let how = match self.how {
+            JoinHow::Inner => JoinType::Inner,
+            JoinHow::Left => JoinType::Left,
+            JoinHow::Right => JoinType::Right,
+            JoinHow::Full => JoinType::Full,
+            JoinHow::Semi => JoinType::Semi,
+            JoinHow::Anti => JoinType::Anti,
+        };
+        let args = JoinArgs::new(how).with_suffix(Some(self.suffix.as_str().into()));
+        if self.how == JoinHow::Full {
+            args.with_coalesce(JoinCoalesce::CoalesceColumns)
+        } else {
+            args
+        }
+    }
+
+    /// The main input's and the other input's key columns.
+    pub fn keys(&self) -> (Vec<String>, Vec<String>) {
         if self.on.is_empty() {
             (self.left_on.clone(), self.right_on.clone())
         } else {
@@ -341,18 +361,7 @@ impl UserMethods {
         let (l, r) = o.keys();
         require_columns(&df, &l, "join (main input)")?;
         require_columns(&right, &r, "join (other input)")?;
-        let how = match o.how {
-            JoinHow::Inner => JoinType::Inner,
-            JoinHow::Left => JoinType::Left,
-            JoinHow::Right => JoinType::Right,
-            JoinHow::Full => JoinType::Full,
-            JoinHow::Semi => JoinType::Semi,
-            JoinHow::Anti => JoinType::Anti,
-        };
-        let mut args = JoinArgs::new(how).with_suffix(Some(o.suffix.as_str().into()));
-        if o.how == JoinHow::Full {
-            args = args.with_coalesce(JoinCoalesce::CoalesceColumns);
-        }
+        let args = o.polars_args();
         let lk: Vec<Expr> = l.iter().map(|c| col(c.as_str())).collect();
         let rk: Vec<Expr> = r.iter().map(|c| col(c.as_str())).collect();
         df.lazy()

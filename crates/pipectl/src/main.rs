@@ -8,6 +8,7 @@ mod delta;
 mod logging;
 mod metrics_http;
 mod progress;
+mod spark;
 mod test_cmd;
 
 use anyhow::Context;
@@ -80,6 +81,14 @@ enum Command {
         /// Streaming pipelines: serve Prometheus metrics at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// The engine: polars (this machine) or spark (a Spark cluster through Spark Connect);
+        /// default: the pipeline's "engine", else polars.
+        #[arg(long, value_enum)]
+        engine: Option<spark::EngineArg>,
+        /// The Spark Connect endpoint (sc://HOST:PORT[/;token=...]); default: $SPARK_REMOTE,
+        /// else the pipeline's spark.remote.
+        #[arg(long, value_name = "URL", env = "SPARK_REMOTE", hide_env_values = true)]
+        spark_remote: Option<String>,
     },
     /// Check a pipeline without running it (no I/O): files, $refs, secrets, methods, options, formats.
     Validate {
@@ -90,6 +99,10 @@ enum Command {
         /// (read-only), reporting ok or the failure per connection.
         #[arg(long)]
         connect: bool,
+        /// Also check that this engine can run it: `spark` names every step Spark would not
+        /// run as pipectl does.
+        #[arg(long, value_enum)]
+        engine: Option<spark::EngineArg>,
     },
     /// Show the resolved chain: steps, methods, formats, connections (never a secret).
     Plan {
@@ -321,7 +334,11 @@ fn main() -> ExitCode {
             file,
             overrides,
             connect,
+            engine,
         } => match load(&file, &overrides) {
+            Ok(p) if spark::engine(engine, &p) == pipeline_core::Engine::Spark && !connect => {
+                spark::validate(&p, &file)
+            }
             Ok(p) => {
                 println!(
                     "ok: pipeline \"{}\" with {} steps is valid ({})",
@@ -385,6 +402,8 @@ fn main() -> ExitCode {
             resume,
             once,
             metrics_addr,
+            engine,
+            spark_remote,
         } => {
             let run_id = match resume.as_deref().map(RunId::parse).transpose() {
                 Ok(id) => id,
@@ -419,6 +438,21 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            if spark::engine(engine, &pipeline) == pipeline_core::Engine::Spark {
+                return match spark::remote(spark_remote.as_deref(), &pipeline) {
+                    Ok(remote) => spark::run(
+                        &pipeline,
+                        provider,
+                        remote,
+                        report.as_deref(),
+                        cli.log_format,
+                    ),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
             let invocation = Invocation {
                 file: &file,
                 report: report.as_deref(),

@@ -1,0 +1,559 @@
+//! Running a plan on Spark: credentials fetched once, the session opened (retried while the
+//! endpoint is unreachable, per the pipeline's retry policy), every step registered as a
+//! temporary view, validations judged and counted, then the loads run in plan order.
+
+use crate::client::SparkSession;
+use crate::compile::{Op, Program, Query, compile};
+use crate::expr::ident;
+use crate::proto;
+use crate::relations;
+use crate::remote::Remote;
+use pipeline_base::StepError;
+use pipeline_core::Plan;
+use pipeline_credentials::{CachedProvider, CredentialProvider, IamConfig, JdbcConfig, SecretRef};
+use pipeline_data::ConnectionSetup;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What `run` needs besides the plan.
+pub struct SparkOptions {
+    pub remote: Remote,
+    pub credentials: Option<Arc<dyn CredentialProvider>>,
+}
+
+/// Rows a step produced or a validation judged, as Spark counted them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepCount {
+    pub step: String,
+    pub rows: Option<u64>,
+    pub invalid: Option<u64>,
+}
+
+/// The outcome of a run on Spark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SparkReport {
+    pub pipeline: String,
+    /// `sc://host:port` (never a token).
+    pub remote: String,
+    pub attempts: u32,
+    pub steps: Vec<StepCount>,
+    pub loads: Vec<String>,
+    pub elapsed_seconds: f64,
+}
+
+/// Runs the plan on the Spark Connect endpoint.
+pub async fn run(plan: &Plan, options: SparkOptions) -> Result<SparkReport, StepError> {
+    let started = Instant::now();
+    let programs = compile(plan).map_err(|refusals| {
+        let lines: Vec<String> = refusals.iter().map(|r| format!("  {r}")).collect();
+        StepError::user(format!(
+            "the pipeline cannot run on Spark:\n{}",
+            lines.join("\n")
+        ))
+        .with_hint("run it with the Polars engine (--engine polars), or change these steps")
+    })?;
+    let span = tracing::info_span!("run", pipeline = %plan.pipeline, engine = "spark", remote = %options.remote);
+    let _entered = span.enter();
+    let setups = connection_setups(plan, options.credentials.clone()).await?;
+    let max_attempts = plan.retry.max_retries.saturating_add(1);
+    let delay =
+        Duration::try_from_secs_f64(plan.retry.delay_seconds.max(0.0)).unwrap_or(Duration::ZERO);
+    let mut attempt = 0u32;
+    loop {
+        attempt = attempt.saturating_add(1);
+        tracing::info!(attempt, max_attempts, "spark attempt started");
+        match attempt_run(plan, &programs, &options.remote, &setups).await {
+            Ok((steps, loads)) => {
+                let elapsed = started.elapsed().as_secs_f64();
+                tracing::info!(
+                    elapsed_s = elapsed,
+                    loads = loads.len(),
+                    "pipeline finished on spark"
+                );
+                return Ok(SparkReport {
+                    pipeline: plan.pipeline.clone(),
+                    remote: options.remote.to_string(),
+                    attempts: attempt,
+                    steps,
+                    loads,
+                    elapsed_seconds: elapsed,
+                });
+            }
+            Err(e) if e.retryable() && attempt < max_attempts => {
+                tracing::warn!(attempt, error = %e.message(), retry_in_s = delay.as_secs_f64(), "transient failure; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) if e.retryable() => {
+                return Err(StepError::transient(format!(
+                    "{} (gave up after {attempt} attempts)",
+                    e.message()
+                ))
+                .with_hint(
+                    e.hint()
+                        .unwrap_or("check the Spark Connect endpoint")
+                        .to_string(),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One attempt: a fresh session, every step, then the loads.
+async fn attempt_run(
+    plan: &Plan,
+    programs: &[Program],
+    remote: &Remote,
+    setups: &HashMap<String, ConnectionSetup>,
+) -> Result<(Vec<StepCount>, Vec<String>), StepError> {
+    let session = SparkSession::connect(remote).await?;
+    let mut runner = Runner {
+        session,
+        setups: setups.clone(),
+        base_dir: plan.base_dir.clone(),
+        counts: Vec::new(),
+        quarantine_parts: HashMap::new(),
+        cached: Vec::new(),
+    };
+    let result = runner.all(programs).await;
+    for view in std::mem::take(&mut runner.cached) {
+        let _ = runner
+            .session
+            .command(
+                relations::sql_command(format!("UNCACHE TABLE IF EXISTS {}", ident(&view))),
+                "uncaching",
+            )
+            .await;
+    }
+    let counts = std::mem::take(&mut runner.counts);
+    runner.session.close().await;
+    result.map(|loads| (counts, loads))
+}
+
+/// The state of one attempt: the session, the connections, what was counted.
+pub struct Runner {
+    pub session: SparkSession,
+    setups: HashMap<String, ConnectionSetup>,
+    base_dir: PathBuf,
+    pub counts: Vec<StepCount>,
+    /// Views holding each quarantine dataset's rows so far.
+    pub quarantine_parts: HashMap<String, Vec<String>>,
+    /// Views cached for this run (uncached at its end).
+    pub cached: Vec<String>,
+}
+
+impl Runner {
+    async fn all(&mut self, programs: &[Program]) -> Result<Vec<String>, StepError> {
+        self.session
+            .set_config(&[
+                ("spark.sql.session.timeZone", "UTC".to_string()),
+                // Column names are case-sensitive in pipectl, as in Polars.
+                ("spark.sql.caseSensitive", "true".to_string()),
+            ])
+            .await?;
+        for program in programs {
+            let started = Instant::now();
+            let span = tracing::info_span!("step", step = %program.step);
+            let _entered = span.enter();
+            match &program.op {
+                Op::Source(source) => self.source(&program.step, source).await?,
+                Op::Query(query) => self.query(&program.step, query).await?,
+                Op::Validate(v) => self.validate(&program.step, v).await?,
+                Op::Load(_) => continue,
+            }
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "step planned on spark"
+            );
+        }
+        let mut loads = Vec::new();
+        for program in programs {
+            if let Op::Load(load) = &program.op {
+                let started = Instant::now();
+                let span = tracing::info_span!("step", step = %program.step);
+                let _entered = span.enter();
+                self.load(&program.step, load).await?;
+                tracing::info!(
+                    elapsed_s = started.elapsed().as_secs_f64(),
+                    "load committed by spark"
+                );
+                loads.push(program.step.clone());
+            }
+        }
+        Ok(loads)
+    }
+
+    async fn query(&mut self, step: &str, query: &Query) -> Result<(), StepError> {
+        let what = format!("step \"{step}\"");
+        let relation = match query {
+            Query::Sql { query, drop, main } => {
+                if let Some(main) = main {
+                    // The `sql` method's main input is `self`, as in pipectl's Polars engine.
+                    self.view("self", relations::table(main), &what).await?;
+                }
+                drop_columns(relations::sql(query.clone()), drop)
+            }
+            Query::WithColumns { input, columns } => {
+                relations::with_columns(relations::table(input), columns.clone())
+            }
+            Query::Rename { input, pairs } => rename(relations::table(input), pairs),
+            Query::Join(spec) => {
+                let left = fields(
+                    &self
+                        .session
+                        .schema(relations::table(&spec.left), &what)
+                        .await?,
+                );
+                let right = fields(
+                    &self
+                        .session
+                        .schema(relations::table(&spec.right), &what)
+                        .await?,
+                );
+                let names =
+                    |f: Vec<(String, String)>| f.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+                relations::sql(
+                    spec.query(&names(left), &names(right))
+                        .map_err(|e| e.context(&what))?,
+                )
+            }
+            Query::Union(inputs) => union_by_name(inputs),
+            Query::Same(input) => relations::table(input),
+        };
+        self.view(step, relation, &what).await
+    }
+
+    /// Registers `relation` as the temporary view `name` (Spark analyzes it now: a missing
+    /// column or a type error is reported for this step).
+    pub async fn view(
+        &mut self,
+        name: &str,
+        relation: proto::Relation,
+        what: &str,
+    ) -> Result<(), StepError> {
+        self.session
+            .command(relations::create_view(relation, name), what)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs a query and returns its rows as strings (`None` for null).
+    pub async fn collect_strings(
+        &mut self,
+        relation: proto::Relation,
+        what: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, StepError> {
+        use arrow::util::display::{ArrayFormatter, FormatOptions};
+        let execution = self.session.collect(relation, what).await?;
+        let mut rows = Vec::new();
+        let options = FormatOptions::default();
+        for batch in &execution.batches {
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    StepError::external(format!("reading Spark's answer for {what}: {e}"))
+                })?;
+            for row in 0..batch.num_rows() {
+                let mut values = Vec::new();
+                for (column, formatter) in batch.columns().iter().zip(&formatters) {
+                    values.push(if column.is_null(row) {
+                        None
+                    } else {
+                        Some(formatter.value(row).to_string())
+                    });
+                }
+                rows.push(values);
+            }
+        }
+        Ok(rows)
+    }
+
+    pub fn setup(&self, connection: &str) -> Result<ConnectionSetup, StepError> {
+        self.setups
+            .get(connection)
+            .cloned()
+            .ok_or_else(|| StepError::user(format!("no connection \"{connection}\"")))
+    }
+
+    pub fn jdbc_config(
+        &self,
+        system: crate::sources::Jdbc,
+        connection: &str,
+    ) -> Result<JdbcConfig, StepError> {
+        let setup = self.setup(connection)?;
+        let port = match system {
+            crate::sources::Jdbc::Postgres => 5432,
+            crate::sources::Jdbc::Mysql => 3306,
+        };
+        JdbcConfig::from_sources(setup.sources(), port).map_err(|e| {
+            StepError::user(e.to_string()).context(format!("connection \"{connection}\""))
+        })
+    }
+
+    /// A location as Spark reads it: `s3://` as `s3a://`, a relative path from the pipeline
+    /// file's directory.
+    pub fn location(&self, path: &str) -> String {
+        if path.contains("://") {
+            crate::sources::s3a(path)
+        } else {
+            let p = Path::new(path);
+            let full = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                self.base_dir.join(p)
+            };
+            normalize(&full).to_string_lossy().into_owned()
+        }
+    }
+
+    /// The object store options of a connection (S3 keys, endpoint, region) as Hadoop S3A
+    /// options, passed with each read and write.
+    pub fn storage_options(
+        &self,
+        connection: Option<&str>,
+        path: &str,
+    ) -> Result<HashMap<String, String>, StepError> {
+        use secrecy::ExposeSecret;
+        let mut options = HashMap::new();
+        let Some(name) = connection else {
+            return Ok(options);
+        };
+        if !path.starts_with("s3://") && !path.starts_with("s3a://") {
+            return Ok(options);
+        }
+        let setup = self.setup(name)?;
+        let (access, secret, region, endpoint, token) = if setup.config.system == "delta" {
+            let config = pipeline_credentials::DeltaConfig::from_sources(setup.sources()).expose();
+            let get = |k: &str| {
+                config
+                    .get(k)
+                    .cloned()
+                    .or_else(|| config.get(&k.to_uppercase()).cloned())
+            };
+            (
+                get("aws_access_key_id"),
+                get("aws_secret_access_key"),
+                get("aws_region"),
+                get("aws_endpoint_url").or_else(|| get("aws_endpoint")),
+                get("aws_session_token"),
+            )
+        } else {
+            let iam = IamConfig::from_sources(setup.sources()).map_err(|e| {
+                StepError::user(e.to_string()).context(format!("connection \"{name}\""))
+            })?;
+            (
+                Some(iam.access_key_id.expose_secret().to_string()),
+                Some(iam.secret_access_key.expose_secret().to_string()),
+                Some(iam.region.clone()),
+                iam.endpoint.clone(),
+                iam.session_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_string()),
+            )
+        };
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                options.insert(format!("fs.s3a.{k}"), v);
+            }
+        };
+        put("access.key", access);
+        put("secret.key", secret);
+        put("endpoint.region", region);
+        if let Some(t) = token {
+            put("session.token", Some(t));
+            put(
+                "aws.credentials.provider",
+                Some("org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider".into()),
+            );
+        } else {
+            put(
+                "aws.credentials.provider",
+                Some("org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider".into()),
+            );
+        }
+        if let Some(e) = endpoint {
+            put("path.style.access", Some("true".into()));
+            put(
+                "connection.ssl.enabled",
+                Some(e.starts_with("https").to_string()),
+            );
+            put("endpoint", Some(e));
+        }
+        Ok(options)
+    }
+}
+
+/// `(name, simple type string)` of a Spark schema's top-level fields.
+pub fn fields(schema: &proto::DataType) -> Vec<(String, String)> {
+    use proto::data_type::Kind;
+    let Some(Kind::Struct(s)) = &schema.kind else {
+        return Vec::new();
+    };
+    s.fields
+        .iter()
+        .map(|f| {
+            (
+                f.name.clone(),
+                f.data_type.as_ref().map(type_name).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// A Spark type's short name (`decimal(10,2)`, `string`, `timestamp_ntz`, ...).
+pub fn type_name(t: &proto::DataType) -> String {
+    use proto::data_type::Kind;
+    match &t.kind {
+        Some(Kind::Boolean(_)) => "boolean".into(),
+        Some(Kind::Byte(_)) => "tinyint".into(),
+        Some(Kind::Short(_)) => "smallint".into(),
+        Some(Kind::Integer(_)) => "int".into(),
+        Some(Kind::Long(_)) => "bigint".into(),
+        Some(Kind::Float(_)) => "float".into(),
+        Some(Kind::Double(_)) => "double".into(),
+        Some(Kind::Decimal(d)) => format!(
+            "decimal({},{})",
+            d.precision.unwrap_or(10),
+            d.scale.unwrap_or(0)
+        ),
+        Some(Kind::String(_)) => "string".into(),
+        Some(Kind::Binary(_)) => "binary".into(),
+        Some(Kind::Date(_)) => "date".into(),
+        Some(Kind::Timestamp(_)) => "timestamp".into(),
+        Some(Kind::TimestampNtz(_)) => "timestamp_ntz".into(),
+        Some(other) => format!("{other:?}")
+            .split('(')
+            .next()
+            .unwrap_or_default()
+            .to_lowercase(),
+        None => "unknown".into(),
+    }
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn drop_columns(input: proto::Relation, names: &[String]) -> proto::Relation {
+    if names.is_empty() {
+        return input;
+    }
+    proto::Relation {
+        common: None,
+        rel_type: Some(proto::relation::RelType::Drop(Box::new(proto::Drop {
+            input: Some(Box::new(input)),
+            columns: Vec::new(),
+            column_names: names.to_vec(),
+        }))),
+    }
+}
+
+pub fn drop_reason(input: proto::Relation) -> proto::Relation {
+    drop_columns(input, &[crate::validations::REASON_COLUMN.to_string()])
+}
+
+fn rename(input: proto::Relation, pairs: &[(String, String)]) -> proto::Relation {
+    proto::Relation {
+        common: None,
+        rel_type: Some(proto::relation::RelType::WithColumnsRenamed(Box::new(
+            proto::WithColumnsRenamed {
+                input: Some(Box::new(input)),
+                renames: pairs
+                    .iter()
+                    .map(|(from, to)| proto::with_columns_renamed::Rename {
+                        col_name: from.clone(),
+                        new_col_name: to.clone(),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        ))),
+    }
+}
+
+/// The inputs stacked by column name, missing columns null (`unionByName(allowMissingColumns)`).
+pub fn union_by_name(inputs: &[String]) -> proto::Relation {
+    let mut iter = inputs.iter();
+    let first = iter
+        .next()
+        .map(|n| relations::table(n))
+        .unwrap_or_else(|| relations::sql("SELECT 1 WHERE FALSE"));
+    iter.fold(first, |acc, name| proto::Relation {
+        common: None,
+        rel_type: Some(proto::relation::RelType::SetOp(Box::new(
+            proto::SetOperation {
+                left_input: Some(Box::new(acc)),
+                right_input: Some(Box::new(relations::table(name))),
+                set_op_type: proto::set_operation::SetOpType::Union.into(),
+                is_all: Some(true),
+                by_name: Some(true),
+                allow_missing_columns: Some(true),
+            },
+        ))),
+    })
+}
+
+/// Each connection the plan uses, with its Vault fields read once.
+async fn connection_setups(
+    plan: &Plan,
+    credentials: Option<Arc<dyn CredentialProvider>>,
+) -> Result<HashMap<String, ConnectionSetup>, StepError> {
+    let provider = credentials.map(CachedProvider::new);
+    let mut setups = HashMap::new();
+    let configs = plan
+        .steps
+        .iter()
+        .filter_map(|s| s.connection.clone().zip(s.connection_config.clone()))
+        .chain(plan.steps.iter().flat_map(|s| s.other_connections.clone()));
+    for (name, config) in configs {
+        if setups.contains_key(&name) {
+            continue;
+        }
+        let fields = match (&config.credentials, &provider) {
+            (Some(reference), Some(p)) => {
+                let secret = SecretRef::new(reference.vault_path.clone())
+                    .with_kv_version(reference.kv_version);
+                Some(p.get(&secret).await.map_err(|e| {
+                    let retry = e.retryable();
+                    let error = format!("connection \"{name}\": {e}");
+                    if retry {
+                        StepError::transient(error)
+                    } else {
+                        StepError::user(error)
+                    }
+                })?)
+            }
+            (Some(_), None) => {
+                return Err(StepError::user(format!("connection \"{name}\" needs credentials from Vault, and no Vault is configured"))
+                    .with_hint("set VAULT_ADDR and VAULT_TOKEN (eval \"$(scripts/dev-env env)\" for the local one)"));
+            }
+            (None, _) => None,
+        };
+        setups.insert(
+            name.clone(),
+            ConnectionSetup {
+                name,
+                config,
+                credentials: fields,
+                base_dir: plan.base_dir.clone(),
+                uses: Vec::new(),
+            },
+        );
+    }
+    Ok(setups)
+}

@@ -1,0 +1,359 @@
+//! Load steps on Spark: Delta tables (append, overwrite, upsert by `MERGE`), files on S3 or
+//! local disk, and PostgreSQL/MySQL tables over JDBC. An upsert into a database goes to a
+//! staging table through Spark, then pipectl merges it over its own connection in one
+//! transaction and drops the staging table.
+
+use crate::check::Refusal;
+use crate::compile::At;
+use crate::expr::ident;
+use crate::relations::{self, SaveMode};
+use crate::run::Runner;
+use crate::sources::Jdbc;
+use pipeline_base::StepError;
+use pipeline_connectors as c;
+use pipeline_core::Plan;
+
+pub enum LoadMode {
+    Append,
+    Overwrite,
+    Upsert(Vec<String>),
+}
+
+pub enum Load {
+    Delta {
+        input: String,
+        connection: Option<String>,
+        path: String,
+        mode: LoadMode,
+        partition_by: Vec<String>,
+    },
+    Files {
+        input: String,
+        connection: Option<String>,
+        path: String,
+        format: &'static str,
+        mode: SaveMode,
+        partition_by: Vec<String>,
+    },
+    Jdbc {
+        input: String,
+        system: Jdbc,
+        connection: String,
+        table: String,
+        mode: LoadMode,
+    },
+}
+
+pub fn compile_load(at: &At<'_>, _plan: &Plan) -> Result<Load, Refusal> {
+    let input = at.input(0)?;
+    let connection = at.step.connection.clone();
+    let key_mode = |key: Vec<String>| {
+        if key.is_empty() {
+            Err(at.refuse("/options/key", "an upsert needs \"key\""))
+        } else {
+            Ok(LoadMode::Upsert(key))
+        }
+    };
+    Ok(match at.step.method.as_str() {
+        "delta" => {
+            let o: c::DeltaLoadOptions = at.options()?;
+            let mode = match o.mode {
+                c::DeltaWriteMode::Append => LoadMode::Append,
+                c::DeltaWriteMode::Overwrite => LoadMode::Overwrite,
+                c::DeltaWriteMode::Upsert => key_mode(o.key)?,
+            };
+            Load::Delta {
+                input,
+                connection,
+                path: o.path,
+                mode,
+                partition_by: o.partition_by,
+            }
+        }
+        "s3" => {
+            let o: c::S3LoadOptions = at.options()?;
+            let format = match o.format {
+                Some(c::FileFormat::Parquet) | None => "parquet",
+                Some(c::FileFormat::Csv) => "csv",
+                Some(c::FileFormat::Json) => "json",
+                Some(c::FileFormat::Avro) => "avro",
+            };
+            Load::Files {
+                input,
+                connection,
+                path: o.path,
+                format,
+                mode: match o.mode {
+                    c::ObjectWriteMode::Append => SaveMode::Append,
+                    c::ObjectWriteMode::Overwrite => SaveMode::Overwrite,
+                },
+                partition_by: o.partition_by,
+            }
+        }
+        "postgres" | "mysql" => {
+            let (system, table, mode) = if at.step.method == "postgres" {
+                let o: c::PostgresLoadOptions = at.options()?;
+                let mode = match o.mode {
+                    c::PgWriteMode::Append => LoadMode::Append,
+                    c::PgWriteMode::Overwrite => LoadMode::Overwrite,
+                    c::PgWriteMode::Upsert => key_mode(o.key)?,
+                };
+                (Jdbc::Postgres, o.table, mode)
+            } else {
+                let o: c::MysqlLoadOptions = at.options()?;
+                let mode = match o.mode {
+                    c::MysqlWriteMode::Append => LoadMode::Append,
+                    c::MysqlWriteMode::Overwrite => LoadMode::Overwrite,
+                    c::MysqlWriteMode::Upsert => key_mode(o.key)?,
+                };
+                (Jdbc::Mysql, o.table, mode)
+            };
+            Load::Jdbc {
+                input,
+                system,
+                connection: connection.unwrap_or_default(),
+                table,
+                mode,
+            }
+        }
+        other => {
+            return Err(at.refuse(
+                "/method",
+                format!("the load \"{other}\" has no Spark translation yet"),
+            ));
+        }
+    })
+}
+
+impl Runner {
+    /// Runs one load; returns the rows written when Spark reports them.
+    pub async fn load(&mut self, step: &str, load: &Load) -> Result<(), StepError> {
+        let what = format!("step \"{step}\"");
+        match load {
+            Load::Delta {
+                input,
+                connection,
+                path,
+                mode,
+                partition_by,
+            } => {
+                let options = self.storage_options(connection.as_deref(), path)?;
+                let location = self.location(path);
+                match mode {
+                    LoadMode::Append | LoadMode::Overwrite => {
+                        let save = if matches!(mode, LoadMode::Append) {
+                            SaveMode::Append
+                        } else {
+                            SaveMode::Overwrite
+                        };
+                        let mut command = relations::write(
+                            relations::table(input),
+                            "delta",
+                            Some(location),
+                            save,
+                            options,
+                        );
+                        if let crate::proto::command::CommandType::WriteOperation(w) = &mut command
+                        {
+                            w.partitioning_columns = partition_by.clone();
+                        }
+                        self.session.command(command, &what).await?;
+                    }
+                    LoadMode::Upsert(key) => {
+                        let exists = self.delta_exists(&location, &what).await?;
+                        if exists {
+                            let on: Vec<String> = key
+                                .iter()
+                                .map(|k| format!("t.{0} = s.{0}", ident(k)))
+                                .collect();
+                            let statement = format!(
+                                "MERGE INTO delta.{} AS t USING {} AS s ON {} WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
+                                ident(&location),
+                                ident(input),
+                                on.join(" AND ")
+                            );
+                            self.session
+                                .command(relations::sql_command(statement), &what)
+                                .await?;
+                        } else {
+                            let command = relations::write(
+                                relations::table(input),
+                                "delta",
+                                Some(location),
+                                SaveMode::Overwrite,
+                                options,
+                            );
+                            self.session.command(command, &what).await?;
+                        }
+                    }
+                }
+            }
+            Load::Files {
+                input,
+                connection,
+                path,
+                format,
+                mode,
+                partition_by,
+            } => {
+                let mut options = self.storage_options(connection.as_deref(), path)?;
+                if *format == "csv" {
+                    options.insert("header".into(), "true".into());
+                }
+                let mut command = relations::write(
+                    relations::table(input),
+                    format,
+                    Some(self.location(path)),
+                    *mode,
+                    options,
+                );
+                if let crate::proto::command::CommandType::WriteOperation(w) = &mut command {
+                    w.partitioning_columns = partition_by.clone();
+                }
+                self.session.command(command, &what).await?;
+            }
+            Load::Jdbc {
+                input,
+                system,
+                connection,
+                table,
+                mode,
+            } => {
+                let mut options = self.jdbc_options(*system, connection)?;
+                match mode {
+                    LoadMode::Append | LoadMode::Overwrite => {
+                        options.insert("dbtable".into(), table.clone());
+                        // Overwrite keeps the table (its keys, grants, indexes): truncate, not drop.
+                        options.insert("truncate".into(), "true".into());
+                        let save = if matches!(mode, LoadMode::Append) {
+                            SaveMode::Append
+                        } else {
+                            SaveMode::Overwrite
+                        };
+                        let command =
+                            relations::write(relations::table(input), "jdbc", None, save, options);
+                        self.session.command(command, &what).await?;
+                    }
+                    LoadMode::Upsert(key) => {
+                        let stage = format!(
+                            "{}__pipectl_stage",
+                            table.rsplit('.').next().unwrap_or(table)
+                        );
+                        let stage = match table.rsplit_once('.') {
+                            Some((schema, _)) => format!("{schema}.{stage}"),
+                            None => stage,
+                        };
+                        options.insert("dbtable".into(), stage.clone());
+                        let command = relations::write(
+                            relations::table(input),
+                            "jdbc",
+                            None,
+                            SaveMode::Overwrite,
+                            options,
+                        );
+                        self.session.command(command, &what).await?;
+                        let columns = crate::run::fields(
+                            &self.session.schema(relations::table(input), &what).await?,
+                        )
+                        .into_iter()
+                        .map(|(name, _)| name)
+                        .collect::<Vec<_>>();
+                        let statements = upsert_statements(*system, table, &stage, &columns, key);
+                        let setup = self.setup(connection)?;
+                        c::execute_statements(&setup, &statements)
+                            .await
+                            .map_err(|e| e.context(&what))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a Delta table is at `location` yet.
+    async fn delta_exists(&mut self, location: &str, what: &str) -> Result<bool, StepError> {
+        let query = format!("SELECT 1 FROM delta.{} LIMIT 0", ident(location));
+        match self.session.schema(relations::sql(query), what).await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.message().contains("DELTA_MISSING_DELTA_TABLE")
+                    || e.message().contains("PATH_NOT_FOUND")
+                    || e.message().contains("is not a Delta table") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The statements that merge the staging table into the target, create it when missing (with
+/// the key as primary key) and drop the staging table: run in one transaction.
+fn upsert_statements(
+    system: Jdbc,
+    table: &str,
+    stage: &str,
+    columns: &[String],
+    key: &[String],
+) -> Vec<String> {
+    let q = |n: &str| system.quote(n);
+    let list: Vec<String> = columns.iter().map(|c| q(c)).collect();
+    let keys: Vec<String> = key.iter().map(|k| q(k)).collect();
+    let others: Vec<&String> = columns.iter().filter(|c| !key.contains(c)).collect();
+    match system {
+        Jdbc::Postgres => {
+            let set: Vec<String> = others
+                .iter()
+                .map(|c| format!("{0} = EXCLUDED.{0}", q(c)))
+                .collect();
+            let action = if set.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}", set.join(", "))
+            };
+            vec![
+                format!(
+                    "DO $$ BEGIN IF to_regclass('{t}') IS NULL THEN CREATE TABLE {qt} (LIKE {qs}); ALTER TABLE {qt} ADD PRIMARY KEY ({k}); END IF; END $$",
+                    t = table.replace('\'', "''"),
+                    qt = q(table),
+                    qs = q(stage),
+                    k = keys.join(", ")
+                ),
+                format!(
+                    "INSERT INTO {} ({cols}) SELECT {cols} FROM {} ON CONFLICT ({}) {action}",
+                    q(table),
+                    q(stage),
+                    keys.join(", "),
+                    cols = list.join(", ")
+                ),
+                format!("DROP TABLE {}", q(stage)),
+            ]
+        }
+        Jdbc::Mysql => {
+            let set: Vec<String> = others
+                .iter()
+                .map(|c| format!("{0} = VALUES({0})", q(c)))
+                .collect();
+            let action = if set.is_empty() {
+                format!("{0} = {0}", keys.first().cloned().unwrap_or_default())
+            } else {
+                set.join(", ")
+            };
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (PRIMARY KEY ({})) SELECT * FROM {} WHERE 1 = 0",
+                    q(table),
+                    keys.join(", "),
+                    q(stage)
+                ),
+                format!(
+                    "INSERT INTO {} ({cols}) SELECT {cols} FROM {} ON DUPLICATE KEY UPDATE {action}",
+                    q(table),
+                    q(stage),
+                    cols = list.join(", ")
+                ),
+                format!("DROP TABLE {}", q(stage)),
+            ]
+        }
+    }
+}

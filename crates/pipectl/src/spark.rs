@@ -1,0 +1,132 @@
+//! `--engine spark`: which engine a run uses, where its Spark Connect server is, and the run
+//! and validation on Spark (`pipeline-engine-spark`).
+
+use crate::LogFormat;
+use pipeline_core::{CredentialProvider, Engine, Pipeline};
+use pipeline_engine_spark::{Remote, SparkOptions};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The engine flag of `run` and `validate`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    Polars,
+    Spark,
+}
+
+/// `--engine` when given, else the pipeline's `engine`.
+pub fn engine(flag: Option<EngineArg>, pipeline: &Pipeline) -> Engine {
+    match flag {
+        Some(EngineArg::Polars) => Engine::Polars,
+        Some(EngineArg::Spark) => Engine::Spark,
+        None => pipeline.config().engine,
+    }
+}
+
+/// The endpoint: `--spark-remote`, else `SPARK_REMOTE`, else the pipeline's `spark.remote`.
+pub fn remote(flag: Option<&str>, pipeline: &Pipeline) -> Result<Remote, String> {
+    if let Some(text) = flag {
+        return Remote::parse(text).map_err(|e| e.message().to_string());
+    }
+    if let Ok(text) = std::env::var("SPARK_REMOTE")
+        && !text.trim().is_empty()
+    {
+        return Remote::parse(&text).map_err(|e| format!("SPARK_REMOTE: {}", e.message()));
+    }
+    match pipeline.config().spark.as_ref().and_then(|s| s.remote.as_deref()) {
+        Some(text) if text.contains("token=") => Err(
+            "/spark/remote holds a token: a secret never goes in a pipeline file; pass it in SPARK_REMOTE or --spark-remote"
+                .to_string(),
+        ),
+        Some(text) => Remote::parse(text).map_err(|e| format!("/spark/remote: {}", e.message())),
+        None => Err(
+            "the Spark engine needs a Spark Connect endpoint: pass --spark-remote sc://HOST:PORT, set SPARK_REMOTE, or write \"spark\": {\"remote\": ...} in the pipeline"
+                .to_string(),
+        ),
+    }
+}
+
+/// `validate --engine spark`: every step Spark would not run as pipectl does.
+pub fn validate(pipeline: &Pipeline, file: &Path) -> ExitCode {
+    let refusals = pipeline_engine_spark::check(pipeline.plan());
+    if refusals.is_empty() {
+        println!(
+            "ok: pipeline \"{}\" can run on Spark ({})",
+            pipeline.plan().pipeline,
+            file.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "error: pipeline \"{}\" cannot run on Spark ({}):",
+        pipeline.plan().pipeline,
+        file.display()
+    );
+    for r in &refusals {
+        eprintln!("  {r}");
+    }
+    eprintln!("   = help: run it with the Polars engine (the default), or change these steps");
+    ExitCode::from(2)
+}
+
+/// `run --engine spark`.
+pub fn run(
+    pipeline: &Pipeline,
+    credentials: Option<Arc<dyn CredentialProvider>>,
+    remote: Remote,
+    report: Option<&Path>,
+    format: LogFormat,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = SparkOptions {
+        remote,
+        credentials,
+    };
+    match runtime.block_on(pipeline_engine_spark::run(pipeline.plan(), options)) {
+        Ok(outcome) => {
+            if format == LogFormat::Human {
+                eprintln!(
+                    "\npipeline \"{}\" ran on Spark at {} in {:.1}s ({} attempt(s)); loads: {}",
+                    outcome.pipeline,
+                    outcome.remote,
+                    outcome.elapsed_seconds,
+                    outcome.attempts,
+                    outcome.loads.join(", ")
+                );
+                for c in &outcome.steps {
+                    eprintln!(
+                        "  {}: {} valid, {} invalid",
+                        c.step,
+                        c.rows.unwrap_or_default(),
+                        c.invalid.unwrap_or_default()
+                    );
+                }
+            }
+            if let Some(path) = report {
+                let text = serde_json::to_string_pretty(&outcome).unwrap_or_default();
+                if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("error: writing the run report to {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("\nerror: {}", e.message());
+            if let Some(hint) = e.hint() {
+                eprintln!("   = help: {hint}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
