@@ -18,13 +18,15 @@ spark_install() {
     "$v/bin/pip" install -q "pyspark[connect]==$SPARK_VERSION" >"$STATE/logs/spark-install.log" 2>&1 \
       || die "spark: pip failed; see $STATE/logs/spark-install.log"
   fi
-  if [ ! -f "$(spark_jars)/.complete" ]; then
+  # The marker names the pom's hash: a changed pom resolves again.
+  local marker; marker="$(spark_jars)/.complete-$(sha256sum "$DEVD/spark-pom.xml" | cut -c1-12)"
+  if [ ! -f "$marker" ]; then
     say "spark: resolving the connector jars from Maven Central"
-    mkdir -p "$(spark_jars)"
+    rm -rf "$(spark_jars)"; mkdir -p "$(spark_jars)"
     mvn -q -f "$DEVD/spark-pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
       -DoutputDirectory="$(spark_jars)" >>"$STATE/logs/spark-install.log" 2>&1 \
       || die "spark: mvn failed; see $STATE/logs/spark-install.log"
-    touch "$(spark_jars)/.complete"
+    touch "$marker"
   fi
 }
 

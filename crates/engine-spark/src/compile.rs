@@ -50,6 +50,10 @@ pub enum Query {
 pub struct Program {
     pub step: String,
     pub op: Op,
+    /// The pipectl method and its options (column types are aligned with what it gives).
+    pub method: String,
+    pub options: serde_json::Value,
+    pub inputs: Vec<String>,
 }
 
 /// The whole plan, or every refusal.
@@ -61,6 +65,9 @@ pub fn compile(plan: &Plan) -> Result<Vec<Program>, Vec<Refusal>> {
             Ok(op) => programs.push(Program {
                 step: step.name.clone(),
                 op,
+                method: step.method.clone(),
+                options: step.options.clone(),
+                inputs: step.inputs.clone(),
             }),
             Err(r) => refusals.push(r),
         }

@@ -22,6 +22,7 @@
     )
 )]
 
+mod align;
 mod arrow_ipc;
 mod check;
 mod client;

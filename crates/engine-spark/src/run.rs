@@ -151,6 +151,11 @@ impl Runner {
                 ("spark.sql.session.timeZone", "UTC".to_string()),
                 // Column names are case-sensitive in pipectl, as in Polars.
                 ("spark.sql.caseSensitive", "true".to_string()),
+                // Parquet timestamps as pipectl writes them (Spark's default is INT96).
+                (
+                    "spark.sql.parquet.outputTimestampType",
+                    "TIMESTAMP_MICROS".to_string(),
+                ),
             ])
             .await?;
         for program in programs {
@@ -159,7 +164,7 @@ impl Runner {
             let _entered = span.enter();
             match &program.op {
                 Op::Source(source) => self.source(&program.step, source).await?,
-                Op::Query(query) => self.query(&program.step, query).await?,
+                Op::Query(query) => self.query(program, query).await?,
                 Op::Validate(v) => self.validate(&program.step, v).await?,
                 Op::Load(_) => continue,
             }
@@ -185,7 +190,8 @@ impl Runner {
         Ok(loads)
     }
 
-    async fn query(&mut self, step: &str, query: &Query) -> Result<(), StepError> {
+    async fn query(&mut self, program: &Program, query: &Query) -> Result<(), StepError> {
+        let step = program.step.as_str();
         let what = format!("step \"{step}\"");
         let relation = match query {
             Query::Sql { query, drop, main } => {
@@ -222,7 +228,50 @@ impl Runner {
             Query::Union(inputs) => union_by_name(inputs),
             Query::Same(input) => relations::table(input),
         };
+        let relation = self.aligned(program, relation, &what).await?;
         self.view(step, relation, &what).await
+    }
+
+    /// The relation with its columns cast to the types pipectl's Polars engine gives this
+    /// step (see `align`).
+    async fn aligned(
+        &mut self,
+        program: &Program,
+        relation: proto::Relation,
+        what: &str,
+    ) -> Result<proto::Relation, StepError> {
+        if !matches!(program.method.as_str(), "derive" | "aggregate" | "sql") {
+            return Ok(relation);
+        }
+        let mut frames = Vec::new();
+        for input in &program.inputs {
+            let fields = fields(&self.session.schema(relations::table(input), what).await?);
+            frames.push((input.clone(), crate::align::empty_frame(&fields)?));
+        }
+        let mut frames = frames.into_iter();
+        let Some((_, main)) = frames.next() else {
+            return Ok(relation);
+        };
+        let side: pipeline_data::Datasets = frames.collect();
+        let polars =
+            match crate::align::polars_output(&program.method, &program.options, main, &side) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(relation),
+                Err(e) => {
+                    tracing::debug!(error = %e.message(), "no Polars typing for this step");
+                    return Ok(relation);
+                }
+            };
+        let spark = fields(&self.session.schema(relation.clone(), what).await?);
+        let casts = crate::align::casts(&spark, &polars);
+        if casts.is_empty() {
+            return Ok(relation);
+        }
+        tracing::debug!(
+            columns = casts.len(),
+            "types aligned with the Polars engine"
+        );
+        Ok(relations::with_columns(relation, casts))
     }
 
     /// Registers `relation` as the temporary view `name` (Spark analyzes it now: a missing

@@ -287,6 +287,11 @@ pub(crate) fn union_by_name(frames: Vec<DataFrame>) -> Result<DataFrame, StepErr
     }
     let mut out: Option<DataFrame> = None;
     for f in frames {
+        // An input without rows adds only its columns: selecting literal nulls from a frame
+        // without columns would make a row of nulls.
+        if f.height() == 0 {
+            continue;
+        }
         let columns: Vec<Expr> = schema
             .iter()
             .map(|(name, dtype)| {
@@ -305,7 +310,7 @@ pub(crate) fn union_by_name(frames: Vec<DataFrame>) -> Result<DataFrame, StepErr
             }
         }
     }
-    Ok(out.unwrap_or_default())
+    Ok(out.unwrap_or_else(|| DataFrame::empty_with_schema(&schema)))
 }
 
 /// The options' aggregations, each under its output name.

@@ -111,6 +111,21 @@ fn joins_of_every_kind() {
 }
 
 #[test]
+fn union_with_an_empty_input_adds_no_rows() {
+    let a = df!("id" => [1i64, 2], "x" => ["a", "b"]).unwrap();
+    let mut side = side("never_filled", DataFrame::empty());
+    side.insert(
+        "no_rows".into(),
+        df!("id" => Vec::<i64>::new(), "y" => Vec::<f64>::new()).unwrap(),
+    );
+    let out = UserMethods::union(a, &UnionOptions {}, &side).unwrap();
+    assert_eq!(out.height(), 2, "{out}");
+    assert_eq!(out.get_column_names(), ["id", "x", "y"]);
+    let none = UserMethods::union(DataFrame::empty(), &UnionOptions {}, &side).unwrap();
+    assert_eq!((none.height(), none.width()), (0, 2), "{none}");
+}
+
+#[test]
 fn union_by_name_fills_missing_columns() {
     let a = df!("id" => [1i64], "x" => ["a"]).unwrap();
     let b = df!("y" => [2.5f64], "id" => [2i64]).unwrap();

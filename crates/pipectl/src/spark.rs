@@ -26,7 +26,7 @@ pub fn engine(flag: Option<EngineArg>, pipeline: &Pipeline) -> Engine {
 
 /// The endpoint: `--spark-remote`, else `SPARK_REMOTE`, else the pipeline's `spark.remote`.
 pub fn remote(flag: Option<&str>, pipeline: &Pipeline) -> Result<Remote, String> {
-    if let Some(text) = flag {
+    if let Some(text) = flag.filter(|t| !t.trim().is_empty()) {
         return Remote::parse(text).map_err(|e| e.message().to_string());
     }
     if let Ok(text) = std::env::var("SPARK_REMOTE")

@@ -22,6 +22,8 @@ pub enum Service {
     KafkaSecure,
     Vault,
     S3,
+    /// The local Spark Connect server (`scripts/dev-env up spark`).
+    Spark,
 }
 
 impl Service {
@@ -45,6 +47,7 @@ impl Service {
             ],
             Service::Vault => &["VAULT_ADDR", "VAULT_TOKEN"],
             Service::S3 => &["S3_ENDPOINT", "S3_BUCKET", "VAULT_ADDR", "VAULT_TOKEN"],
+            Service::Spark => &["SPARK_REMOTE", "VAULT_ADDR", "VAULT_TOKEN"],
         }
     }
 }
@@ -88,6 +91,9 @@ pub fn service(s: Service) -> Option<Env> {
     for (k, v) in std::env::vars() {
         vars.entry(k).or_insert(v);
     }
+    if s == Service::Spark && missing.is_empty() && !spark_answers(&vars["SPARK_REMOTE"]) {
+        missing.push("a Spark Connect server answering at SPARK_REMOTE (scripts/dev-env up spark)");
+    }
     if missing.is_empty() {
         return Some(Env { vars });
     }
@@ -100,6 +106,23 @@ pub fn service(s: Service) -> Option<Env> {
     }
     skip(&message);
     None
+}
+
+/// Whether something listens at the `sc://host:port` endpoint.
+fn spark_answers(remote: &str) -> bool {
+    let authority = remote
+        .trim_start_matches("sc://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    std::net::TcpStream::connect_timeout(
+        &match authority.parse() {
+            Ok(addr) => addr,
+            Err(_) => return false,
+        },
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok()
 }
 
 /// Prints `SKIPPED: message` straight to the stderr handle: libtest captures `eprintln!`, and a

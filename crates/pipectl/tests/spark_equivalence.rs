@@ -1,0 +1,197 @@
+//! The engine equivalence test: example pipelines run by the binary on the Polars engine and on
+//! the Spark engine (the local Spark Connect server of `scripts/dev-env up spark`), each into its
+//! own sinks; every sink is then read back by `scripts/lib/sink-snapshot.py` (pyarrow on the
+//! Delta log and Parquet files, psql) — neither engine's reader — and the two must hold the same
+//! rows with the same column types. No seeded secret appears in the Spark runs' output.
+
+mod common;
+
+use common::{all_output, pipectl};
+use pipeline_testkit::{Env, Service, service, unique, vault_secret};
+use rstest::rstest;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    pipeline_testkit::repo_root()
+}
+
+/// Where one engine's copy of a sink goes, and how to read it back.
+#[derive(Clone, Copy)]
+enum Sink {
+    /// `/steps/N/options/path` of a Delta load, a local directory.
+    Delta(usize),
+    /// `/steps/N/options/path` of an s3 Parquet load.
+    S3Parquet(usize),
+    /// `/steps/N/options/table` of a postgres load.
+    Postgres(usize),
+}
+
+impl Sink {
+    /// The `--set` override and the snapshot arguments for this engine's copy.
+    fn target(&self, tmp: &Path, engine: &str, id: &str, env: &Env) -> (String, [String; 2]) {
+        match *self {
+            Sink::Delta(i) => {
+                let dir = tmp.join(format!("{engine}_{i}"));
+                (
+                    format!("/steps/{i}/options/path=\"{}\"", dir.display()),
+                    ["delta".into(), dir.display().to_string()],
+                )
+            }
+            Sink::S3Parquet(i) => {
+                let url = format!("s3://{}/{id}/{engine}_{i}/", env.get("S3_BUCKET"));
+                (
+                    format!("/steps/{i}/options/path=\"{url}\""),
+                    ["parquet".into(), url],
+                )
+            }
+            Sink::Postgres(i) => {
+                let table = format!("{id}_{engine}_{i}");
+                (
+                    format!("/steps/{i}/options/table=\"{table}\""),
+                    ["postgres".into(), table],
+                )
+            }
+        }
+    }
+}
+
+/// The sink's canonical snapshot (columns with types, sorted rows).
+fn snapshot(
+    args: &[String; 2],
+    env: &Env,
+    pg: &std::collections::HashMap<String, String>,
+) -> serde_json::Value {
+    let python = pipeline_testkit::python().expect("the dev-env Python");
+    let out = Command::new(python)
+        .arg(repo().join("scripts/lib/sink-snapshot.py"))
+        .args(args)
+        .env("PGHOST", env.get("POSTGRES_HOST"))
+        .env("PGPORT", env.get("POSTGRES_PORT"))
+        .env(
+            "PGDATABASE",
+            pg.get("database").cloned().unwrap_or_default(),
+        )
+        .env("PGUSER", pg.get("username").cloned().unwrap_or_default())
+        .env(
+            "PGPASSWORD",
+            pg.get("password").cloned().unwrap_or_default(),
+        )
+        .output()
+        .expect("the snapshot script runs");
+    assert!(
+        out.status.success(),
+        "snapshot {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON snapshot")
+}
+
+/// Where two snapshots differ, briefly.
+fn difference(polars: &serde_json::Value, spark: &serde_json::Value) -> String {
+    if polars["columns"] != spark["columns"] {
+        return format!(
+            "columns: polars {} / spark {}",
+            polars["columns"], spark["columns"]
+        );
+    }
+    let rows = |v: &serde_json::Value| -> Vec<String> {
+        v["rows"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (a, b) = (rows(polars), rows(spark));
+    let only_polars: Vec<&String> = a.iter().filter(|r| !b.contains(r)).take(3).collect();
+    let only_spark: Vec<&String> = b.iter().filter(|r| !a.contains(r)).take(3).collect();
+    format!(
+        "{} rows on polars, {} on spark; only on polars: {only_polars:?}; only on spark: {only_spark:?}",
+        a.len(),
+        b.len()
+    )
+}
+
+#[rstest]
+#[case::quickstart("configs/quickstart.json", &[Sink::Delta(4)], &["/steps/0/options/rows=200000"])]
+#[case::revenue_by_country_with_quarantine("configs/examples/revenue_by_country.json", &[Sink::Delta(7), Sink::Delta(8)], &[])]
+#[case::every_transform_and_validation("crates/pipectl/tests/spark/coverage.json", &[Sink::Delta(20), Sink::Delta(21)], &[])]
+#[case::user_story_1_postgres_to_s3("configs/examples/postgres_to_s3.json", &[Sink::S3Parquet(3)], &[])]
+#[case::mysql_to_postgres_upsert("configs/examples/mysql_to_postgres.json", &[Sink::Postgres(5)], &[])]
+#[tokio::test(flavor = "multi_thread")]
+async fn both_engines_write_the_same_rows_and_types(
+    #[case] file: &str,
+    #[case] sinks: &[Sink],
+    #[case] sets: &[&str],
+) {
+    let Some(env) = service(Service::Spark) else {
+        return;
+    };
+    if (sinks.iter().any(|s| matches!(s, Sink::S3Parquet(_))) && service(Service::S3).is_none())
+        || (sinks.iter().any(|s| matches!(s, Sink::Postgres(_)))
+            && service(Service::Postgres).is_none())
+    {
+        return;
+    }
+    let pg = vault_secret(&env, "pipectl/postgres").await;
+    let pg_password = pg.get("password").cloned().unwrap_or_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let id = unique("equiv");
+    let pipeline = repo().join(file).display().to_string();
+    let mut snapshots = Vec::new();
+    let mut cleanups = Vec::new();
+    for engine in ["polars", "spark"] {
+        let mut args = vec![
+            "run".to_string(),
+            pipeline.clone(),
+            "--engine".into(),
+            engine.into(),
+            "--no-progress".into(),
+        ];
+        let mut reads = Vec::new();
+        for sink in sinks {
+            let (set, read) = sink.target(tmp.path(), engine, &id, &env);
+            if let Sink::Postgres(_) = sink {
+                cleanups.push(pipeline_testkit::drop_table_on_exit(&env, &read[1]));
+            }
+            args.extend(["--set".into(), set]);
+            reads.push(read);
+        }
+        for set in sets {
+            args.extend(["--set".into(), (*set).to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = pipectl(&args);
+        let text = all_output(&out);
+        assert!(out.status.success(), "{engine} run of {file}:\n{text}");
+        if engine == "spark" {
+            assert!(text.contains("ran on Spark at sc://"), "{text}");
+            for secret in [pg_password.as_str(), env.get("VAULT_TOKEN")] {
+                assert!(
+                    !text.contains(secret),
+                    "the Spark run printed a seeded secret"
+                );
+            }
+        }
+        snapshots.push(
+            reads
+                .iter()
+                .map(|r| snapshot(r, &env, &pg))
+                .collect::<Vec<_>>(),
+        );
+    }
+    for (i, (polars, spark)) in snapshots[0].iter().zip(&snapshots[1]).enumerate() {
+        assert!(
+            polars["count"].as_u64().unwrap_or(0) > 0,
+            "sink {i} of {file} holds rows"
+        );
+        assert!(
+            polars == spark,
+            "sink {i} of {file} differs between the engines: {}",
+            difference(polars, spark)
+        );
+    }
+}
