@@ -140,7 +140,10 @@ fn a_failing_validation_writes_nothing_on_either_engine() {
         // No table: no commit in a transaction log (a staging directory may exist).
         assert!(
             !out_dir.join("_delta_log").exists()
-                || std::fs::read_dir(out_dir.join("_delta_log")).unwrap().next().is_none(),
+                || std::fs::read_dir(out_dir.join("_delta_log"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
             "{engine} committed nothing"
         );
     }
