@@ -55,7 +55,8 @@ spark_start() {
     compgen -G "$home/jars/$artifact-[0-9]*.jar" >/dev/null || jars+=("$j")
   done
   if ! pid_alive spark; then
-    SPARK_HOME="$home" nohup "$home/bin/spark-submit" \
+    # The UI (loopback only) serves the stage metrics scripts/bench-engines reads.
+    SPARK_LOCAL_IP=127.0.0.1 SPARK_HOME="$home" nohup "$home/bin/spark-submit" \
       --class org.apache.spark.sql.connect.service.SparkConnectServer \
       --name "pipectl Spark Connect server" --master 'local[2]' \
       --driver-memory 2g \
@@ -63,7 +64,8 @@ spark_start() {
       --driver-class-path "$(IFS=:; echo "${jars[*]}")" \
       --conf spark.connect.grpc.binding.address=127.0.0.1 \
       --conf "spark.connect.grpc.binding.port=$(spark_port)" \
-      --conf spark.ui.enabled=false \
+      --conf spark.ui.enabled=true --conf "spark.ui.port=${SPARK_UI_PORT:-55040}" \
+      --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 \
       --conf spark.sql.shuffle.partitions=4 \
       --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
       --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \

@@ -44,7 +44,8 @@ pub use delta::{
 };
 pub use generate::{GenerateOptions, GeneratedDataset, generate_frame};
 pub use kafka::{
-    KafkaCompression, KafkaExtractOptions, KafkaLoadOptions, OnDecodeError, StartAt, ValueFormat,
+    KafkaCompression, KafkaExtractOptions, KafkaLoadOptions, KafkaRanges, OnDecodeError,
+    PartitionRange, StartAt, ValueFormat, kafka_ranges,
 };
 pub use mysql::{MysqlExtractOptions, MysqlLoadOptions, MysqlWriteMode};
 pub use postgres::{NumericMode, PgWriteMode, PostgresExtractOptions, PostgresLoadOptions};

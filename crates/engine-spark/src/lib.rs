@@ -29,6 +29,7 @@ mod client;
 mod compile;
 pub mod expr;
 mod join;
+mod kafka;
 mod proto;
 mod relations;
 mod remote;

@@ -116,6 +116,7 @@ async fn attempt_run(
         counts: Vec::new(),
         quarantine_parts: HashMap::new(),
         cached: Vec::new(),
+        offsets: Vec::new(),
     };
     let result = runner.all(programs).await;
     for view in std::mem::take(&mut runner.cached) {
@@ -142,6 +143,8 @@ pub struct Runner {
     pub quarantine_parts: HashMap<String, Vec<String>>,
     /// Views cached for this run (uncached at its end).
     pub cached: Vec<String>,
+    /// Kafka reads whose offsets are stored once every load has committed.
+    pub offsets: Vec<pipeline_connectors::KafkaRanges>,
 }
 
 impl Runner {
@@ -185,6 +188,12 @@ impl Runner {
                     "load committed by spark"
                 );
                 loads.push(program.step.clone());
+            }
+        }
+        for read in &self.offsets {
+            read.commit().await?;
+            if let Some(store) = read.store() {
+                tracing::info!(store = %store, "kafka offsets stored after the loads committed");
             }
         }
         Ok(loads)
@@ -320,6 +329,11 @@ impl Runner {
             }
         }
         Ok(rows)
+    }
+
+    /// The pipeline file's directory (relative paths start there).
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
     }
 
     pub fn setup(&self, connection: &str) -> Result<ConnectionSetup, StepError> {

@@ -42,6 +42,11 @@ pub enum Load {
         table: String,
         mode: LoadMode,
     },
+    Kafka {
+        input: String,
+        connection: String,
+        options: c::KafkaLoadOptions,
+    },
 }
 
 pub fn compile_load(at: &At<'_>, _plan: &Plan) -> Result<Load, Refusal> {
@@ -114,6 +119,23 @@ pub fn compile_load(at: &At<'_>, _plan: &Plan) -> Result<Load, Refusal> {
                 connection: connection.unwrap_or_default(),
                 table,
                 mode,
+            }
+        }
+        "kafka" => {
+            let o: c::KafkaLoadOptions = at.options()?;
+            if matches!(
+                o.format,
+                c::ValueFormat::Avro | c::ValueFormat::AvroConfluent
+            ) {
+                return Err(at.refuse(
+                    "/options/format",
+                    "Avro values are not produced on Spark yet",
+                ));
+            }
+            Load::Kafka {
+                input,
+                connection: connection.unwrap_or_default(),
+                options: o,
             }
         }
         other => {
@@ -212,6 +234,11 @@ impl Runner {
                 }
                 self.session.command(command, &what).await?;
             }
+            Load::Kafka {
+                input,
+                connection,
+                options,
+            } => self.kafka_load(input, connection, options, &what).await?,
             Load::Jdbc {
                 input,
                 system,
@@ -267,6 +294,68 @@ impl Runner {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Produces the input's rows to a topic with Spark's Kafka writer: the value as pipectl
+    /// builds it (the other columns as one JSON object, or `value_column`), the key column's
+    /// text, the header columns' text.
+    async fn kafka_load(
+        &mut self,
+        input: &str,
+        connection: &str,
+        o: &c::KafkaLoadOptions,
+        what: &str,
+    ) -> Result<(), StepError> {
+        let columns: Vec<String> =
+            crate::run::fields(&self.session.schema(relations::table(input), what).await?)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+        let mut items = Vec::new();
+        let value = match o.format {
+            c::ValueFormat::String | c::ValueFormat::Bytes => {
+                let column = o.value_column.as_deref().unwrap_or("value");
+                format!("CAST({} AS BINARY)", ident(column))
+            }
+            _ => {
+                let fields: Vec<String> = columns
+                    .iter()
+                    .filter(|c| {
+                        Some(c.as_str()) != o.key_column.as_deref() && !o.header_columns.contains(c)
+                    })
+                    .map(|c| ident(c))
+                    .collect();
+                format!("to_json(struct({}))", fields.join(", "))
+            }
+        };
+        items.push(format!("{value} AS `value`"));
+        if let Some(key) = &o.key_column {
+            items.push(format!("CAST({} AS STRING) AS `key`", ident(key)));
+        }
+        if !o.header_columns.is_empty() {
+            let headers: Vec<String> = o
+                .header_columns
+                .iter()
+                .map(|h| {
+                    format!(
+                        "named_struct('key', {}, 'value', CAST(CAST({} AS STRING) AS BINARY))",
+                        crate::expr::string_literal(h),
+                        ident(h)
+                    )
+                })
+                .collect();
+            items.push(format!("array({}) AS `headers`", headers.join(", ")));
+        }
+        let mut options = self.kafka_options(connection)?;
+        options.insert("topic".into(), o.topic.clone());
+        options.insert(
+            "kafka.compression.type".into(),
+            format!("{:?}", o.compression).to_lowercase(),
+        );
+        let relation = relations::sql(format!("SELECT {} FROM {}", items.join(", "), ident(input)));
+        let command = relations::write(relation, "kafka", None, SaveMode::Append, options);
+        self.session.command(command, what).await?;
         Ok(())
     }
 

@@ -38,6 +38,7 @@ pub enum Source {
         columns: Option<Vec<String>>,
     },
     Generate(c::GenerateOptions),
+    Kafka(crate::kafka::KafkaRead),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -143,6 +144,7 @@ pub fn compile_source(at: &At<'_>, _plan: &Plan) -> Result<Source, Refusal> {
             }
         }
         "generate" => Source::Generate(at.options()?),
+        "kafka" => Source::Kafka(crate::kafka::compile(at)?),
         other => {
             return Err(at.refuse(
                 "/method",
@@ -240,6 +242,7 @@ impl Runner {
                 }
             }
             Source::Generate(options) => return self.generate(step, options, &what).await,
+            Source::Kafka(read) => return self.kafka(step, read).await,
         };
         self.view(step, relation, &what).await
     }

@@ -2,7 +2,9 @@
 //! the Spark engine (the local Spark Connect server of `scripts/dev-env up spark`), each into its
 //! own sinks; every sink is then read back by `scripts/lib/sink-snapshot.py` (pyarrow on the
 //! Delta log and Parquet files, psql) — neither engine's reader — and the two must hold the same
-//! rows with the same column types. No seeded secret appears in the Spark runs' output.
+//! rows with the same column types. No seeded secret appears in the Spark runs' output. The
+//! user-story-2 case reads the seeded `orders_json` topic from the start on each engine (each
+//! with its own offsets store) and checks that both stores end at the same offsets.
 
 mod common;
 
@@ -121,6 +123,11 @@ fn difference(polars: &serde_json::Value, spark: &serde_json::Value) -> String {
 #[case::every_transform_and_validation("crates/pipectl/tests/spark/coverage.json", &[Sink::Delta(20), Sink::Delta(21)], &[])]
 #[case::user_story_1_postgres_to_s3("configs/examples/postgres_to_s3.json", &[Sink::S3Parquet(3)], &[])]
 #[case::mysql_to_postgres_upsert("configs/examples/mysql_to_postgres.json", &[Sink::Postgres(5)], &[])]
+#[case::user_story_2_kafka_and_mysql(
+    "configs/examples/orders_enriched.json",
+    &[Sink::Delta(8), Sink::Postgres(10), Sink::Delta(11)],
+    &["/steps/2/options/offsets/store=\"{tmp}/{engine}.offsets.json\""]
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn both_engines_write_the_same_rows_and_types(
     #[case] file: &str,
@@ -161,7 +168,10 @@ async fn both_engines_write_the_same_rows_and_types(
             reads.push(read);
         }
         for set in sets {
-            args.extend(["--set".into(), (*set).to_string()]);
+            let set = set
+                .replace("{tmp}", &tmp.path().display().to_string())
+                .replace("{engine}", engine);
+            args.extend(["--set".into(), set]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = pipectl(&args);
@@ -181,6 +191,19 @@ async fn both_engines_write_the_same_rows_and_types(
                 .iter()
                 .map(|r| snapshot(r, &env, &pg))
                 .collect::<Vec<_>>(),
+        );
+    }
+    if sets.iter().any(|s| s.contains("offsets.json")) {
+        let stored = |engine: &str| {
+            std::fs::read_to_string(tmp.path().join(format!("{engine}.offsets.json")))
+                .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap())
+                .unwrap_or_default()
+        };
+        assert!(stored("polars")["topics"].is_object(), "offsets stored");
+        assert_eq!(
+            stored("polars"),
+            stored("spark"),
+            "both engines store the same offsets"
         );
     }
     for (i, (polars, spark)) in snapshots[0].iter().zip(&snapshots[1]).enumerate() {

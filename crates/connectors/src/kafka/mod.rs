@@ -12,12 +12,14 @@ mod extract_options;
 mod load;
 mod murmur;
 mod offsets;
+mod ranges;
 mod registry;
 mod stream;
 mod tls;
 
 pub use extract::{KafkaExtractOptions, OnDecodeError, StartAt, ValueFormat};
 pub use load::{KafkaCompression, KafkaLoadOptions};
+pub use ranges::{KafkaRanges, PartitionRange, kafka_ranges};
 
 use pipeline_base::StepError;
 use pipeline_credentials::{ExposeSecret, KafkaConfig};
