@@ -15,8 +15,7 @@ use async_trait::async_trait;
 use pipeline_base::StepError;
 use pipeline_data::stream::StreamCursor;
 use pipeline_data::{Batch, Metrics, Source, StepSetup};
-use rskafka::chrono::DateTime;
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::record::RecordAndOffset;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -349,14 +348,7 @@ impl ExtractMethods {
                     .partition_client(name.clone(), partition, UnknownTopicHandling::Error)
                     .await
                     .map_err(|e| kafka_error(e, &doing))?;
-                let earliest = pc
-                    .get_offset(OffsetAt::Earliest)
-                    .await
-                    .map_err(|e| kafka_error(e, &doing))?;
-                let end = pc
-                    .get_offset(OffsetAt::Latest)
-                    .await
-                    .map_err(|e| kafka_error(e, &doing))?;
+                let (earliest, end) = super::ranges::bounds(&pc, &doing).await?;
                 let at = format!("topic \"{name}\" partition {partition}");
                 // In a stream: the lowest of the loads' committed offsets and the stored ones
                 // (which at-least-once loads rely on).
@@ -373,45 +365,19 @@ impl ExtractMethods {
                         super::stream::resume_at(c, &setup.step, &at, o, earliest, end)?
                     }
                     (Some(o), None) => {
-                        if o < earliest || o > end {
-                            return Err(StepError::user(format!(
-                                "step \"{}\": the stored offset {o} of {at} is outside what the partition keeps ({earliest} to {end})",
-                                setup.step
-                            ))
-                            .with_hint("records were deleted by retention, or the topic was recreated; remove the partition from the offsets file to start from \"start\""));
-                        }
-                        o
+                        super::ranges::stored_start(o, earliest, end, &setup.step, &at)?
                     }
-                    (None, _) => match &options.start {
-                        StartAt::Earliest => earliest,
-                        StartAt::Latest => end,
-                        StartAt::Timestamp(ts) => {
-                            let t = DateTime::parse_from_rfc3339(ts).map_err(|e| {
-                                StepError::user(format!("start timestamp \"{ts}\": {e}"))
-                            })?;
-                            let o = pc
-                                .get_offset(OffsetAt::Timestamp(t.to_utc()))
-                                .await
-                                .map_err(|e| kafka_error(e, &doing))?;
-                            // No record at or after the time: nothing to read.
-                            if o < 0 { end } else { o.clamp(earliest, end) }
-                        }
-                        StartAt::Offsets(map) => {
-                            let explicit = map
-                                .get(&format!("{name}/{partition}"))
-                                .or_else(|| map.get(&partition.to_string()));
-                            match explicit {
-                                Some(&o) if o < earliest || o > end => {
-                                    return Err(StepError::user(format!(
-                                        "step \"{}\": offset {o} of {at} is outside what the partition keeps ({earliest} to {end})",
-                                        setup.step
-                                    )));
-                                }
-                                Some(&o) => o,
-                                None => earliest,
-                            }
-                        }
-                    },
+                    (None, _) => {
+                        let place = super::ranges::Place {
+                            step: &setup.step,
+                            at: &at,
+                            name,
+                            partition,
+                            earliest,
+                            end,
+                        };
+                        super::ranges::initial_start(&options, &pc, &place, &doing).await?
+                    }
                 };
                 // A load that never committed this partition gets it from where the others are
                 // (until the stream has a start of its own for it).

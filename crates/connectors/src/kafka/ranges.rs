@@ -9,7 +9,7 @@ use super::{client, kafka_error};
 use pipeline_base::StepError;
 use pipeline_data::ConnectionSetup;
 use rskafka::chrono::DateTime;
-use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use std::path::Path;
 
 /// One partition's records to read: offsets `start..end`.
@@ -46,6 +46,85 @@ impl KafkaRanges {
     pub fn store(&self) -> Option<String> {
         self.store.as_ref().map(OffsetStore::describe)
     }
+}
+
+/// A partition's earliest offset and its end (the next offset to be written).
+pub(super) async fn bounds(pc: &PartitionClient, doing: &str) -> Result<(i64, i64), StepError> {
+    let earliest = pc
+        .get_offset(OffsetAt::Earliest)
+        .await
+        .map_err(|e| kafka_error(e, doing))?;
+    let end = pc
+        .get_offset(OffsetAt::Latest)
+        .await
+        .map_err(|e| kafka_error(e, doing))?;
+    Ok((earliest, end))
+}
+
+/// A stored offset, when the partition still keeps it.
+pub(super) fn stored_start(
+    o: i64,
+    earliest: i64,
+    end: i64,
+    step: &str,
+    at: &str,
+) -> Result<i64, StepError> {
+    if o < earliest || o > end {
+        return Err(StepError::user(format!(
+            "step \"{step}\": the stored offset {o} of {at} is outside what the partition keeps ({earliest} to {end})"
+        ))
+        .with_hint("records were deleted by retention, or the topic was recreated; remove the partition from the offsets file to start from \"start\""));
+    }
+    Ok(o)
+}
+
+/// Where a partition is, for messages and the start rules.
+pub(super) struct Place<'a> {
+    pub step: &'a str,
+    pub at: &'a str,
+    pub name: &'a str,
+    pub partition: i32,
+    pub earliest: i64,
+    pub end: i64,
+}
+
+/// Where a partition without a stored offset starts, by the step's `start`.
+pub(super) async fn initial_start(
+    options: &KafkaExtractOptions,
+    pc: &PartitionClient,
+    p: &Place<'_>,
+    doing: &str,
+) -> Result<i64, StepError> {
+    let (earliest, end) = (p.earliest, p.end);
+    Ok(match &options.start {
+        StartAt::Earliest => earliest,
+        StartAt::Latest => end,
+        StartAt::Timestamp(ts) => {
+            let t = DateTime::parse_from_rfc3339(ts)
+                .map_err(|e| StepError::user(format!("start timestamp \"{ts}\": {e}")))?;
+            let o = pc
+                .get_offset(OffsetAt::Timestamp(t.to_utc()))
+                .await
+                .map_err(|e| kafka_error(e, doing))?;
+            // No record at or after the time: nothing to read.
+            if o < 0 { end } else { o.clamp(earliest, end) }
+        }
+        StartAt::Offsets(map) => {
+            let explicit = map
+                .get(&format!("{}/{}", p.name, p.partition))
+                .or_else(|| map.get(&p.partition.to_string()));
+            match explicit {
+                Some(&o) if o < earliest || o > end => {
+                    return Err(StepError::user(format!(
+                        "step \"{}\": offset {o} of {} is outside what the partition keeps ({earliest} to {end})",
+                        p.step, p.at
+                    )));
+                }
+                Some(&o) => o,
+                None => earliest,
+            }
+        }
+    })
 }
 
 /// The ranges of `options`' topics now. `offsets_connection` is the s3 connection of an
@@ -90,51 +169,21 @@ pub async fn kafka_ranges(
                 .partition_client(name.clone(), partition, UnknownTopicHandling::Error)
                 .await
                 .map_err(|e| kafka_error(e, &doing))?;
-            let earliest = pc
-                .get_offset(OffsetAt::Earliest)
-                .await
-                .map_err(|e| kafka_error(e, &doing))?;
-            let end = pc
-                .get_offset(OffsetAt::Latest)
-                .await
-                .map_err(|e| kafka_error(e, &doing))?;
+            let (earliest, end) = bounds(&pc, &doing).await?;
             let at = format!("topic \"{name}\" partition {partition}");
             let start = match stored.get(name).and_then(|m| m.get(&partition)).copied() {
-                Some(o) if o < earliest || o > end => {
-                    return Err(StepError::user(format!(
-                        "step \"{step}\": the stored offset {o} of {at} is outside what the partition keeps ({earliest} to {end})"
-                    ))
-                    .with_hint("records were deleted by retention, or the topic was recreated; remove the partition from the offsets file to start from \"start\""));
+                Some(o) => stored_start(o, earliest, end, step, &at)?,
+                None => {
+                    let place = Place {
+                        step,
+                        at: &at,
+                        name,
+                        partition,
+                        earliest,
+                        end,
+                    };
+                    initial_start(options, &pc, &place, &doing).await?
                 }
-                Some(o) => o,
-                None => match &options.start {
-                    StartAt::Earliest => earliest,
-                    StartAt::Latest => end,
-                    StartAt::Timestamp(ts) => {
-                        let t = DateTime::parse_from_rfc3339(ts).map_err(|e| {
-                            StepError::user(format!("start timestamp \"{ts}\": {e}"))
-                        })?;
-                        let o = pc
-                            .get_offset(OffsetAt::Timestamp(t.to_utc()))
-                            .await
-                            .map_err(|e| kafka_error(e, &doing))?;
-                        if o < 0 { end } else { o.clamp(earliest, end) }
-                    }
-                    StartAt::Offsets(map) => {
-                        match map
-                            .get(&format!("{name}/{partition}"))
-                            .or_else(|| map.get(&partition.to_string()))
-                        {
-                            Some(&o) if o < earliest || o > end => {
-                                return Err(StepError::user(format!(
-                                    "step \"{step}\": offset {o} of {at} is outside what the partition keeps ({earliest} to {end})"
-                                )));
-                            }
-                            Some(&o) => o,
-                            None => earliest,
-                        }
-                    }
-                },
             };
             tracing::info!(step, topic = %name, partition, start, end, lag = end.saturating_sub(start), "reading");
             ranges.push(PartitionRange {
