@@ -25,6 +25,10 @@ pub struct Execution {
     /// `(name, value)` of the observed metrics (`CollectMetrics`), in arrival order.
     pub observed: Vec<(String, Vec<proto::expression::Literal>)>,
     pub elapsed: Duration,
+    /// The other answers (a streaming query's id, a query command's result, ...).
+    pub other: Vec<proto::execute_plan_response::ResponseType>,
+    /// Spark's metrics of the executed plan's nodes (name, metric, value).
+    pub metrics: Vec<(String, String, i64)>,
 }
 
 /// One Spark Connect session.
@@ -128,6 +132,14 @@ impl SparkSession {
             if !response.server_side_session_id.is_empty() {
                 self.server_session = Some(response.server_side_session_id.clone());
             }
+            if let Some(metrics) = &response.metrics {
+                for object in &metrics.metrics {
+                    for (key, value) in &object.execution_metrics {
+                        out.metrics
+                            .push((object.name.clone(), key.clone(), value.value));
+                    }
+                }
+            }
             for observed in response.observed_metrics {
                 out.observed.push((observed.name, observed.values));
             }
@@ -155,7 +167,9 @@ impl SparkSession {
                         "spark progress"
                     );
                 }
-                _ => {}
+                Some(ResponseType::ExecutionProgress(_) | ResponseType::ResultComplete(_))
+                | None => {}
+                Some(other) => out.other.push(other),
             }
         }
         out.elapsed = started.elapsed();

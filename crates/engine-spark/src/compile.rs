@@ -60,8 +60,15 @@ pub struct Program {
 pub fn compile(plan: &Plan) -> Result<Vec<Program>, Vec<Refusal>> {
     let mut programs = Vec::new();
     let mut refusals = Vec::new();
+    let streaming = plan.mode == pipeline_base::Mode::Streaming;
     for step in &plan.steps {
-        match compile_step(step, plan) {
+        let compiled = compile_step(step, plan).and_then(|op| {
+            if streaming {
+                crate::streaming::check_streaming(&At { step }, &op, plan)?;
+            }
+            Ok(op)
+        });
+        match compiled {
             Ok(op) => programs.push(Program {
                 step: step.name.clone(),
                 op,
@@ -71,14 +78,6 @@ pub fn compile(plan: &Plan) -> Result<Vec<Program>, Vec<Refusal>> {
             }),
             Err(r) => refusals.push(r),
         }
-    }
-    if plan.mode == pipeline_base::Mode::Streaming {
-        refusals.push(Refusal {
-            step: String::new(),
-            at: "/mode".to_string(),
-            message: "streaming pipelines do not run on Spark yet; run them with the Polars engine"
-                .to_string(),
-        });
     }
     if refusals.is_empty() {
         Ok(programs)

@@ -104,9 +104,33 @@ impl Runner {
             self.base_dir(),
         )
         .await?;
-        let pending: Vec<_> = ranges.ranges.iter().filter(|r| r.end > r.start).collect();
         let raw = format!("{step}__pipectl_records");
-        if pending.is_empty() {
+        let pending: Vec<_> = ranges.ranges.iter().filter(|r| r.end > r.start).collect();
+        if self.streaming {
+            // A stream starts where a batch run would (its checkpoint keeps the offsets after).
+            let mut assign: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            let mut starting: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
+            for r in &ranges.ranges {
+                assign.entry(&r.topic).or_default().push(r.partition);
+                starting
+                    .entry(&r.topic)
+                    .or_default()
+                    .insert(r.partition.to_string(), r.start);
+            }
+            let mut options = self.kafka_options(&read.connection)?;
+            options.insert("assign".into(), json(&assign));
+            options.insert("startingOffsets".into(), json(&starting));
+            options.insert("failOnDataLoss".into(), "true".into());
+            if let Some(max) = self.max_records {
+                options.insert("maxOffsetsPerTrigger".into(), max.to_string());
+            }
+            self.view(
+                &raw,
+                relations::read("kafka", options, Vec::new(), true),
+                &what,
+            )
+            .await?;
+        } else if pending.is_empty() {
             self.view(
                 &raw,
                 relations::sql("SELECT CAST(NULL AS BINARY) AS value WHERE FALSE"),
@@ -174,7 +198,9 @@ impl Runner {
             }
         };
         self.view(step, relations::sql(query), &what).await?;
-        self.offsets.push(ranges);
+        if !self.streaming {
+            self.offsets.push(ranges);
+        }
         Ok(())
     }
 

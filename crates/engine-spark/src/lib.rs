@@ -37,6 +37,7 @@ mod run;
 mod sinks;
 mod sources;
 mod sql_query;
+mod streaming;
 mod validations;
 
 pub use check::{Refusal, check};

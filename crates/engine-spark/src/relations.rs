@@ -136,3 +136,22 @@ pub fn write(
         ..Default::default()
     })
 }
+
+/// `input.observe(name, count(1))`: Spark counts the rows as they pass and reports the count
+/// with the plan's results.
+pub fn observed(input: proto::Relation, name: &str) -> proto::Relation {
+    relation(RelType::CollectMetrics(Box::new(proto::CollectMetrics {
+        input: Some(Box::new(input)),
+        name: name.to_string(),
+        metrics: vec![proto::Expression {
+            common: None,
+            expr_type: Some(proto::expression::ExprType::Alias(Box::new(
+                proto::expression::Alias {
+                    expr: Some(Box::new(expression("count(1)"))),
+                    name: vec!["rows".to_string()],
+                    metadata: None,
+                },
+            ))),
+        }],
+    })))
+}

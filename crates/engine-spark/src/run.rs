@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 pub struct SparkOptions {
     pub remote: Remote,
     pub credentials: Option<Arc<dyn CredentialProvider>>,
+    /// Streaming pipelines: read what the topics hold now, then stop (`--once`).
+    pub once: bool,
+    /// Cancelling it stops a streaming run's queries cleanly (a signal).
+    pub cancel: pipeline_core::CancelToken,
 }
 
 /// Rows a step produced or a validation judged, as Spark counted them.
@@ -55,7 +59,19 @@ pub async fn run(plan: &Plan, options: SparkOptions) -> Result<SparkReport, Step
         .with_hint("run it with the Polars engine (--engine polars), or change these steps")
     })?;
     let span = tracing::info_span!("run", pipeline = %plan.pipeline, engine = "spark", remote = %options.remote);
-    let _entered = span.enter();
+    use tracing::Instrument;
+    attempts(plan, &programs, &options, started)
+        .instrument(span)
+        .await
+}
+
+/// The attempts of a run, retried while the failure is transient.
+async fn attempts(
+    plan: &Plan,
+    programs: &[Program],
+    options: &SparkOptions,
+    started: Instant,
+) -> Result<SparkReport, StepError> {
     let setups = connection_setups(plan, options.credentials.clone()).await?;
     let max_attempts = plan.retry.max_retries.saturating_add(1);
     let delay =
@@ -64,7 +80,7 @@ pub async fn run(plan: &Plan, options: SparkOptions) -> Result<SparkReport, Step
     loop {
         attempt = attempt.saturating_add(1);
         tracing::info!(attempt, max_attempts, "spark attempt started");
-        match attempt_run(plan, &programs, &options.remote, &setups).await {
+        match attempt_run(plan, programs, options, &setups).await {
             Ok((steps, loads)) => {
                 let elapsed = started.elapsed().as_secs_f64();
                 tracing::info!(
@@ -105,10 +121,10 @@ pub async fn run(plan: &Plan, options: SparkOptions) -> Result<SparkReport, Step
 async fn attempt_run(
     plan: &Plan,
     programs: &[Program],
-    remote: &Remote,
+    options: &SparkOptions,
     setups: &HashMap<String, ConnectionSetup>,
 ) -> Result<(Vec<StepCount>, Vec<String>), StepError> {
-    let session = SparkSession::connect(remote).await?;
+    let session = SparkSession::connect(&options.remote).await?;
     let mut runner = Runner {
         session,
         setups: setups.clone(),
@@ -117,8 +133,18 @@ async fn attempt_run(
         quarantine_parts: HashMap::new(),
         cached: Vec::new(),
         offsets: Vec::new(),
+        streaming: plan.mode == pipeline_base::Mode::Streaming,
+        max_records: plan.streaming.as_ref().map(|s| s.config.max_records),
     };
-    let result = runner.all(programs).await;
+    let result = match runner.views(programs).await {
+        Ok(()) if runner.streaming => {
+            runner
+                .stream(plan, programs, options.once, options.cancel.cancelled())
+                .await
+        }
+        Ok(()) => runner.loads(programs).await,
+        Err(e) => Err(e),
+    };
     for view in std::mem::take(&mut runner.cached) {
         let _ = runner
             .session
@@ -145,10 +171,16 @@ pub struct Runner {
     pub cached: Vec<String>,
     /// Kafka reads whose offsets are stored once every load has committed.
     pub offsets: Vec<pipeline_connectors::KafkaRanges>,
+    /// A streaming run: sources are streams, validations are not counted first.
+    pub streaming: bool,
+    /// Streaming: records per micro-batch at most (`max_records`).
+    pub max_records: Option<u64>,
 }
 
 impl Runner {
-    async fn all(&mut self, programs: &[Program]) -> Result<Vec<String>, StepError> {
+    /// Every step but the loads as a temporary view (validations judged and counted).
+    async fn views(&mut self, programs: &[Program]) -> Result<(), StepError> {
+        use tracing::Instrument;
         self.session
             .set_config(&[
                 ("spark.sql.session.timeZone", "UTC".to_string()),
@@ -164,29 +196,52 @@ impl Runner {
         for program in programs {
             let started = Instant::now();
             let span = tracing::info_span!("step", step = %program.step);
-            let _entered = span.enter();
-            match &program.op {
-                Op::Source(source) => self.source(&program.step, source).await?,
-                Op::Query(query) => self.query(program, query).await?,
-                Op::Validate(v) => self.validate(&program.step, v).await?,
-                Op::Load(_) => continue,
+            let planned = async {
+                match &program.op {
+                    Op::Source(source) => self.source(&program.step, source).await,
+                    Op::Query(query) => self.query(program, query).await,
+                    Op::Validate(v) => self.validate(&program.step, v).await,
+                    Op::Load(_) => Ok(()),
+                }
+            };
+            planned.instrument(span.clone()).await?;
+            if !matches!(program.op, Op::Load(_)) {
+                tracing::info!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "step planned on spark");
             }
-            tracing::info!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "step planned on spark"
-            );
         }
+        Ok(())
+    }
+
+    /// The loads in plan order, then the Kafka offsets they read up to.
+    async fn loads(&mut self, programs: &[Program]) -> Result<Vec<String>, StepError> {
+        use tracing::Instrument;
         let mut loads = Vec::new();
         for program in programs {
             if let Op::Load(load) = &program.op {
                 let started = Instant::now();
                 let span = tracing::info_span!("step", step = %program.step);
-                let _entered = span.enter();
-                self.load(&program.step, load).await?;
-                tracing::info!(
-                    elapsed_s = started.elapsed().as_secs_f64(),
-                    "load committed by spark"
-                );
+                let rows = self
+                    .load(&program.step, load)
+                    .instrument(span.clone())
+                    .await?;
+                let seconds = started.elapsed().as_secs_f64();
+                match rows {
+                    Some(rows) => tracing::info!(
+                        parent: &span,
+                        rows,
+                        elapsed_s = seconds,
+                        rows_per_sec = (rows as f64 / seconds.max(1e-9)) as u64,
+                        "load committed by spark (rows as Spark counted them)"
+                    ),
+                    None => {
+                        tracing::info!(parent: &span, elapsed_s = seconds, "load committed by spark")
+                    }
+                }
+                self.counts.push(StepCount {
+                    step: program.step.clone(),
+                    rows,
+                    invalid: None,
+                });
                 loads.push(program.step.clone());
             }
         }

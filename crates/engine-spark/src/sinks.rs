@@ -149,8 +149,9 @@ pub fn compile_load(at: &At<'_>, _plan: &Plan) -> Result<Load, Refusal> {
 
 impl Runner {
     /// Runs one load; returns the rows written when Spark reports them.
-    pub async fn load(&mut self, step: &str, load: &Load) -> Result<(), StepError> {
+    pub async fn load(&mut self, step: &str, load: &Load) -> Result<Option<u64>, StepError> {
         let what = format!("step \"{step}\"");
+        let mut rows = None;
         match load {
             Load::Delta {
                 input,
@@ -179,7 +180,7 @@ impl Runner {
                         {
                             w.partitioning_columns = partition_by.clone();
                         }
-                        self.session.command(command, &what).await?;
+                        rows = self.write_observed(command, step, &what).await?;
                     }
                     LoadMode::Upsert(key) => {
                         let exists = self.delta_exists(&location, &what).await?;
@@ -205,7 +206,7 @@ impl Runner {
                                 SaveMode::Overwrite,
                                 options,
                             );
-                            self.session.command(command, &what).await?;
+                            rows = self.write_observed(command, step, &what).await?;
                         }
                     }
                 }
@@ -232,13 +233,17 @@ impl Runner {
                 if let crate::proto::command::CommandType::WriteOperation(w) = &mut command {
                     w.partitioning_columns = partition_by.clone();
                 }
-                self.session.command(command, &what).await?;
+                rows = self.write_observed(command, step, &what).await?;
             }
             Load::Kafka {
                 input,
                 connection,
                 options,
-            } => self.kafka_load(input, connection, options, &what).await?,
+            } => {
+                rows = self
+                    .kafka_load(step, input, connection, options, &what)
+                    .await?
+            }
             Load::Jdbc {
                 input,
                 system,
@@ -259,7 +264,7 @@ impl Runner {
                         };
                         let command =
                             relations::write(relations::table(input), "jdbc", None, save, options);
-                        self.session.command(command, &what).await?;
+                        rows = self.write_observed(command, step, &what).await?;
                     }
                     LoadMode::Upsert(key) => {
                         let stage = format!(
@@ -278,7 +283,7 @@ impl Runner {
                             SaveMode::Overwrite,
                             options,
                         );
-                        self.session.command(command, &what).await?;
+                        rows = self.write_observed(command, step, &what).await?;
                         let columns = crate::run::fields(
                             &self.session.schema(relations::table(input), &what).await?,
                         )
@@ -294,7 +299,7 @@ impl Runner {
                 }
             }
         }
-        Ok(())
+        Ok(rows)
     }
 
     /// Produces the input's rows to a topic with Spark's Kafka writer: the value as pipectl
@@ -302,11 +307,12 @@ impl Runner {
     /// text, the header columns' text.
     async fn kafka_load(
         &mut self,
+        step: &str,
         input: &str,
         connection: &str,
         o: &c::KafkaLoadOptions,
         what: &str,
-    ) -> Result<(), StepError> {
+    ) -> Result<Option<u64>, StepError> {
         let columns: Vec<String> =
             crate::run::fields(&self.session.schema(relations::table(input), what).await?)
                 .into_iter()
@@ -355,8 +361,35 @@ impl Runner {
         );
         let relation = relations::sql(format!("SELECT {} FROM {}", items.join(", "), ident(input)));
         let command = relations::write(relation, "kafka", None, SaveMode::Append, options);
-        self.session.command(command, what).await?;
-        Ok(())
+        self.write_observed(command, step, what).await
+    }
+
+    /// Runs a write with Spark counting the rows it writes (an observation on its input);
+    /// returns that count.
+    async fn write_observed(
+        &mut self,
+        mut command: crate::proto::command::CommandType,
+        step: &str,
+        what: &str,
+    ) -> Result<Option<u64>, StepError> {
+        if let crate::proto::command::CommandType::WriteOperation(w) = &mut command
+            && let Some(input) = w.input.take()
+        {
+            w.input = Some(relations::observed(input, step));
+        }
+        let done = self.session.command(command, what).await?;
+        Ok(done
+            .observed
+            .iter()
+            .find(|(name, _)| name == step)
+            .and_then(
+                |(_, values)| match values.first().and_then(|v| v.literal_type.as_ref()) {
+                    Some(crate::proto::expression::literal::LiteralType::Long(n)) => {
+                        u64::try_from(*n).ok()
+                    }
+                    _ => None,
+                },
+            ))
     }
 
     /// Whether a Delta table is at `location` yet.

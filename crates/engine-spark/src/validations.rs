@@ -245,8 +245,9 @@ impl Validation {
                 other,
                 other_column,
             } => {
+                // A left join with the distinct keys (what a stream can do with a static side).
                 format!(
-                    "SELECT *, CASE WHEN {c} IN (SELECT {oc} FROM {o}) THEN CAST(NULL AS STRING) ELSE {reason} END AS {r} FROM {from}",
+                    "SELECT `__pipectl_in`.*, CASE WHEN `__pipectl_ref`.`__pipectl_key` IS NOT NULL THEN CAST(NULL AS STRING) ELSE {reason} END AS {r} FROM {from} AS `__pipectl_in` LEFT JOIN (SELECT DISTINCT {oc} AS `__pipectl_key` FROM {o}) AS `__pipectl_ref` ON `__pipectl_in`.{c} = `__pipectl_ref`.`__pipectl_key`",
                     c = ident(column),
                     oc = ident(other_column),
                     o = ident(other),
@@ -271,6 +272,10 @@ impl crate::run::Runner {
         };
         let judged = format!("{step}__pipectl_judged");
         self.view(&judged, relations::sql(query), &what).await?;
+        if self.streaming {
+            // A stream is judged row by row in each micro-batch: nothing to count first.
+            return self.route(step, v, &judged, &what).await;
+        }
         self.session
             .command(
                 relations::sql_command(format!("CACHE LAZY TABLE {}", ident(&judged))),
@@ -321,22 +326,30 @@ impl crate::run::Runner {
             ))
             .with_hint("fix the data, or raise max_invalid_fraction"));
         }
+        if v.on_failure == OnFailure::Warn && failed > 0 {
+            let samples = self.samples(&judged, &what).await?;
+            tracing::warn!(rule = %v.rule, failed, sample = %samples.join("; "), "validation found invalid rows");
+        }
+        self.route(step, v, &judged, &what).await
+    }
+
+    /// The step's view (the valid rows, or every row with `warn`) and its share of the
+    /// quarantine dataset.
+    async fn route(
+        &mut self,
+        step: &str,
+        v: &Validation,
+        judged: &str,
+        what: &str,
+    ) -> Result<(), StepError> {
+        use crate::relations;
+        let r = ident(REASON_COLUMN);
         let passing = match v.on_failure {
-            OnFailure::Warn => {
-                if failed > 0 {
-                    let samples = self.samples(&judged, &what).await?;
-                    tracing::warn!(rule = %v.rule, failed, sample = %samples.join("; "), "validation found invalid rows");
-                }
-                format!("SELECT * FROM {}", ident(&judged))
-            }
-            _ => format!("SELECT * FROM {} WHERE {r} IS NULL", ident(&judged)),
+            OnFailure::Warn => format!("SELECT * FROM {}", ident(judged)),
+            _ => format!("SELECT * FROM {} WHERE {r} IS NULL", ident(judged)),
         };
-        self.view(
-            step,
-            crate::run::drop_reason(relations::sql(passing)),
-            &what,
-        )
-        .await?;
+        self.view(step, crate::run::drop_reason(relations::sql(passing)), what)
+            .await?;
         if v.on_failure == OnFailure::Quarantine
             && let Some(dataset) = &v.quarantine
         {
@@ -345,15 +358,15 @@ impl crate::run::Runner {
                 &part,
                 relations::sql(format!(
                     "SELECT * FROM {} WHERE {r} IS NOT NULL",
-                    ident(&judged)
+                    ident(judged)
                 )),
-                &what,
+                what,
             )
             .await?;
             let parts = self.quarantine_parts.entry(dataset.clone()).or_default();
             parts.push(part);
             let parts = parts.clone();
-            self.view(dataset, crate::run::union_by_name(&parts), &what)
+            self.view(dataset, crate::run::union_by_name(&parts), what)
                 .await?;
         }
         Ok(())

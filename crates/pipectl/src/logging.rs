@@ -38,7 +38,7 @@ impl<'a> MakeWriter<'a> for StderrAboveBar {
 pub fn init(format: LogFormat, level: &str, bar: Option<ProgressBar>) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
-        _ => EnvFilter::try_new(format!("warn,deltalake_core=error,pipeline_core={level},pipeline_data={level},pipeline_connectors={level},pipeline_methods={level},pipeline_credentials={level},pipectl={level}"))
+        _ => EnvFilter::try_new(format!("warn,deltalake_core=error,pipeline_core={level},pipeline_data={level},pipeline_connectors={level},pipeline_methods={level},pipeline_credentials={level},pipeline_engine_spark={level},pipectl={level}"))
             .map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?,
     };
     let writer = StderrAboveBar(bar);

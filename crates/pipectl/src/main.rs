@@ -444,6 +444,7 @@ fn main() -> ExitCode {
                         &pipeline,
                         provider,
                         remote,
+                        once,
                         report.as_deref(),
                         cli.log_format,
                     ),

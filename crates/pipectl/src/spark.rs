@@ -2,7 +2,7 @@
 //! and validation on Spark (`pipeline-engine-spark`).
 
 use crate::LogFormat;
-use pipeline_core::{CredentialProvider, Engine, Pipeline};
+use pipeline_core::{CancelToken, CredentialProvider, Engine, Pipeline};
 use pipeline_engine_spark::{Remote, SparkOptions};
 use std::path::Path;
 use std::process::ExitCode;
@@ -75,6 +75,7 @@ pub fn run(
     pipeline: &Pipeline,
     credentials: Option<Arc<dyn CredentialProvider>>,
     remote: Remote,
+    once: bool,
     report: Option<&Path>,
     format: LogFormat,
 ) -> ExitCode {
@@ -88,9 +89,13 @@ pub fn run(
             return ExitCode::from(1);
         }
     };
+    let cancel = CancelToken::new();
+    runtime.spawn(stop_on_signals(cancel.clone()));
     let options = SparkOptions {
         remote,
         credentials,
+        once,
+        cancel,
     };
     match runtime.block_on(pipeline_engine_spark::run(pipeline.plan(), options)) {
         Ok(outcome) => {
@@ -104,12 +109,13 @@ pub fn run(
                     outcome.loads.join(", ")
                 );
                 for c in &outcome.steps {
-                    eprintln!(
-                        "  {}: {} valid, {} invalid",
-                        c.step,
-                        c.rows.unwrap_or_default(),
-                        c.invalid.unwrap_or_default()
-                    );
+                    match (c.rows, c.invalid) {
+                        (Some(rows), Some(invalid)) => {
+                            eprintln!("  {}: {rows} valid, {invalid} invalid", c.step);
+                        }
+                        (Some(rows), None) => eprintln!("  {}: {rows} rows written", c.step),
+                        _ => eprintln!("  {}: written", c.step),
+                    }
                 }
             }
             if let Some(path) = report {
@@ -129,4 +135,20 @@ pub fn run(
             ExitCode::from(1)
         }
     }
+}
+
+/// SIGINT or SIGTERM stops a streaming run's queries cleanly.
+async fn stop_on_signals(cancel: CancelToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let reason = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    cancel.cancel(reason);
 }

@@ -4,7 +4,9 @@
 //! Delta log and Parquet files, psql) — neither engine's reader — and the two must hold the same
 //! rows with the same column types. No seeded secret appears in the Spark runs' output. The
 //! user-story-2 case reads the seeded `orders_json` topic from the start on each engine (each
-//! with its own offsets store) and checks that both stores end at the same offsets.
+//! with its own offsets store) and checks that both stores end at the same offsets; the
+//! streaming case (user story 3, `--once`) runs as micro-batches on Polars and as Structured
+//! Streaming queries on Spark, each sink exactly once.
 
 mod common;
 
@@ -118,21 +120,29 @@ fn difference(polars: &serde_json::Value, spark: &serde_json::Value) -> String {
 }
 
 #[rstest]
-#[case::quickstart("configs/quickstart.json", &[Sink::Delta(4)], &["/steps/0/options/rows=200000"])]
-#[case::revenue_by_country_with_quarantine("configs/examples/revenue_by_country.json", &[Sink::Delta(7), Sink::Delta(8)], &[])]
-#[case::every_transform_and_validation("crates/pipectl/tests/spark/coverage.json", &[Sink::Delta(20), Sink::Delta(21)], &[])]
-#[case::user_story_1_postgres_to_s3("configs/examples/postgres_to_s3.json", &[Sink::S3Parquet(3)], &[])]
-#[case::mysql_to_postgres_upsert("configs/examples/mysql_to_postgres.json", &[Sink::Postgres(5)], &[])]
+#[case::quickstart("configs/quickstart.json", &[Sink::Delta(4)], &["/steps/0/options/rows=200000"], &[])]
+#[case::revenue_by_country_with_quarantine("configs/examples/revenue_by_country.json", &[Sink::Delta(7), Sink::Delta(8)], &[], &[])]
+#[case::every_transform_and_validation("crates/pipectl/tests/spark/coverage.json", &[Sink::Delta(20), Sink::Delta(21)], &[], &[])]
+#[case::user_story_1_postgres_to_s3("configs/examples/postgres_to_s3.json", &[Sink::S3Parquet(3)], &[], &[])]
+#[case::mysql_to_postgres_upsert("configs/examples/mysql_to_postgres.json", &[Sink::Postgres(5)], &[], &[])]
 #[case::user_story_2_kafka_and_mysql(
     "configs/examples/orders_enriched.json",
     &[Sink::Delta(8), Sink::Postgres(10), Sink::Delta(11)],
-    &["/steps/2/options/offsets/store=\"{tmp}/{engine}.offsets.json\""]
+    &["/steps/2/options/offsets/store=\"{tmp}/{engine}.offsets.json\""],
+    &[]
+)]
+#[case::user_story_3_streaming_once(
+    "configs/examples/orders_stream.json",
+    &[Sink::Delta(4), Sink::Delta(5)],
+    &[],
+    &["--once"]
 )]
 #[tokio::test(flavor = "multi_thread")]
 async fn both_engines_write_the_same_rows_and_types(
     #[case] file: &str,
     #[case] sinks: &[Sink],
     #[case] sets: &[&str],
+    #[case] flags: &[&str],
 ) {
     let Some(env) = service(Service::Spark) else {
         return;
@@ -167,6 +177,7 @@ async fn both_engines_write_the_same_rows_and_types(
             args.extend(["--set".into(), set]);
             reads.push(read);
         }
+        args.extend(flags.iter().map(|f| f.to_string()));
         for set in sets {
             let set = set
                 .replace("{tmp}", &tmp.path().display().to_string())
