@@ -271,7 +271,8 @@ impl SparkSession {
             session_id: self.session_id.clone(),
             user_context: self.user_context(),
             client_type: Some(CLIENT_TYPE.to_string()),
-            allow_reconnect: false,
+            // A session id the user fixed may be used again by the next attempt or run.
+            allow_reconnect: self.remote.session_id.is_some(),
         };
         if let Ok(request) = self.request(message)
             && let Err(status) = self.client.release_session(request).await
@@ -308,7 +309,12 @@ pub fn status_error(status: &tonic::Status, remote: &Remote, what: &str) -> Step
     use tonic::Code;
     let message = first_line(status.message());
     match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted => {
+        // Spark answers RESOURCE_EXHAUSTED to a message over its inbound limit: not transient.
+        Code::ResourceExhausted => StepError::external(format!(
+            "Spark Connect at {remote} refused a message for {what} as too large: {message}"
+        ))
+        .with_hint("raise spark.connect.grpc.maxInboundMessageSize on the server"),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => {
             StepError::transient(format!("Spark Connect at {remote} is unavailable ({what}): {message}"))
                 .with_hint("start the server (scripts/dev-env up spark for a local one) or pass the right --spark-remote")
         }

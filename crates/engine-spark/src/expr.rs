@@ -243,7 +243,15 @@ impl Printer<'_> {
                 field: CeilFloorKind::DateTimeField(sqlparser::ast::DateTimeField::NoDateTime),
             } => format!("floor({})", self.expr(expr)?),
             Expr::Extract { field, expr, .. } => {
-                format!("EXTRACT({field} FROM {})", self.expr(expr)?)
+                // Fields both engines number alike (DOW, SECOND, EPOCH... differ).
+                let name = field.to_string().to_uppercase();
+                if !matches!(
+                    name.as_str(),
+                    "YEAR" | "QUARTER" | "MONTH" | "DAY" | "HOUR" | "MINUTE"
+                ) {
+                    return Err(self.refuse(format_args!("EXTRACT({name} ...)")));
+                }
+                format!("EXTRACT({name} FROM {})", self.expr(expr)?)
             }
             Expr::Substring {
                 expr,

@@ -106,7 +106,8 @@ impl Runner {
         .await?;
         let raw = format!("{step}__pipectl_records");
         let pending: Vec<_> = ranges.ranges.iter().filter(|r| r.end > r.start).collect();
-        if self.streaming {
+        let as_stream = self.streaming && self.stream_source.as_deref() == Some(step);
+        if as_stream {
             // A stream starts where a batch run would (its checkpoint keeps the offsets after).
             let mut assign: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
             let mut starting: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
@@ -198,7 +199,7 @@ impl Runner {
             }
         };
         self.view(step, relations::sql(query), &what).await?;
-        if !self.streaming {
+        if !as_stream {
             self.offsets.push(ranges);
         }
         Ok(())

@@ -50,8 +50,12 @@ impl Remote {
             .trim()
             .strip_prefix("sc://")
             .ok_or_else(|| bad("does not start with sc://"))?;
-        let (authority, params) = match rest.split_once('/') {
-            Some((a, p)) => (a, p),
+        // Parameters start at the first `/` or `;` (never part of the host or port).
+        let (authority, params) = match rest.find(['/', ';']) {
+            Some(at) => (
+                rest.get(..at).unwrap_or_default(),
+                rest.get(at..).unwrap_or_default().trim_start_matches('/'),
+            ),
             None => (rest, ""),
         };
         let (host, port) = match authority.rsplit_once(':') {
@@ -90,6 +94,9 @@ impl Remote {
                 _ => {}
             }
         }
+        if remote.token.is_some() && !remote.tls {
+            return Err(bad("sends a token without TLS (use_ssl=false)"));
+        }
         Ok(remote)
     }
 
@@ -100,9 +107,14 @@ impl Remote {
     }
 }
 
-/// The endpoint as it may be shown: everything after `/;` (where a token would be) left out.
+/// The endpoint as it may be shown: everything from the first `/` or `;` after the scheme
+/// (where a token would be) left out.
 fn shown(text: &str) -> &str {
-    text.split("/;").next().unwrap_or_default()
+    let start = text.find("://").map(|i| i.saturating_add(3)).unwrap_or(0);
+    match text.get(start..).and_then(|rest| rest.find(['/', ';'])) {
+        Some(at) => text.get(..start.saturating_add(at)).unwrap_or_default(),
+        None => text,
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +150,7 @@ mod tests {
     #[case("http://localhost:15002", "does not start with sc://")]
     #[case("sc://:15002", "has no host")]
     #[case("sc://host:port", "not a number")]
+    #[case("sc://h:1/;token=x;use_ssl=false", "without TLS")]
     fn refuses_bad_endpoints(#[case] text: &str, #[case] problem: &str) {
         let error = Remote::parse(text).expect_err("invalid");
         assert!(error.message().contains(problem), "{}", error.message());
@@ -157,7 +170,18 @@ mod tests {
         for text in [remote.to_string(), format!("{remote:?}"), remote.uri()] {
             assert!(!text.contains("s3cr3t"), "{text}");
         }
-        let error = Remote::parse("sc://h:x/;token=s3cr3t-value").expect_err("bad port");
-        assert!(!error.full_message().contains("s3cr3t"));
+        for text in [
+            "sc://h:x/;token=s3cr3t-value",
+            "sc://h:1;token=s3cr3t-value;use_ssl=false",
+        ] {
+            let error = Remote::parse(text).expect_err("refused");
+            assert!(
+                !error.full_message().contains("s3cr3t"),
+                "{}",
+                error.full_message()
+            );
+        }
+        let remote = Remote::parse("sc://h;token=s3cr3t-value").expect("valid");
+        assert_eq!((remote.host.as_str(), remote.port), ("h", DEFAULT_PORT));
     }
 }

@@ -135,6 +135,8 @@ async fn attempt_run(
         offsets: Vec::new(),
         streaming: plan.mode == pipeline_base::Mode::Streaming,
         max_records: plan.streaming.as_ref().map(|s| s.config.max_records),
+        stream_source: plan.streaming.as_ref().map(|s| s.source.clone()),
+        committed: Vec::new(),
     };
     let result = match runner.views(programs).await {
         Ok(()) if runner.streaming => {
@@ -155,8 +157,25 @@ async fn attempt_run(
             .await;
     }
     let counts = std::mem::take(&mut runner.counts);
+    let committed = std::mem::take(&mut runner.committed);
     runner.session.close().await;
-    result.map(|loads| (counts, loads))
+    result.map(|loads| (counts, loads)).map_err(|e| {
+        if committed.is_empty() || !e.retryable() {
+            return e;
+        }
+        // A retry would write the committed loads again: the run stops here, saying which.
+        let hint = e.hint().map(str::to_string);
+        let error = StepError::external(format!(
+            "{} (after {} committed on Spark; not retried, which would write {} again)",
+            e.message(),
+            committed.join(", "),
+            if committed.len() == 1 { "it" } else { "them" }
+        ));
+        match hint {
+            Some(h) => error.with_hint(h),
+            None => error,
+        }
+    })
 }
 
 /// The state of one attempt: the session, the connections, what was counted.
@@ -175,6 +194,10 @@ pub struct Runner {
     pub streaming: bool,
     /// Streaming: records per micro-batch at most (`max_records`).
     pub max_records: Option<u64>,
+    /// Streaming: the extract read as a stream (others are static side inputs).
+    pub stream_source: Option<String>,
+    /// Loads Spark committed in this attempt.
+    pub committed: Vec<String>,
 }
 
 impl Runner {
@@ -186,6 +209,13 @@ impl Runner {
                 ("spark.sql.session.timeZone", "UTC".to_string()),
                 // Column names are case-sensitive in pipectl, as in Polars.
                 ("spark.sql.caseSensitive", "true".to_string()),
+                // A strict cast fails on a bad value, as in Polars; string literals read
+                // backslash escapes (how expressions are printed).
+                ("spark.sql.ansi.enabled", "true".to_string()),
+                (
+                    "spark.sql.parser.escapedStringLiterals",
+                    "false".to_string(),
+                ),
                 // Parquet timestamps as pipectl writes them (Spark's default is INT96).
                 (
                     "spark.sql.parquet.outputTimestampType",
@@ -243,6 +273,7 @@ impl Runner {
                     invalid: None,
                 });
                 loads.push(program.step.clone());
+                self.committed.push(program.step.clone());
             }
         }
         for read in &self.offsets {
@@ -257,6 +288,25 @@ impl Runner {
     async fn query(&mut self, program: &Program, query: &Query) -> Result<(), StepError> {
         let step = program.step.as_str();
         let what = format!("step \"{step}\"");
+        // Spark ignores a missing column in drop and withColumnsRenamed; pipectl refuses it.
+        let named: Vec<String> = match (program.method.as_str(), query) {
+            ("drop", Query::Sql { drop, .. }) => drop.clone(),
+            (_, Query::Rename { pairs, .. }) => {
+                pairs.iter().map(|(from, _)| from.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
+        if let (false, Some(input)) = (named.is_empty(), program.inputs.first()) {
+            let have: Vec<String> =
+                fields(&self.session.schema(relations::table(input), &what).await?)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+            if let Some(missing) = named.iter().find(|n| !have.contains(n)) {
+                return Err(StepError::user(format!("{what}: no column \"{missing}\""))
+                    .with_hint(format!("available columns: {}", have.join(", "))));
+            }
+        }
         let relation = match query {
             Query::Sql { query, drop, main } => {
                 if let Some(main) = main {
@@ -265,8 +315,11 @@ impl Runner {
                 }
                 drop_columns(relations::sql(query.clone()), drop)
             }
+            // One after the other, as pipectl's derive: a column may use the ones before it.
             Query::WithColumns { input, columns } => {
-                relations::with_columns(relations::table(input), columns.clone())
+                columns.iter().fold(relations::table(input), |acc, column| {
+                    relations::with_columns(acc, vec![column.clone()])
+                })
             }
             Query::Rename { input, pairs } => rename(relations::table(input), pairs),
             Query::Join(spec) => {
@@ -479,16 +532,18 @@ impl Runner {
                 options.insert(format!("fs.s3a.{k}"), v);
             }
         };
+        let keys = access.is_some() && secret.is_some();
         put("access.key", access);
         put("secret.key", secret);
         put("endpoint.region", region);
+        // With keys, exactly those; without, the cluster's own (instance role, environment).
         if let Some(t) = token {
             put("session.token", Some(t));
             put(
                 "aws.credentials.provider",
                 Some("org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider".into()),
             );
-        } else {
+        } else if keys {
             put(
                 "aws.credentials.provider",
                 Some("org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider".into()),

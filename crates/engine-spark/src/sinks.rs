@@ -254,7 +254,7 @@ impl Runner {
                 let mut options = self.jdbc_options(*system, connection)?;
                 match mode {
                     LoadMode::Append | LoadMode::Overwrite => {
-                        options.insert("dbtable".into(), table.clone());
+                        options.insert("dbtable".into(), system.quote(table));
                         // Overwrite keeps the table (its keys, grants, indexes): truncate, not drop.
                         options.insert("truncate".into(), "true".into());
                         let save = if matches!(mode, LoadMode::Append) {
@@ -275,7 +275,7 @@ impl Runner {
                             Some((schema, _)) => format!("{schema}.{stage}"),
                             None => stage,
                         };
-                        options.insert("dbtable".into(), stage.clone());
+                        options.insert("dbtable".into(), system.quote(&stage));
                         let command = relations::write(
                             relations::table(input),
                             "jdbc",
@@ -332,7 +332,11 @@ impl Runner {
                     })
                     .map(|c| ident(c))
                     .collect();
-                format!("to_json(struct({}))", fields.join(", "))
+                // Null fields kept as `"x":null`, as pipectl writes them.
+                format!(
+                    "to_json(struct({}), map('ignoreNullFields', 'false'))",
+                    fields.join(", ")
+                )
             }
         };
         items.push(format!("{value} AS `value`"));
@@ -442,10 +446,11 @@ fn upsert_statements(
                     k = keys.join(", ")
                 ),
                 format!(
-                    "INSERT INTO {} ({cols}) SELECT {cols} FROM {} ON CONFLICT ({}) {action}",
+                    // One row per key (a key twice in one statement is an error in PostgreSQL).
+                    "INSERT INTO {} ({cols}) SELECT DISTINCT ON ({k}) {cols} FROM {} ON CONFLICT ({k}) {action}",
                     q(table),
                     q(stage),
-                    keys.join(", "),
+                    k = keys.join(", "),
                     cols = list.join(", ")
                 ),
                 format!("DROP TABLE {}", q(stage)),

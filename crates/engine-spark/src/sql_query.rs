@@ -5,8 +5,8 @@
 
 use crate::expr::{Context, Refusal, to_spark};
 use sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, VisitMut,
-    VisitorMut,
+    Expr, Ident, ObjectName, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    VisitMut, VisitorMut,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -49,6 +49,16 @@ impl VisitorMut for Fixer {
             for item in &mut select.projection {
                 if let SelectItem::ExprWithAlias { alias, .. } = item {
                     backticked(alias);
+                }
+            }
+        }
+        // Polars sorts nulls last ascending and first descending; Spark the other way round.
+        if let Some(order_by) = &mut query.order_by
+            && let OrderByKind::Expressions(exprs) = &mut order_by.kind
+        {
+            for e in exprs {
+                if e.options.nulls_first.is_none() {
+                    e.options.nulls_first = Some(e.options.asc == Some(false));
                 }
             }
         }
@@ -96,7 +106,7 @@ mod tests {
         .expect("translated");
         assert_eq!(
             q,
-            "SELECT `country`, (bround(sum(`amount`) * 1.0E2D, 0) / 1.0E2D) AS `revenue` FROM `self` JOIN `customers` c ON (`self`.`customer_id` = `c`.`customer_id`) WHERE (`status` = 'paid') GROUP BY `country` ORDER BY `country`"
+            "SELECT `country`, (bround(sum(`amount`) * 1.0E2D, 0) / 1.0E2D) AS `revenue` FROM `self` JOIN `customers` c ON (`self`.`customer_id` = `c`.`customer_id`) WHERE (`status` = 'paid') GROUP BY `country` ORDER BY `country` NULLS LAST"
         );
     }
 

@@ -50,8 +50,11 @@ pub fn check_streaming(at: &At<'_>, op: &Op, plan: &Plan) -> Result<(), Refusal>
             }
             Ok(())
         }
-        Op::Load(Load::Delta { mode, .. }) if !matches!(mode, LoadMode::Upsert(_)) => Ok(()),
-        Op::Load(_) => Err(at.refuse("/method", "a streaming pipeline on Spark loads Delta tables (append or overwrite), which Spark commits exactly once with its checkpoint")),
+        Op::Load(Load::Delta {
+            mode: LoadMode::Append,
+            ..
+        }) => Ok(()),
+        Op::Load(_) => Err(at.refuse("/method", "a streaming pipeline on Spark appends to Delta tables, which Spark commits exactly once with its checkpoint")),
     }
 }
 
@@ -145,17 +148,19 @@ impl Runner {
         }
         if available_now {
             for (step, id) in &queries {
-                self.query_command(
-                    id,
-                    Command::AwaitTermination(
-                        proto::streaming_query_command::AwaitTerminationCommand {
-                            timeout_ms: None,
-                        },
-                    ),
-                    step,
-                )
-                .await?;
-                self.raise_query_exception(id, step).await?;
+                let wait =
+                    proto::streaming_query_command::AwaitTerminationCommand { timeout_ms: None };
+                let outcome = match self
+                    .query_command(id, Command::AwaitTermination(wait), step)
+                    .await
+                {
+                    Ok(_) => self.raise_query_exception(id, step).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
+                    self.stop_all(&queries).await;
+                    return Err(e);
+                }
             }
             return Ok(queries.into_iter().map(|(s, _)| s).collect());
         }
@@ -171,11 +176,15 @@ impl Runner {
                 if let Some(Result_::Status(s)) = status.and_then(|r| r.result_type)
                     && !s.is_active
                 {
-                    self.raise_query_exception(id, step).await?;
-                    return Err(StepError::external(format!(
-                        "the streaming query of step \"{step}\" stopped: {}",
-                        s.status_message
-                    )));
+                    let failure = match self.raise_query_exception(id, step).await {
+                        Err(e) => e,
+                        Ok(()) => StepError::external(format!(
+                            "the streaming query of step \"{step}\" stopped: {}",
+                            s.status_message
+                        )),
+                    };
+                    self.stop_all(&queries).await;
+                    return Err(failure);
                 }
                 if let Some(Result_::RecentProgress(p)) = self
                     .query_command(id, Command::LastProgress(true), step)
@@ -187,11 +196,20 @@ impl Runner {
                 }
             }
         }
-        for (step, id) in &queries {
-            self.query_command(id, Command::Stop(true), step).await?;
-            tracing::info!(step = %step, "streaming query stopped");
-        }
+        self.stop_all(&queries).await;
         Ok(queries.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// Stops every query (each commits nothing more after its current micro-batch).
+    async fn stop_all(&mut self, queries: &[(String, proto::StreamingQueryInstanceId)]) {
+        for (step, id) in queries {
+            match self.query_command(id, Command::Stop(true), step).await {
+                Ok(_) => tracing::info!(step = %step, "streaming query stopped"),
+                Err(e) => {
+                    tracing::warn!(step = %step, error = %e.message(), "stopping a streaming query")
+                }
+            }
+        }
     }
 
     /// Runs a streaming query command; returns its result.

@@ -97,15 +97,15 @@ pub fn compile_validation(at: &At<'_>) -> Result<Validation, Refusal> {
         "pattern" => {
             let o: m::PatternOptions = at.options()?;
             let rule = format!("pattern({}, /{}/)", o.column, o.regex);
-            if o.regex.contains("(?") || o.regex.contains("\\p") || o.regex.contains("\\P") {
-                return Err(at.refuse("/options/regex", format!("the regex /{}/ uses flags or Unicode classes, which Java's regex engine reads differently from Rust's", o.regex)));
-            }
+            let regex = java_regex(&o.regex).map_err(|why| {
+                at.refuse("/options/regex", format!("the regex /{}/ {why}, which Java's regex engine reads differently from Rust's", o.regex))
+            })?;
             (
                 rule,
                 RuleKind::Row(format!(
                     "CAST({} AS STRING) RLIKE {}",
                     ident(&o.column),
-                    string_literal(&o.regex)
+                    string_literal(&regex)
                 )),
             )
         }
@@ -203,6 +203,53 @@ pub fn compile_validation(at: &At<'_>) -> Result<Validation, Refusal> {
         quarantine: at.step.quarantine.clone(),
         max_invalid_fraction: at.step.max_invalid_fraction,
     })
+}
+
+/// A Rust regex as the Java regex that matches the same strings, or why there is none:
+/// Rust's `$` is the end of the text where Java's also matches before a final newline (so a
+/// final `$` becomes `\z`); Rust's `\d`, `\w`, `\s`, `\b` are Unicode-aware and Java's ASCII.
+fn java_regex(regex: &str) -> Result<String, &'static str> {
+    let mut out = String::with_capacity(regex.len());
+    let mut chars = regex.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    return Err("ends with a lone backslash");
+                };
+                if matches!(
+                    next,
+                    'd' | 'D' | 'w' | 'W' | 's' | 'S' | 'b' | 'B' | 'p' | 'P'
+                ) {
+                    return Err(
+                        "uses a character class (\\d, \\w, \\s, \\b, \\p) that is Unicode-aware in Rust",
+                    );
+                }
+                out.push(c);
+                out.push(next);
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            '(' if !in_class && chars.peek() == Some(&'?') => {
+                return Err("uses a group with flags or a look-around");
+            }
+            '$' if !in_class => {
+                if chars.peek().is_some() {
+                    return Err("uses $ before its end");
+                }
+                out.push_str("\\z");
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
 
 /// `90s`, `30m`, `24h`, `7d` in seconds.
@@ -477,7 +524,8 @@ impl crate::run::Runner {
                     .and_then(|r| r.first().cloned().flatten())
                     .and_then(|t| t.parse::<i64>().ok())
                 {
-                    None => problems.push("no value".to_string()),
+                    // An empty input has no newest value to judge (as on Polars).
+                    None => {}
                     Some(age) if age > max_age_seconds.saturating_mul(1_000_000) => {
                         problems.push(format!("newest value is {}s old", age / 1_000_000));
                     }
@@ -503,4 +551,22 @@ impl crate::run::Runner {
 fn same_type(have: &str, want: &str) -> bool {
     let want = want.to_lowercase().replace(' ', "");
     have.replace(' ', "") == want
+}
+
+#[cfg(test)]
+mod tests {
+    use super::java_regex;
+
+    #[test]
+    fn regexes_translate_or_are_refused() {
+        assert_eq!(
+            java_regex(r"^[^@ ]+@[^@ ]+\.[a-z]+$"),
+            Ok(r"^[^@ ]+@[^@ ]+\.[a-z]+\z".to_string())
+        );
+        assert_eq!(java_regex(r"^(pai|ref)$"), Ok(r"^(pai|ref)\z".to_string()));
+        assert_eq!(java_regex(r"[$]x"), Ok(r"[$]x".to_string()));
+        for refused in [r"\d+", r"a$b", r"(?i)a", r"\w", "a\\"] {
+            assert!(java_regex(refused).is_err(), "{refused}");
+        }
+    }
 }

@@ -35,7 +35,7 @@ pub fn remote(flag: Option<&str>, pipeline: &Pipeline) -> Result<Remote, String>
         return Remote::parse(&text).map_err(|e| format!("SPARK_REMOTE: {}", e.message()));
     }
     match pipeline.config().spark.as_ref().and_then(|s| s.remote.as_deref()) {
-        Some(text) if text.contains("token=") => Err(
+        Some(text) if Remote::parse(text).is_ok_and(|r| r.token.is_some()) => Err(
             "/spark/remote holds a token: a secret never goes in a pipeline file; pass it in SPARK_REMOTE or --spark-remote"
                 .to_string(),
         ),
@@ -95,9 +95,27 @@ pub fn run(
         remote,
         credentials,
         once,
-        cancel,
+        cancel: cancel.clone(),
     };
-    match runtime.block_on(pipeline_engine_spark::run(pipeline.plan(), options)) {
+    let streaming = pipeline.plan().streaming.is_some();
+    let outcome = runtime.block_on(async {
+        if streaming {
+            // A stream stops its queries cleanly on the signal itself.
+            return Some(pipeline_engine_spark::run(pipeline.plan(), options).await);
+        }
+        tokio::select! {
+            r = pipeline_engine_spark::run(pipeline.plan(), options) => Some(r),
+            () = cancel.cancelled() => None,
+        }
+    });
+    let Some(outcome) = outcome else {
+        let signal = cancel.reason().unwrap_or_default();
+        eprintln!(
+            "\ninterrupted by {signal}: the operation running on Spark is abandoned; loads Spark committed before stay (each is one atomic commit)"
+        );
+        return ExitCode::from(if signal == "SIGTERM" { 143 } else { 130 });
+    };
+    match outcome {
         Ok(outcome) => {
             if format == LogFormat::Human {
                 eprintln!(
