@@ -231,7 +231,12 @@ impl Runner {
                     Op::Source(source) => self.source(&program.step, source).await,
                     Op::Query(query) => self.query(program, query).await,
                     Op::Validate(v) => self.validate(&program.step, v).await,
-                    Op::Load(_) => Ok(()),
+                    // A load passes its input on (a later step may read it by the load's name).
+                    Op::Load(load) => {
+                        let what = format!("step \"{}\"", program.step);
+                        self.view(&program.step, relations::table(load.input()), &what)
+                            .await
+                    }
                 }
             };
             planned.instrument(span.clone()).await?;

@@ -49,6 +49,18 @@ pub enum Load {
     },
 }
 
+impl Load {
+    /// The view the load writes.
+    pub fn input(&self) -> &str {
+        match self {
+            Load::Delta { input, .. }
+            | Load::Files { input, .. }
+            | Load::Jdbc { input, .. }
+            | Load::Kafka { input, .. } => input,
+        }
+    }
+}
+
 pub fn compile_load(at: &At<'_>, _plan: &Plan) -> Result<Load, Refusal> {
     let input = at.input(0)?;
     let connection = at.step.connection.clone();

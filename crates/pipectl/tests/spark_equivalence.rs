@@ -66,6 +66,16 @@ fn snapshot(
     env: &Env,
     pg: &std::collections::HashMap<String, String>,
 ) -> serde_json::Value {
+    snapshot_with(args, env, pg, &std::collections::HashMap::new())
+}
+
+/// Same, with the MySQL settings (`host`, `port`, `database`, `username`, `password`).
+fn snapshot_with(
+    args: &[String; 2],
+    env: &Env,
+    pg: &std::collections::HashMap<String, String>,
+    my: &std::collections::HashMap<String, String>,
+) -> serde_json::Value {
     let python = pipeline_testkit::python().expect("the dev-env Python");
     let out = Command::new(python)
         .arg(repo().join("scripts/lib/sink-snapshot.py"))
@@ -80,6 +90,20 @@ fn snapshot(
         .env(
             "PGPASSWORD",
             pg.get("password").cloned().unwrap_or_default(),
+        )
+        .env("MYSQL_HOST", my.get("host").cloned().unwrap_or_default())
+        .env("MYSQL_PORT", my.get("port").cloned().unwrap_or_default())
+        .env(
+            "MYSQL_DATABASE",
+            my.get("database").cloned().unwrap_or_default(),
+        )
+        .env(
+            "MYSQL_USER",
+            my.get("username").cloned().unwrap_or_default(),
+        )
+        .env(
+            "MYSQL_PASSWORD",
+            my.get("password").cloned().unwrap_or_default(),
         )
         .output()
         .expect("the snapshot script runs");
@@ -225,6 +249,81 @@ async fn both_engines_write_the_same_rows_and_types(
         assert!(
             polars == spark,
             "sink {i} of {file} differs between the engines: {}",
+            difference(polars, spark)
+        );
+    }
+}
+
+/// Delta time travel in (`version`), freshness and a filtering range with
+/// `max_invalid_fraction`, then a Delta upsert (MERGE on Spark) and a MySQL upsert (a staging
+/// table merged over pipectl's own connection), each run twice per engine — the second from
+/// the source's next version, so rows are both updated and inserted.
+#[tokio::test(flavor = "multi_thread")]
+async fn delta_time_travel_and_upserts_match() {
+    let (Some(env), Some(_)) = (service(Service::Spark), service(Service::Mysql)) else {
+        return;
+    };
+    let pg = vault_secret(&env, "pipectl/postgres").await;
+    let my = vault_secret(&env, "pipectl/mysql").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    for rows in [1000, 3000] {
+        let out = pipectl(&[
+            "run",
+            &repo().join("configs/quickstart.json").display().to_string(),
+            "--no-progress",
+            "--set",
+            &format!("/steps/0/options/rows={rows}"),
+            "--set",
+            &format!("/steps/4/options/path=\"{}\"", source.display()),
+        ]);
+        assert!(out.status.success(), "{}", all_output(&out));
+    }
+    let pipeline = repo()
+        .join("crates/pipectl/tests/spark/lake.json")
+        .display()
+        .to_string();
+    let id = unique("lake");
+    let mut snapshots = Vec::new();
+    let mut cleanups = Vec::new();
+    for engine in ["polars", "spark"] {
+        let table = tmp.path().join(format!("{engine}_table"));
+        let mysql_table = format!("{id}_{engine}");
+        cleanups.push(pipeline_testkit::drop_mysql_table_on_exit(
+            &env,
+            &mysql_table,
+        ));
+        for version in [0, 1] {
+            let sets = [
+                format!("/steps/0/options/path=\"{}\"", source.display()),
+                format!("/steps/0/options/version={version}"),
+                format!("/steps/4/options/path=\"{}\"", table.display()),
+                format!("/steps/5/options/table=\"{mysql_table}\""),
+            ];
+            let mut args = vec!["run", &pipeline, "--engine", engine, "--no-progress"];
+            for set in &sets {
+                args.extend(["--set", set.as_str()]);
+            }
+            let out = pipectl(&args);
+            assert!(
+                out.status.success(),
+                "{engine} run (version {version}):\n{}",
+                all_output(&out)
+            );
+        }
+        snapshots.push([
+            snapshot(&["delta".into(), table.display().to_string()], &env, &pg),
+            snapshot_with(&["mysql".into(), mysql_table.clone()], &env, &pg, &my),
+        ]);
+    }
+    for (i, (polars, spark)) in snapshots[0].iter().zip(&snapshots[1]).enumerate() {
+        assert!(
+            polars["count"].as_u64().unwrap_or(0) > 0,
+            "sink {i} holds rows"
+        );
+        assert!(
+            polars == spark,
+            "sink {i} differs between the engines: {}",
             difference(polars, spark)
         );
     }
