@@ -5,6 +5,10 @@
     sink-snapshot.py parquet PATH_OR_S3_URL      (every .parquet file under it)
     sink-snapshot.py postgres TABLE              (psql, PG* variables)
     sink-snapshot.py mysql TABLE                 (mysql client, MYSQL_* variables)
+    sink-snapshot.py text PATH_OR_S3_URL         (CSV / JSON lines files: the lines as written)
+    sink-snapshot.py avro PATH_OR_S3_URL         (fastavro)
+    sink-snapshot.py kafka TOPIC                 (every record as key<TAB>value, kafka-python)
+    sink-snapshot.py create-topic TOPIC
 
 Prints {"columns": [[name, type], ...], "count": N, "rows": [sorted canonical rows]}. Delta
 tables are read from their transaction log (JSON commits and Parquet checkpoints) with
@@ -142,6 +146,62 @@ def parquet(location):
     return {"columns": columns or [], "count": len(rows), "rows": sorted(rows)}
 
 
+def text(location):
+    """CSV or JSON lines files: their lines as written (CSV header lines once, as columns)."""
+    fs, root = filesystem(location)
+    selector = pafs.FileSelector(root, recursive=True)
+    paths = sorted(i.path for i in fs.get_file_info(selector)
+                   if i.type == pafs.FileType.File and "/_" not in i.path[len(root):] and "/." not in i.path[len(root):])
+    lines, header = [], None
+    for p in paths:
+        with fs.open_input_stream(p) as f:
+            content = f.read().decode().splitlines()
+        if p.endswith(".csv") and content:
+            header = header or content[0]
+            content = content[1:]
+        lines.extend(l for l in content if l)
+    return {"columns": [[c, "text"] for c in (header or "").split(",") if c], "count": len(lines), "rows": sorted(lines)}
+
+
+def avro(location):
+    import fastavro
+    fs, root = filesystem(location)
+    selector = pafs.FileSelector(root, recursive=True)
+    paths = sorted(i.path for i in fs.get_file_info(selector) if i.path.endswith(".avro"))
+    rows, columns = [], None
+    def simple(t):
+        if isinstance(t, list):
+            t = [x for x in t if x != "null"][0]
+        if isinstance(t, dict):
+            return t.get("logicalType") or t.get("type")
+        return t
+    for p in paths:
+        with fs.open_input_stream(p) as f:
+            reader = fastavro.reader(f)
+            if columns is None:
+                columns = [[fld["name"], simple(fld["type"])] for fld in reader.writer_schema["fields"]]
+            for record in reader:
+                rows.append(json.dumps([canonical(record[c[0]]) for c in columns], sort_keys=True))
+    return {"columns": columns or [], "count": len(rows), "rows": sorted(rows)}
+
+
+def kafka(topic):
+    """Every record of a topic as `key<TAB>value` text."""
+    from kafka import KafkaConsumer
+    consumer = KafkaConsumer(topic, bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000, enable_auto_commit=False)
+    rows = sorted(f"{(m.key or b'').decode()}\t{(m.value or b'').decode()}" for m in consumer)
+    consumer.close()
+    return {"columns": [["key", "text"], ["value", "text"]], "count": len(rows), "rows": rows}
+
+
+def create_topic(topic):
+    from kafka.admin import KafkaAdminClient, NewTopic
+    admin = KafkaAdminClient(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    return {"created": topic}
+
+
 def postgres(table):
     def psql(sql):
         return subprocess.run(["psql", "-XAtq", "-c", sql], check=True, capture_output=True, text=True).stdout
@@ -170,4 +230,6 @@ def mysql(table):
 
 if __name__ == "__main__":
     kind, where = sys.argv[1], sys.argv[2]
-    print(json.dumps({"delta": delta, "parquet": parquet, "postgres": postgres, "mysql": mysql}[kind](where)))
+    kinds = {"delta": delta, "parquet": parquet, "text": text, "avro": avro, "kafka": kafka,
+             "create-topic": create_topic, "postgres": postgres, "mysql": mysql}
+    print(json.dumps(kinds[kind](where)))

@@ -34,6 +34,8 @@ pub enum Load {
         format: &'static str,
         mode: SaveMode,
         partition_by: Vec<String>,
+        /// Spark's codec name, as pipectl compresses the format.
+        compression: &'static str,
     },
     Jdbc {
         input: String,
@@ -105,6 +107,13 @@ pub fn compile_load(at: &At<'_>, _plan: &Plan) -> Result<Load, Refusal> {
                     c::ObjectWriteMode::Overwrite => SaveMode::Overwrite,
                 },
                 partition_by: o.partition_by,
+                compression: match (format, o.compression) {
+                    // pipectl writes Avro containers uncompressed.
+                    ("avro", _) => "uncompressed",
+                    (_, c::ParquetCompression::Zstd) => "zstd",
+                    (_, c::ParquetCompression::Snappy) => "snappy",
+                    (_, c::ParquetCompression::Uncompressed) => "uncompressed",
+                },
             }
         }
         "postgres" | "mysql" => {
@@ -230,18 +239,22 @@ impl Runner {
                 format,
                 mode,
                 partition_by,
+                compression,
             } => {
                 let mut options = self.storage_options(connection.as_deref(), path)?;
+                if matches!(*format, "parquet" | "avro") {
+                    options.insert("compression".into(), (*compression).into());
+                }
                 if *format == "csv" {
                     options.insert("header".into(), "true".into());
                 }
-                let mut command = relations::write(
-                    relations::table(input),
-                    format,
-                    Some(self.location(path)),
-                    *mode,
-                    options,
-                );
+                let data = if matches!(*format, "csv" | "json") {
+                    self.text_timestamps(input, &what, false).await?
+                } else {
+                    relations::table(input)
+                };
+                let mut command =
+                    relations::write(data, format, Some(self.location(path)), *mode, options);
                 if let crate::proto::command::CommandType::WriteOperation(w) = &mut command {
                     w.partitioning_columns = partition_by.clone();
                 }
@@ -375,9 +388,58 @@ impl Runner {
             "kafka.compression.type".into(),
             format!("{:?}", o.compression).to_lowercase(),
         );
-        let relation = relations::sql(format!("SELECT {} FROM {}", items.join(", "), ident(input)));
+        let texts = format!("{input}__pipectl_text");
+        let formatted = self.text_timestamps(input, what, true).await?;
+        self.view(&texts, formatted, what).await?;
+        let relation = relations::sql(format!(
+            "SELECT {} FROM {}",
+            items.join(", "),
+            ident(&texts)
+        ));
         let command = relations::write(relation, "kafka", None, SaveMode::Append, options);
         self.write_observed(command, step, what).await
+    }
+
+    /// The input with its timestamps as the text pipectl writes: in CSV and JSON lines files,
+    /// fractional seconds with 3 or 6 digits, or none, as needed (chrono's `%.f`), and `Z` for
+    /// UTC; in Kafka JSON always six digits and `Z`.
+    async fn text_timestamps(
+        &mut self,
+        input: &str,
+        what: &str,
+        kafka: bool,
+    ) -> Result<crate::proto::Relation, StepError> {
+        let columns =
+            crate::run::fields(&self.session.schema(relations::table(input), what).await?);
+        let formatted: Vec<(String, String)> = columns
+            .iter()
+            .filter(|(_, t)| t == "timestamp" || t == "timestamp_ntz")
+            .map(|(name, t)| {
+                let c = ident(name);
+                let zone = if t == "timestamp" { "XXX" } else { "" };
+                let micros = if t == "timestamp" {
+                    format!("unix_micros({c})")
+                } else {
+                    format!("unix_micros(CAST({c} AS TIMESTAMP))")
+                };
+                let pattern = |fraction: &str| format!("'yyyy-MM-dd\\'T\\'HH:mm:ss{fraction}{zone}'");
+                if kafka {
+                    // Kafka JSON: always six digits and `Z` (naive timestamps taken as UTC).
+                    return (
+                        name.clone(),
+                        format!("date_format({c}, 'yyyy-MM-dd\\'T\\'HH:mm:ss.SSSSSS\\'Z\\'')"),
+                    );
+                }
+                let expr = format!(
+                    "CASE WHEN {micros} % 1000000 = 0 THEN date_format({c}, {}) WHEN {micros} % 1000 = 0 THEN date_format({c}, {}) ELSE date_format({c}, {}) END",
+                    pattern(""),
+                    pattern(".SSS"),
+                    pattern(".SSSSSS")
+                );
+                (name.clone(), expr)
+            })
+            .collect();
+        Ok(relations::with_columns(relations::table(input), formatted))
     }
 
     /// Runs a write with Spark counting the rows it writes (an observation on its input);

@@ -328,3 +328,59 @@ async fn delta_time_travel_and_upserts_match() {
         );
     }
 }
+
+/// CSV, JSON lines and Avro files and a Kafka topic: the files' lines and the records'
+/// key and value text must be the same on both engines (Avro: values and types).
+#[tokio::test(flavor = "multi_thread")]
+async fn files_and_kafka_records_match() {
+    let (Some(env), Some(_)) = (service(Service::Spark), service(Service::Kafka)) else {
+        return;
+    };
+    let pg = vault_secret(&env, "pipectl/postgres").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = repo()
+        .join("crates/pipectl/tests/spark/files.json")
+        .display()
+        .to_string();
+    let id = unique("files");
+    let mut snapshots = Vec::new();
+    for engine in ["polars", "spark"] {
+        let topic = format!("{id}_{engine}");
+        snapshot(&["create-topic".into(), topic.clone()], &env, &pg);
+        let dir = |kind: &str| {
+            tmp.path()
+                .join(format!("{engine}_{kind}"))
+                .display()
+                .to_string()
+        };
+        let sets = [
+            format!("/steps/2/options/path=\"{}/\"", dir("csv")),
+            format!("/steps/3/options/path=\"{}/\"", dir("json")),
+            format!("/steps/4/options/path=\"{}/\"", dir("avro")),
+            format!("/steps/5/options/topic=\"{topic}\""),
+        ];
+        let mut args = vec!["run", &pipeline, "--engine", engine, "--no-progress"];
+        for set in &sets {
+            args.extend(["--set", set.as_str()]);
+        }
+        let out = pipectl(&args);
+        assert!(out.status.success(), "{engine} run:\n{}", all_output(&out));
+        snapshots.push([
+            snapshot(&["text".into(), dir("csv")], &env, &pg),
+            snapshot(&["text".into(), dir("json")], &env, &pg),
+            snapshot(&["avro".into(), dir("avro")], &env, &pg),
+            snapshot(&["kafka".into(), topic], &env, &pg),
+        ]);
+    }
+    for (i, (polars, spark)) in snapshots[0].iter().zip(&snapshots[1]).enumerate() {
+        assert!(
+            polars["count"].as_u64().unwrap_or(0) > 0,
+            "sink {i} holds rows"
+        );
+        assert!(
+            polars == spark,
+            "sink {i} differs between the engines: {}",
+            difference(polars, spark)
+        );
+    }
+}
