@@ -34,6 +34,7 @@ mod proto;
 mod relations;
 mod remote;
 mod run;
+mod setup;
 mod sinks;
 mod sources;
 mod sql_query;

@@ -155,3 +155,64 @@ pub fn observed(input: proto::Relation, name: &str) -> proto::Relation {
         }],
     })))
 }
+
+/// The input without these columns (`drop`).
+pub fn drop_columns(input: proto::Relation, names: &[String]) -> proto::Relation {
+    if names.is_empty() {
+        return input;
+    }
+    proto::Relation {
+        common: None,
+        rel_type: Some(proto::relation::RelType::Drop(Box::new(proto::Drop {
+            input: Some(Box::new(input)),
+            columns: Vec::new(),
+            column_names: names.to_vec(),
+        }))),
+    }
+}
+
+pub fn drop_reason(input: proto::Relation) -> proto::Relation {
+    drop_columns(input, &[crate::validations::REASON_COLUMN.to_string()])
+}
+
+/// Columns renamed in place (`withColumnsRenamed`).
+pub fn rename(input: proto::Relation, pairs: &[(String, String)]) -> proto::Relation {
+    proto::Relation {
+        common: None,
+        rel_type: Some(proto::relation::RelType::WithColumnsRenamed(Box::new(
+            proto::WithColumnsRenamed {
+                input: Some(Box::new(input)),
+                renames: pairs
+                    .iter()
+                    .map(|(from, to)| proto::with_columns_renamed::Rename {
+                        col_name: from.clone(),
+                        new_col_name: to.clone(),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        ))),
+    }
+}
+
+/// The inputs stacked by column name, missing columns null (`unionByName(allowMissingColumns)`).
+pub fn union_by_name(inputs: &[String]) -> proto::Relation {
+    let mut iter = inputs.iter();
+    let first = iter
+        .next()
+        .map(|n| table(n))
+        .unwrap_or_else(|| sql("SELECT 1 WHERE FALSE"));
+    iter.fold(first, |acc, name| proto::Relation {
+        common: None,
+        rel_type: Some(proto::relation::RelType::SetOp(Box::new(
+            proto::SetOperation {
+                left_input: Some(Box::new(acc)),
+                right_input: Some(Box::new(table(name))),
+                set_op_type: proto::set_operation::SetOpType::Union.into(),
+                is_all: Some(true),
+                by_name: Some(true),
+                allow_missing_columns: Some(true),
+            },
+        ))),
+    })
+}

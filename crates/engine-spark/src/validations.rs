@@ -395,8 +395,12 @@ impl crate::run::Runner {
             OnFailure::Warn => format!("SELECT * FROM {}", ident(judged)),
             _ => format!("SELECT * FROM {} WHERE {r} IS NULL", ident(judged)),
         };
-        self.view(step, crate::run::drop_reason(relations::sql(passing)), what)
-            .await?;
+        self.view(
+            step,
+            crate::relations::drop_reason(relations::sql(passing)),
+            what,
+        )
+        .await?;
         if v.on_failure == OnFailure::Quarantine
             && let Some(dataset) = &v.quarantine
         {
@@ -413,7 +417,7 @@ impl crate::run::Runner {
             let parts = self.quarantine_parts.entry(dataset.clone()).or_default();
             parts.push(part);
             let parts = parts.clone();
-            self.view(dataset, crate::run::union_by_name(&parts), what)
+            self.view(dataset, crate::relations::union_by_name(&parts), what)
                 .await?;
         }
         Ok(())

@@ -115,6 +115,21 @@ fn snapshot_with(
     serde_json::from_slice(&out.stdout).expect("a JSON snapshot")
 }
 
+/// Every sink holds rows, and the same on both engines.
+fn assert_same(what: &str, polars: &[serde_json::Value], spark: &[serde_json::Value]) {
+    for (i, (p, s)) in polars.iter().zip(spark).enumerate() {
+        assert!(
+            p["count"].as_u64().unwrap_or(0) > 0,
+            "sink {i} of {what} holds rows"
+        );
+        assert!(
+            p == s,
+            "sink {i} of {what} differs between the engines: {}",
+            difference(p, s)
+        );
+    }
+}
+
 /// Where two snapshots differ, briefly.
 fn difference(polars: &serde_json::Value, spark: &serde_json::Value) -> String {
     if polars["columns"] != spark["columns"] {
@@ -241,17 +256,7 @@ async fn both_engines_write_the_same_rows_and_types(
             "both engines store the same offsets"
         );
     }
-    for (i, (polars, spark)) in snapshots[0].iter().zip(&snapshots[1]).enumerate() {
-        assert!(
-            polars["count"].as_u64().unwrap_or(0) > 0,
-            "sink {i} of {file} holds rows"
-        );
-        assert!(
-            polars == spark,
-            "sink {i} of {file} differs between the engines: {}",
-            difference(polars, spark)
-        );
-    }
+    assert_same(file, &snapshots[0], &snapshots[1]);
 }
 
 /// Delta time travel in (`version`), freshness and a filtering range with
@@ -316,17 +321,7 @@ async fn delta_time_travel_and_upserts_match() {
             snapshot_with(&["mysql".into(), mysql_table.clone()], &env, &pg, &my),
         ]);
     }
-    for (i, (polars, spark)) in snapshots[0].iter().zip(&snapshots[1]).enumerate() {
-        assert!(
-            polars["count"].as_u64().unwrap_or(0) > 0,
-            "sink {i} holds rows"
-        );
-        assert!(
-            polars == spark,
-            "sink {i} differs between the engines: {}",
-            difference(polars, spark)
-        );
-    }
+    assert_same(&pipeline, &snapshots[0], &snapshots[1]);
 }
 
 /// CSV, JSON lines and Avro files and a Kafka topic: the files' lines and the records'
@@ -372,15 +367,5 @@ async fn files_and_kafka_records_match() {
             snapshot(&["kafka".into(), topic], &env, &pg),
         ]);
     }
-    for (i, (polars, spark)) in snapshots[0].iter().zip(&snapshots[1]).enumerate() {
-        assert!(
-            polars["count"].as_u64().unwrap_or(0) > 0,
-            "sink {i} holds rows"
-        );
-        assert!(
-            polars == spark,
-            "sink {i} differs between the engines: {}",
-            difference(polars, spark)
-        );
-    }
+    assert_same(&pipeline, &snapshots[0], &snapshots[1]);
 }
