@@ -164,6 +164,18 @@ fn difference(polars: &serde_json::Value, spark: &serde_json::Value) -> String {
 #[case::every_transform_and_validation("crates/pipectl/tests/spark/coverage.json", &[Sink::Delta(20), Sink::Delta(21)], &[], &[])]
 #[case::user_story_1_postgres_to_s3("configs/examples/postgres_to_s3.json", &[Sink::S3Parquet(3)], &[], &[])]
 #[case::mysql_to_postgres_upsert("configs/examples/mysql_to_postgres.json", &[Sink::Postgres(5)], &[], &[])]
+#[case::parallel_jdbc_ranges(
+    "configs/examples/mysql_to_postgres.json",
+    &[Sink::Postgres(5)],
+    &["/steps/0/options/partition={\"column\": \"customer_id\", \"partitions\": 3}"],
+    &[]
+)]
+#[case::parallel_postgres_ranges(
+    "configs/examples/postgres_to_s3.json",
+    &[Sink::S3Parquet(3)],
+    &["/steps/0/options/partition={\"column\": \"order_id\", \"partitions\": 4}"],
+    &[]
+)]
 #[case::user_story_2_kafka_and_mysql(
     "configs/examples/orders_enriched.json",
     &[Sink::Delta(8), Sink::Postgres(10), Sink::Delta(11)],
